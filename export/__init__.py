@@ -1,0 +1,1 @@
+"""hashsdk.export: checkpoint to ONNX and TensorRT (needs the ``export`` extra)."""

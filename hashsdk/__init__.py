@@ -1,0 +1,36 @@
+"""hashsdk: deep image hashing, from training to search.
+
+The inference side, importable with only numpy installed (torch and onnx are never imported
+here): binary codes, the exact ``HammingIndex`` and retrieval metrics. Training lives in
+``hashsdk.train`` and export in ``hashsdk.export``, installed with the ``train`` and ``export``
+extras.
+"""
+
+from hashsdk.codes import binarize, code_size, pack_bits, unpack_bits
+from hashsdk.errors import HashsdkError
+from hashsdk.index import HammingIndex
+from hashsdk.metrics import (
+    RetrievalMetrics,
+    evaluate,
+    mean_average_precision,
+    precision_at_k,
+    precision_at_radius,
+    precision_recall_curve,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HammingIndex",
+    "HashsdkError",
+    "RetrievalMetrics",
+    "binarize",
+    "code_size",
+    "evaluate",
+    "mean_average_precision",
+    "pack_bits",
+    "precision_at_k",
+    "precision_at_radius",
+    "precision_recall_curve",
+    "unpack_bits",
+]

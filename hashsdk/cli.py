@@ -1,0 +1,113 @@
+"""The ``hashsdk`` command line.
+
+    hashsdk index build CODES.npy -o db.hidx [--bits N] [--ids IDS.npy]
+    hashsdk search db.hidx QUERIES.npy -k 10 [--json]
+    hashsdk info db.hidx
+
+User mistakes (a missing or corrupt file, a wrong shape) print one line to stderr and exit
+with status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+
+import click
+import numpy as np
+
+from hashsdk import index_file
+from hashsdk.codes import infer_bits
+from hashsdk.errors import HashsdkError
+from hashsdk.index import HammingIndex
+
+
+def _user_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (HashsdkError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    """np.load that never unpickles, and names the file when it fails."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise HashsdkError(f"{what} file not found: {path}") from None
+    except (ValueError, EOFError, OSError) as exc:
+        raise HashsdkError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+@click.group()
+@click.version_option(package_name="hashsdk")
+def main() -> None:
+    """hashsdk: deep image hashing, train, export, index and search."""
+
+
+@main.group()
+def index() -> None:
+    """Build and inspect Hamming indexes."""
+
+
+@index.command("build")
+@click.argument("codes", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Index file to write (.hidx).")
+@click.option("--bits", type=int, default=None,
+              help="Code length. Default: 8 x width for packed uint8 codes, else the width.")
+@click.option("--ids", "ids_path", type=click.Path(dir_okay=False), default=None,
+              help="int64 .npy of one unique id per code. Default: 0, 1, 2, ...")
+@_user_errors
+def index_build(codes: str, output: str, bits: int | None, ids_path: str | None) -> None:
+    """Build an index from CODES.npy: packed uint8 codes, or (n, bits) network outputs."""
+    array = _load_npy(codes, "codes")
+    ids = None if ids_path is None else _load_npy(ids_path, "ids")
+    bits = infer_bits(array) if bits is None else bits
+    idx = HammingIndex(bits)
+    idx.add(array, ids)
+    idx.save(output)
+    click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits")
+
+
+@main.command()
+@click.argument("index_path", type=click.Path(dir_okay=False))
+@click.argument("queries", type=click.Path(dir_okay=False))
+@click.option("-k", type=int, default=10, show_default=True, help="Results per query.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {distances, ids}.")
+@click.option("--threads", type=int, default=None, help="Search threads (default: all cores).")
+@_user_errors
+def search(index_path: str, queries: str, k: int, as_json: bool, threads: int | None) -> None:
+    """Search INDEX_PATH for the k nearest codes of each row of QUERIES.npy."""
+    idx = HammingIndex.load(index_path, mmap=True, threads=threads)
+    dist, ids = idx.search(_load_npy(queries, "queries"), k)
+    if as_json:
+        json.dump({"distances": dist.tolist(), "ids": ids.tolist()}, sys.stdout)
+        click.echo()
+        return
+    for i, (d_row, id_row) in enumerate(zip(dist, ids)):
+        hits = " ".join(f"{j}:{d}" for j, d in zip(id_row, d_row) if j >= 0)
+        click.echo(f"query {i}: {hits}")
+
+
+@main.command()
+@click.argument("index_path", type=click.Path(dir_okay=False))
+@_user_errors
+def info(index_path: str) -> None:
+    """Describe an index file without reading its codes."""
+    head = index_file.read_header(index_path)
+    click.echo(f"file:      {index_path}")
+    click.echo(f"format:    hashsdk index v{index_file.VERSION}")
+    click.echo(f"bits:      {head.bits} ({head.code_size} bytes a code, MSB-first)")
+    click.echo(f"codes:     {head.count}")
+    click.echo(f"next id:   {head.next_id}")
+
+
+if __name__ == "__main__":
+    main()

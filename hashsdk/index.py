@@ -1,0 +1,266 @@
+"""``HammingIndex``: exact search over bit-packed binary codes.
+
+A few plain verbs, numpy in and out, in the manner of faiss::
+
+    index = HammingIndex(48)
+    index.add(codes)                          # packed uint8 (n, 6), or outputs (n, 48)
+    distances, ids = index.search(queries, k=10)
+    lims, distances, ids = index.range_search(queries, radius=2)
+    index.remove(ids_to_drop)
+    index.save("db.hidx"); index = HammingIndex.load("db.hidx", mmap=True)
+
+Results are exact and deterministic: sorted by Hamming distance, ties broken by the smaller
+id. (faiss's heap does not promise a tie order, and evaluation needs one.) The index keeps its
+rows sorted by id, so the kernel's (distance, row) order is the (distance, id) order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from hashsdk import _search, index_file
+from hashsdk.codes import as_packed, check_bits, code_size
+from hashsdk.errors import HashsdkError
+
+
+class HammingIndex:
+    """An exact Hamming-distance index over ``bits``-bit codes.
+
+    Args:
+        bits: code length, 1 to 4096.
+        threads: default thread count for searches (None: every core this process may use).
+        backend: "auto" (the C kernel where it built, else numpy), "c" or "numpy".
+
+    Codes may be given packed (uint8, shape (n, ceil(bits / 8)), MSB first, pad bits zero) or
+    unpacked (shape (n, bits), float outputs, {-1, +1}, {0, 1} or bool; bit = output > 0).
+
+    Searching is thread-safe, also while another thread adds or removes: a search works on the
+    arrays it started with, and ``add`` and ``remove`` swap in new ones.
+    """
+
+    def __init__(self, bits: int, *, threads: int | None = None, backend: str = "auto"):
+        self._bits = check_bits(bits)
+        self._threads = _search.resolve_threads(threads)
+        self._backend = _search.resolve_backend(backend)
+        self._data = (np.empty((0, code_size(bits)), np.uint8), np.empty(0, np.int64))
+        self._next_id = 0
+        self._write_lock = threading.Lock()
+
+    # ---- properties ----------------------------------------------------------------------
+
+    @property
+    def bits(self) -> int:
+        """Code length in bits."""
+        return self._bits
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per packed code: ceil(bits / 8)."""
+        return code_size(self._bits)
+
+    @property
+    def ntotal(self) -> int:
+        """Number of codes in the index."""
+        return len(self._data[1])
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    @property
+    def backend(self) -> str:
+        """The kernel in use: "c" or "numpy"."""
+        return self._backend
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Packed codes, uint8 (ntotal, code_size), in ascending id order; read-only."""
+        return _readonly(self._data[0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Ids, int64 (ntotal,), ascending; read-only."""
+        return _readonly(self._data[1])
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(bits={self._bits}, ntotal={self.ntotal}, backend={self._backend!r})"
+
+    # ---- add and remove -----------------------------------------------------------------
+
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+        """Adds codes.
+
+        Args:
+            codes: packed uint8 (n, code_size) or unpacked (n, bits); a 1-D array is one code.
+            ids: int64-compatible (n,), unique, >= 0, not already in the index. None gives
+                consecutive ids after the largest id ever added (faiss's sequential ids).
+
+        Returns:
+            the ids of the added codes, int64 (n,).
+        """
+        packed = as_packed(codes, self._bits, "add")
+        if len(packed) == 0:
+            raise HashsdkError("add: expected at least one code, got an empty batch")
+        with self._write_lock:
+            old_codes, old_ids = self._data
+            if ids is None:
+                new_ids = np.arange(self._next_id, self._next_id + len(packed), dtype=np.int64)
+            else:
+                new_ids = _check_ids(ids, len(packed), old_ids)
+            all_codes = np.concatenate([old_codes, packed])
+            all_ids = np.concatenate([old_ids, new_ids])
+            if (len(old_ids) and new_ids.min() < old_ids[-1]) or not _ascending(new_ids):
+                order = np.argsort(all_ids, kind="stable")
+                all_codes, all_ids = all_codes[order], all_ids[order]
+            self._data = (all_codes, all_ids)
+            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+        return new_ids
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Removes the codes with these ids; ids not in the index are ignored.
+
+        Returns:
+            how many codes were removed.
+        """
+        ids = _as_int64(ids, "remove")
+        with self._write_lock:
+            codes, have = self._data
+            keep = ~np.isin(have, ids)
+            removed = int(len(have) - keep.sum())
+            if removed:
+                self._data = (codes[keep], have[keep])
+        return removed
+
+    def reset(self) -> None:
+        """Removes every code; the next default id stays where it was."""
+        with self._write_lock:
+            self._data = (np.empty((0, self.code_size), np.uint8), np.empty(0, np.int64))
+
+    # ---- search ------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, *,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest codes of each query.
+
+        Args:
+            queries: packed uint8 (nq, code_size) or unpacked (nq, bits); 1-D is one query.
+            k: results per query, >= 1. Where k > ntotal, the rows are padded.
+            threads: thread count for this call (default: the index's).
+
+        Returns:
+            distances int32 (nq, k) and ids int64 (nq, k), sorted by (distance, id). Padding is
+            distance 2**31 - 1 and id -1, as in faiss.
+        """
+        q = self._queries(queries, "search")
+        k = _check_count(k, "k", minimum=1)
+        codes, ids = self._data
+        dist, rows = _search.knn(q, codes, self._bits, k, self._threads_for(threads),
+                                 self._backend)
+        return dist, _rows_to_ids(rows, ids)
+
+    def range_search(self, queries: np.ndarray, radius: int, *,
+                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every code within Hamming distance ``radius`` (inclusive) of each query.
+
+        Returns:
+            lims int64 (nq + 1,), distances int32 (lims[-1],), ids int64 (lims[-1],); query i's
+            results are ``distances[lims[i]:lims[i + 1]]``, sorted by (distance, id), as in
+            faiss's ``range_search``.
+        """
+        q = self._queries(queries, "range_search")
+        radius = _check_count(radius, "radius", minimum=0)
+        codes, ids = self._data
+        lims, dist, rows = _search.range_search(q, codes, self._bits, radius,
+                                                self._threads_for(threads), self._backend)
+        return lims, dist, ids[rows]
+
+    # ---- files -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the index to ``path`` atomically; see ``hashsdk.index_file`` for the format."""
+        codes, ids = self._data
+        index_file.write(path, self._bits, codes, ids, self._next_id)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = False, verify: bool | None = None,
+             threads: int | None = None, backend: str = "auto") -> HammingIndex:
+        """Reads an index written by ``save``.
+
+        Args:
+            mmap: map the codes and ids read-only instead of reading them, so that opening a
+                large index costs nothing until it is searched. ``add`` and ``remove`` still
+                work and copy the arrays into memory.
+            verify: check the data CRC and the id order. Default: True for a full read, False
+                with ``mmap`` (it would read every byte). The header and the file size are
+                always checked, so a truncated file never loads.
+        """
+        verify = not mmap if verify is None else verify
+        head, codes, ids = index_file.read(path, mmap, verify)
+        index = cls(head.bits, threads=threads, backend=backend)
+        index._data = (codes, ids)
+        index._next_id = head.next_id
+        return index
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _queries(self, queries: np.ndarray, what: str) -> np.ndarray:
+        q = as_packed(queries, self._bits, what)
+        if len(q) == 0:
+            raise HashsdkError(f"{what}: expected at least one query, got an empty batch")
+        return q
+
+    def _threads_for(self, threads: int | None) -> int:
+        return self._threads if threads is None else _search.resolve_threads(threads)
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _ascending(ids: np.ndarray) -> bool:
+    return bool((ids[1:] > ids[:-1]).all())
+
+
+def _rows_to_ids(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if len(ids) == 0:
+        return rows  # all -1
+    out = ids[np.maximum(rows, 0)]
+    out[rows < 0] = -1
+    return out
+
+
+def _check_count(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise HashsdkError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _as_int64(ids: np.ndarray, what: str) -> np.ndarray:
+    ids = np.atleast_1d(np.asarray(ids))
+    if ids.ndim != 1:
+        raise HashsdkError(f"{what}: ids must be 1-D, got shape {ids.shape}")
+    if ids.size and ids.dtype.kind not in "iu":
+        raise HashsdkError(f"{what}: ids must be integers (int64), got dtype {ids.dtype}")
+    if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
+        raise HashsdkError(f"{what}: ids must fit in int64")
+    return ids.astype(np.int64)
+
+
+def _check_ids(ids: np.ndarray, n: int, existing: np.ndarray) -> np.ndarray:
+    ids = _as_int64(ids, "add")
+    if len(ids) != n:
+        raise HashsdkError(f"add: got {n} codes but {len(ids)} ids; expected one id per code")
+    if (ids < 0).any():
+        raise HashsdkError("add: ids must be >= 0 (-1 marks a missing result)")
+    unique = np.unique(ids)
+    if len(unique) != n:
+        raise HashsdkError(f"add: ids must be unique; {n - len(unique)} repeat within the batch")
+    clash = unique[np.isin(unique, existing)]
+    if len(clash):
+        raise HashsdkError(f"add: {len(clash)} ids are already in the index, "
+                           f"e.g. {clash[:5].tolist()}; remove them first")
+    return ids

@@ -1,0 +1,1 @@
+"""hashsdk.train: GAN-regularized deep hashing training (needs the ``train`` extra)."""
