@@ -668,6 +668,65 @@ static void plan_job(Job *job, int threads)
     if (job->chunk < 1) job->chunk = 1;
 }
 
+/* A persistent pool of helper threads: starting a thread per search costs more than a
+ * single-query scan of a million short codes.  Helpers sleep on a condition variable between
+ * jobs.  One job at a time uses the pool; a search that finds it busy (another Python thread is
+ * searching) runs on its own thread, which gives the same results. */
+#if HK_THREADS
+#define HK_MAX_HELPERS 255
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_mutex_t busy; /* held by the job that owns the helpers */
+    int size;             /* helpers started */
+    uint64_t generation;  /* bumped once per job */
+    Job *job;
+    int wanted;  /* helpers the current job uses: those with index < wanted */
+    int running; /* of those, still working */
+} Pool;
+
+static Pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                    PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0, 0};
+
+typedef struct {
+    int index;
+    uint64_t seen; /* the generation before the job it was started for */
+} HelperArg;
+
+static void *helper_main(void *raw)
+{
+    HelperArg arg = *(HelperArg *)raw;
+    free(raw);
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        while (pool.generation == arg.seen) pthread_cond_wait(&pool.wake, &pool.mu);
+        arg.seen = pool.generation;
+        if (arg.index >= pool.wanted) continue;
+        Job *job = pool.job;
+        pthread_mutex_unlock(&pool.mu);
+        worker(job);
+        pthread_mutex_lock(&pool.mu);
+        if (--pool.running == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+/* A forked child has none of the parent's threads: start the pool afresh. */
+static void pool_after_fork(void)
+{
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_mutex_init(&pool.busy, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.size = 0;
+    pool.generation = 0;
+    pool.job = NULL;
+    pool.wanted = 0;
+    pool.running = 0;
+}
+#endif
+
 /* Runs a planned job on `threads` threads, this one included. */
 static void exec_job(Job *job, int threads)
 {
@@ -676,19 +735,40 @@ static void exec_job(Job *job, int threads)
     job->failed = 0;
     if (threads > ntasks) threads = (int)ntasks;
 #if HK_THREADS
-    pthread_t tids[256];
-    if (threads > 256) threads = 256;
-    int started = 0;
-    for (int i = 1; i < threads; i++) {
-        if (pthread_create(&tids[started], NULL, worker, job) != 0) break;
-        started++;
+    int helpers = threads - 1 < HK_MAX_HELPERS ? threads - 1 : HK_MAX_HELPERS;
+    if (helpers > 0 && pthread_mutex_trylock(&pool.busy) == 0) {
+        pthread_mutex_lock(&pool.mu);
+        pool.generation++;
+        while (pool.size < helpers) {
+            HelperArg *arg = malloc(sizeof(HelperArg));
+            pthread_t tid;
+            if (!arg) break;
+            arg->index = pool.size;
+            arg->seen = pool.generation - 1;
+            if (pthread_create(&tid, NULL, helper_main, arg) != 0) {
+                free(arg);
+                break;
+            }
+            pthread_detach(tid);
+            pool.size++;
+        }
+        if (helpers > pool.size) helpers = pool.size;
+        pool.job = job;
+        pool.wanted = helpers;
+        pool.running = helpers;
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.mu);
+        worker(job);
+        pthread_mutex_lock(&pool.mu);
+        while (pool.running > 0) pthread_cond_wait(&pool.done, &pool.mu);
+        pool.job = NULL;
+        pthread_mutex_unlock(&pool.mu);
+        pthread_mutex_unlock(&pool.busy);
+        return;
     }
-    worker(job);
-    for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
-#else
+#endif
     (void)threads;
     worker(job);
-#endif
 }
 
 /* Merges per-chunk top-k lists.  Chunks are ascending row ranges, so concatenating a query's
@@ -1048,5 +1128,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernel(void)
 {
     active = best_dispatch();
+#if HK_THREADS
+    pthread_atfork(NULL, NULL, pool_after_fork);
+#endif
     return PyModule_Create(&module);
 }

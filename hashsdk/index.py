@@ -203,6 +203,18 @@ class HammingIndex:
         index._next_id = head.next_id
         return index
 
+    # ---- pickling: the lock stays behind, and mapped arrays travel as plain arrays ---------
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_write_lock"]
+        state["_data"] = tuple(np.asarray(a) for a in self._data)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._write_lock = threading.Lock()
+
     # ---- helpers -------------------------------------------------------------------------
 
     def _queries(self, queries: np.ndarray, what: str) -> np.ndarray:

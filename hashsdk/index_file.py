@@ -60,8 +60,13 @@ def _ids_offset(count: int, code_size: int) -> int:
     return (end + 7) // 8 * 8
 
 
+def _bytes(array: np.ndarray) -> memoryview:
+    """The array's bytes in memory order, without a copy where it is contiguous."""
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
 def _crc(crc: int, data: np.ndarray) -> int:
-    raw = memoryview(np.ascontiguousarray(data)).cast("B")
+    raw = _bytes(data)
     for start in range(0, len(raw), _CRC_CHUNK):
         crc = zlib.crc32(raw[start:start + _CRC_CHUNK], crc)
     return crc
@@ -83,9 +88,9 @@ def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray
     head = head[:60] + struct.pack("<I", zlib.crc32(head[:60]))
     with atomic_write(path) as f:
         f.write(head)
-        f.write(memoryview(np.ascontiguousarray(codes)).cast("B"))
+        f.write(_bytes(codes))
         f.write(pad)
-        f.write(memoryview(np.ascontiguousarray(ids.astype("<i8", copy=False))).cast("B"))
+        f.write(_bytes(ids.astype("<i8", copy=False)))
 
 
 def read_header(path: str | os.PathLike) -> Header:

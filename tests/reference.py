@@ -1,0 +1,47 @@
+"""Brute-force references that the fast code is checked against: plain, slow, obviously right."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    return np.unpackbits(np.atleast_2d(packed), axis=1)[:, :bits].astype(np.int64)
+
+
+def hamming(q_packed: np.ndarray, db_packed: np.ndarray, bits: int) -> np.ndarray:
+    """(nq, n) int64 distances, bit by bit."""
+    q, db = unpack(q_packed, bits), unpack(db_packed, bits)
+    return (q[:, None, :] != db[None, :, :]).sum(axis=2)
+
+
+def knn(q_packed, db_packed, ids, bits: int, k: int):
+    """Sorted by (distance, id); padded with (2**31 - 1, -1)."""
+    dist = hamming(q_packed, db_packed, bits)
+    out_d = np.full((len(dist), k), 2**31 - 1, np.int64)
+    out_i = np.full((len(dist), k), -1, np.int64)
+    for qi, row in enumerate(dist):
+        ranked = sorted(zip(row.tolist(), np.asarray(ids).tolist()))[:k]
+        for j, (d, i) in enumerate(ranked):
+            out_d[qi, j], out_i[qi, j] = d, i
+    return out_d, out_i
+
+
+def range_search(q_packed, db_packed, ids, bits: int, radius: int):
+    """A list per query of (distance, id) within radius, sorted."""
+    dist = hamming(q_packed, db_packed, bits)
+    return [sorted((d, i) for d, i in zip(row.tolist(), np.asarray(ids).tolist()) if d <= radius)
+            for row in dist]
+
+
+def average_precision(dist_row, rel_row, topk=None):
+    """AP of one query with the (distance, row) ranking, by the textbook definition."""
+    order = sorted(range(len(dist_row)), key=lambda j: (dist_row[j], j))
+    if topk is not None:
+        order = order[:topk]
+    hits, total = 0, 0.0
+    for rank, j in enumerate(order, start=1):
+        if rel_row[j]:
+            hits += 1
+            total += hits / rank
+    return total / hits if hits else 0.0
