@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hashsdk-installed
 PYTEST_ARGS ?= -q
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench lint clean
 
 $(STAMP): pyproject.toml setup.py hashsdk/_kernel.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/metrics_speed.py
 	$(PY) scripts/readme_tables.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf build *.egg-info hashsdk/*.so .pytest_cache

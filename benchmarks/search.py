@@ -4,7 +4,7 @@
 
 Both indexes hold the same random codes and answer the same queries, with the same thread
 count set explicitly on both (faiss through omp_set_num_threads). Each cell is the median of
-``--runs`` timed runs, ours and faiss's interleaved so that machine noise falls on both alike.
+2 x ``--runs`` timed runs, in alternating blocks so that machine noise falls on both alike.
 The distances are checked equal in every cell. The scan rate counts database bytes compared
 per second (n x code size x queries / time): batches reuse each database block from cache, so
 they can pass the memory bound, which is the rate of a numpy copy of the same bytes.
@@ -32,9 +32,6 @@ BATCHES = (1, 256)
 KS = (10, 100)
 THREADS = (1, 2)
 RESULTS = Path(__file__).resolve().parent / "results"
-# after a parallel region, OpenMP workers spin for a while; on 2 cores that spin would steal the
-# core of whichever search runs next, so each timed call starts after a short pause
-PAUSE_S = 0.005
 
 
 def cpu_name() -> str:
@@ -56,14 +53,19 @@ def median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def interleaved(ours, theirs, runs: int) -> tuple[float, float]:
-    ours(), theirs()  # warm caches and thread pools
+def alternating_blocks(ours, theirs, runs: int) -> tuple[float, float]:
+    """Median times of ``runs`` back-to-back calls each, in blocks ours, faiss, ours, faiss.
+
+    Back-to-back calls measure each library in its steady state (thread pools awake). Blocks
+    rather than single alternating calls, because after a parallel region OpenMP's workers
+    spin for a while, and on 2 cores that spin would steal the core of the next search.
+    """
     a, b = [], []
-    for _ in range(runs):
-        a.append(median_time(ours, 1))
-        time.sleep(PAUSE_S)
-        b.append(median_time(theirs, 1))
-        time.sleep(PAUSE_S)
+    for _ in range(2):
+        ours()
+        a += [median_time(ours, 1) for _ in range(runs)]
+        theirs()
+        b += [median_time(theirs, 1) for _ in range(runs)]
     return statistics.median(a), statistics.median(b)
 
 
@@ -97,7 +99,7 @@ def main() -> None:
                     d_theirs, _ = theirs.search(q, k)
                     if not (d_ours == d_theirs).all():
                         sys.exit(f"distances differ from faiss at bits={bits} nq={nq} k={k}")
-                    t_ours, t_theirs = interleaved(
+                    t_ours, t_theirs = alternating_blocks(
                         lambda: ours.search(q, k, threads=threads),  # noqa: B023
                         lambda: theirs.search(q, k),  # noqa: B023
                         args.runs)

@@ -91,8 +91,8 @@ def search(index_path: str, queries: str, k: int, as_json: bool, threads: int | 
         json.dump({"distances": dist.tolist(), "ids": ids.tolist()}, sys.stdout)
         click.echo()
         return
-    for i, (d_row, id_row) in enumerate(zip(dist, ids)):
-        hits = " ".join(f"{j}:{d}" for j, d in zip(id_row, d_row) if j >= 0)
+    for i, (d_row, id_row) in enumerate(zip(dist, ids, strict=True)):
+        hits = " ".join(f"{j}:{d}" for j, d in zip(id_row, d_row, strict=True) if j >= 0)
         click.echo(f"query {i}: {hits}")
 
 

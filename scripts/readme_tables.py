@@ -22,7 +22,8 @@ def fill(readme: str) -> str:
         name = match.group(1)
         table = RESULTS / f"{name}.md"
         if not table.exists():
-            sys.exit(f"README names results '{name}', but {table} does not exist; run its benchmark")
+            sys.exit(f"README names results {name!r}, but {table} does not exist; "
+                     "run its benchmark")
         meta = json.loads((RESULTS / f"{name}.json").read_text())
         body = f"Reproduce: `{meta['command']}`\n\n{table.read_text().strip()}\n"
         return f"<!-- results:{name} -->\n{body}<!-- /results:{name} -->"

@@ -21,7 +21,7 @@ def knn(q_packed, db_packed, ids, bits: int, k: int):
     out_d = np.full((len(dist), k), 2**31 - 1, np.int64)
     out_i = np.full((len(dist), k), -1, np.int64)
     for qi, row in enumerate(dist):
-        ranked = sorted(zip(row.tolist(), np.asarray(ids).tolist()))[:k]
+        ranked = sorted(zip(row.tolist(), np.asarray(ids).tolist(), strict=True))[:k]
         for j, (d, i) in enumerate(ranked):
             out_d[qi, j], out_i[qi, j] = d, i
     return out_d, out_i
@@ -30,7 +30,8 @@ def knn(q_packed, db_packed, ids, bits: int, k: int):
 def range_search(q_packed, db_packed, ids, bits: int, radius: int):
     """A list per query of (distance, id) within radius, sorted."""
     dist = hamming(q_packed, db_packed, bits)
-    return [sorted((d, i) for d, i in zip(row.tolist(), np.asarray(ids).tolist()) if d <= radius)
+    ids = np.asarray(ids).tolist()
+    return [sorted((d, i) for d, i in zip(row.tolist(), ids, strict=True) if d <= radius)
             for row in dist]
 
 

@@ -29,3 +29,31 @@ def test_subpackages_install_from_their_folders():
 def test_console_scripts_are_installed():
     for name in ("hashsdk", "hashsdk-train", "hashsdk-export"):
         assert (Path(sys.executable).parent / name).exists(), name
+
+
+def test_numpy_fallback_when_the_kernel_cannot_import():
+    # what a machine without a C compiler gets: the same results through np.bitwise_count
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'hashsdk._kernel':\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np, hashsdk\n"
+        "from hashsdk import _search\n"
+        "assert not _search.has_kernel()\n"
+        "idx = hashsdk.HammingIndex(12)\n"
+        "assert idx.backend == 'numpy'\n"
+        "idx.add(np.array([[1] * 12, [0] * 12, [1] * 6 + [0] * 6]))\n"
+        "d, i = idx.search(np.array([1] * 12), 3)\n"
+        "assert i.tolist() == [[0, 2, 1]] and d.tolist() == [[0, 6, 12]], (d, i)\n"
+        "try:\n"
+        "    hashsdk.HammingIndex(12, backend='c')\n"
+        "except hashsdk.HashsdkError as e:\n"
+        "    assert 'did not build' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('backend=c should fail without the kernel')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -48,7 +48,8 @@ def test_range_search_matches_brute_force(search_path, bits, n, nq, radius, dist
     assert lims.shape == (nq + 1,) and lims[0] == 0 and lims[-1] == len(dist) == len(got)
     want = reference.range_search(q, db, ids, bits, radius)
     for i in range(nq):
-        pairs = list(zip(dist[lims[i]:lims[i + 1]].tolist(), got[lims[i]:lims[i + 1]].tolist()))
+        span = slice(lims[i], lims[i + 1])
+        pairs = list(zip(dist[span].tolist(), got[span].tolist(), strict=True))
         assert pairs == want[i]
 
 
@@ -100,7 +101,8 @@ def test_unpacked_and_packed_codes_agree(rng):
     a.add(outputs)
     b.add(pack_bits(outputs))
     assert (a.codes == b.codes).all()
-    assert all((x == y).all() for x, y in zip(a.search(outputs[:5], 7), b.search(outputs[:5], 7)))
+    found_a, found_b = a.search(outputs[:5], 7), b.search(outputs[:5], 7)
+    assert all((x == y).all() for x, y in zip(found_a, found_b, strict=True))
 
 
 def test_default_ids_continue_after_remove(rng):
@@ -180,7 +182,7 @@ def test_concurrent_searches_match_sequential(rng):
     alone = [index.search(q, 10) for q in queries]
     with ThreadPoolExecutor(max_workers=6) as pool:
         together = list(pool.map(lambda q: index.search(q, 10), queries))
-    for (d1, i1), (d2, i2) in zip(alone, together):
+    for (d1, i1), (d2, i2) in zip(alone, together, strict=True):
         assert (d1 == d2).all() and (i1 == i2).all()
 
 

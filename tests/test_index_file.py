@@ -23,7 +23,7 @@ def test_round_trip(saved, rng, mmap):
     assert loaded.bits == 48 and loaded.ntotal == 1000
     assert (loaded.codes == index.codes).all() and (loaded.ids == index.ids).all()
     q = random_packed(rng, 10, 48)
-    for a, b in zip(loaded.search(q, 20), index.search(q, 20)):
+    for a, b in zip(loaded.search(q, 20), index.search(q, 20), strict=True):
         assert (a == b).all()
     assert isinstance(loaded._data[0], np.memmap) == mmap
 
