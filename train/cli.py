@@ -1,8 +1,210 @@
-"""``hashsdk-train``: placeholder until the training pipeline lands."""
+"""``hashsdk-train``: the GAN stage, the hashing stage, baselines, evaluation, and all of it.
 
-import sys
+    hashsdk-train gan      [--run-dir runs/NAME] [--config run.toml] [flags]
+    hashsdk-train hash     [--fakes runs/NAME/gan/fakes.npz --lambda 1.0] [flags]
+    hashsdk-train baseline [--bits 48]
+    hashsdk-train eval     CHECKPOINT [--run-dir runs/NAME]
+    hashsdk-train all      [flags]   GAN, hashing with fakes, without fakes, baselines, table
+
+Settings come from the defaults, then ``--config`` (TOML with [data], [gan], [hash] tables),
+then flags. Each stage writes its resolved config.json into its directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from hashsdk.errors import HashsdkError
+
+COMMON = [
+    click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+                 default=Path("runs/default"), show_default=True,
+                 help="Run directory: split, GAN, hashing runs and tables."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                 help="TOML file with [data], [gan] and [hash] tables."),
+    click.option("--dataset", type=click.Choice(["cifar10", "fashion-mnist", "imagefolder",
+                                                 "filelist"]), default=None),
+    click.option("--root", default=None, help="Dataset archive, folder or file-list folder."),
+    click.option("--download", is_flag=True, default=None,
+                 help="Let torchvision download cifar10 / fashion-mnist."),
+    click.option("--device", default=None, help="auto, cpu or cuda[:N]."),
+    click.option("--seed", type=int, default=None),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+]
+HASH = [
+    click.option("--bits", type=int, default=None),
+    click.option("--backbone", type=click.Choice(["cnn", "resnet18", "alexnet", "vgg11_bn"]),
+                 default=None),
+    click.option("--loss", type=click.Choice(["pairwise", "triplet", "ce"]), default=None),
+    click.option("--epochs", type=int, default=None),
+    click.option("--batch-size", type=int, default=None),
+    click.option("--lr", type=float, default=None),
+    click.option("--lambda", "lam", type=float, default=None,
+                 help="Weight of the fake-image loss."),
+    click.option("--fake-loss", type=click.Choice(["entropy", "uniform-ce"]), default=None),
+    click.option("--fake-ratio", type=float, default=None, help="Fakes per real image."),
+    click.option("--fake-bn", type=click.Choice(["shared", "separate"]), default=None),
+    click.option("--pretrained", default=None, help="Local backbone weights file."),
+]
+GAN = [
+    click.option("--gan-steps", type=int, default=None, help="DCGAN training steps."),
+    click.option("--num-fakes", type=int, default=None, help="Size of the fake bank."),
+]
 
 
+def _options(options: list) -> Callable:
+    def wrap(fn: Callable) -> Callable:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+def _user_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ImportError as exc:
+            raise click.ClickException(f"{exc}; install the training extra: "
+                                       "pip install 'hashsdk[train]'") from None
+        except (HashsdkError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
+
+
+def _config(kw: dict):
+    from hashsdk.train import config
+
+    data = {k: kw.get(k) for k in ("dataset", "root", "download", "seed")}
+    hash_ = {"bits": kw.get("bits"), "backbone": kw.get("backbone"), "loss": kw.get("loss"),
+             "epochs": kw.get("epochs"), "batch_size": kw.get("batch_size"), "lr": kw.get("lr"),
+             "lam": kw.get("lam"), "fake_loss": kw.get("fake_loss"),
+             "fake_ratio": kw.get("fake_ratio"), "fake_bn": kw.get("fake_bn"),
+             "pretrained": kw.get("pretrained"), "device": kw.get("device"),
+             "seed": kw.get("seed"), "fakes": kw.get("fakes")}
+    gan = {"steps": kw.get("gan_steps"), "num_fakes": kw.get("num_fakes"),
+           "device": kw.get("device"), "seed": kw.get("seed")}
+    return config.load(kw.get("config_path"), {"data": data, "hash": hash_, "gan": gan})
+
+
+@click.group()
 def main() -> None:
-    print("hashsdk-train: not built yet", file=sys.stderr)
-    sys.exit(2)
+    """Train GAN-regularized deep hashing networks."""
+
+
+@main.command()
+@_options(COMMON + GAN)
+@_user_errors
+def gan(**kw) -> None:
+    """Stage 1: train the DCGAN on the training split and write the fake bank."""
+    from hashsdk.train.gan import train_gan
+    from hashsdk.train.pipeline import prepare
+
+    cfg = _config(kw)
+    data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
+    path = train_gan(cfg, data, split, kw["run_dir"] / "gan", progress=not kw["quiet"])
+    click.echo(f"fake bank: {path}")
+
+
+@main.command("hash")
+@_options(COMMON + HASH)
+@click.option("--fakes", type=click.Path(dir_okay=False), default=None,
+              help="fakes.npz from the GAN stage; without it, no fake-image loss.")
+@click.option("--name", default=None, help="Subdirectory (default hash-fakes / hash-nofakes).")
+@click.option("--no-resume", is_flag=True, help="Start over even if a checkpoint exists.")
+@_user_errors
+def hash_cmd(**kw) -> None:
+    """Stage 2: train the hashing network, with or without the fake bank."""
+    from hashsdk.train.loop import train_hash
+    from hashsdk.train.pipeline import prepare
+
+    cfg = _config(kw)
+    data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
+    name = kw["name"] or ("hash-fakes" if cfg.hash.fakes else "hash-nofakes")
+    result = train_hash(cfg, data, split, kw["run_dir"] / name, resume=not kw["no_resume"],
+                        progress=not kw["quiet"])
+    click.echo(f"mAP@all {result['map']:.4f}  P@r=2 {result['precision_at_radius']:.4f}")
+
+
+@main.command()
+@_options(COMMON)
+@click.option("--bits", type=int, default=None)
+@_user_errors
+def baseline(**kw) -> None:
+    """LSH, ITQ and SH on pixels, fitted on the training split."""
+    from hashsdk._atomic import atomic_write
+    from hashsdk.train.pipeline import prepare, run_baselines
+
+    cfg = _config(kw)
+    data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
+    results = run_baselines(data, split, cfg.hash.bits, cfg.data.seed)
+    with atomic_write(kw["run_dir"] / "baselines.json") as f:
+        f.write(json.dumps(results).encode())
+    for method, r in results.items():
+        click.echo(f"{method}: mAP@all {r['map']:.4f}  P@r=2 {r['precision_at_radius']:.4f}")
+
+
+@main.command("eval")
+@click.argument("checkpoint_path", type=click.Path(dir_okay=False))
+@_options(COMMON)
+@_user_errors
+def eval_cmd(checkpoint_path: str, **kw) -> None:
+    """Evaluate a hashing checkpoint on the run's split."""
+    from hashsdk.train import checkpoint
+    from hashsdk.train.device import resolve_device
+    from hashsdk.train.evaluate import evaluate_model
+    from hashsdk.train.loop import KIND
+    from hashsdk.train.model import HashNet
+    from hashsdk.train.pipeline import prepare
+
+    ckpt = checkpoint.load(checkpoint_path, KIND)
+    cfg = _config(kw) if kw.get("config_path") or kw.get("dataset") else None
+    if cfg is None:
+        from hashsdk.train.config import from_dict
+
+        cfg = from_dict({k: ckpt["config"][k] for k in ("data", "hash")})
+    data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
+    model = HashNet(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    device = resolve_device(kw["device"] or "auto")
+    metrics = evaluate_model(model.to(device), data, split, device, progress=not kw["quiet"])
+    click.echo(json.dumps({k: v for k, v in metrics.as_dict().items()
+                           if not k.startswith("pr_")}, indent=1))
+
+
+@main.command("all")
+@_options(COMMON + HASH + GAN)
+@_user_errors
+def all_cmd(**kw) -> None:
+    """GAN, hashing with fakes, hashing without fakes, baselines, then the comparison."""
+    import dataclasses
+
+    from hashsdk._atomic import atomic_write
+    from hashsdk.train.gan import train_gan
+    from hashsdk.train.loop import train_hash
+    from hashsdk.train.pipeline import compare, prepare, run_baselines
+
+    cfg = _config(kw)
+    run_dir, progress = kw["run_dir"], not kw["quiet"]
+    data, split = prepare(run_dir, cfg, progress)
+    fakes = run_dir / "gan" / "fakes.npz"
+    if not fakes.exists():
+        train_gan(cfg, data, split, run_dir / "gan", progress=progress)
+    with_fakes = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, fakes=str(fakes)))
+    without = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, fakes=None))
+    train_hash(with_fakes, data, split, run_dir / "hash-fakes", progress=progress)
+    train_hash(without, data, split, run_dir / "hash-nofakes", progress=progress)
+    results = run_baselines(data, split, cfg.hash.bits, cfg.data.seed)
+    with atomic_write(run_dir / "baselines.json") as f:
+        f.write(json.dumps(results).encode())
+    click.echo(compare(run_dir, cfg.hash.bits, results))
+
+
+if __name__ == "__main__":
+    main()

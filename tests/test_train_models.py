@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hashsdk import HashsdkError  # noqa: E402
+from hashsdk.train import baselines  # noqa: E402
+from hashsdk.train.model import HashNet, create_model  # noqa: E402
+
+
+@pytest.mark.parametrize("name, size, channels", [("cnn", 32, 3), ("cnn", 32, 1),
+                                                  ("resnet18", 32, 3), ("resnet18", 32, 1),
+                                                  ("alexnet", 64, 3), ("vgg11_bn", 32, 3)])
+def test_backbone_batch_matches_one_image_at_a_time(name, size, channels):
+    # the brute-force reference: each image on its own through the same network, in eval mode
+    torch.manual_seed(0)
+    model = create_model(name, 24, in_channels=channels, image_size=size).eval()
+    x = torch.randn(3, channels, size, size)
+    with torch.no_grad():
+        batch = model(x)
+        single = torch.cat([model(x[i:i + 1]) for i in range(3)])
+    assert batch.shape == (3, 24) and batch.abs().max() < 1
+    assert torch.allclose(batch, single, atol=1e-5)
+    rebuilt = HashNet(**model.model_args)  # the model rebuilds from model_args alone
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), batch)
+
+
+def test_model_errors():
+    with pytest.raises(HashsdkError, match="backbone must be one of"):
+        create_model("vit", 12)
+    with pytest.raises(HashsdkError, match="at least 63 pixels"):
+        create_model("alexnet", 12, image_size=32)
+    with pytest.raises(HashsdkError, match="not found"):
+        create_model("resnet18", 12, pretrained="/nonexistent.pth")
+
+
+def test_pretrained_weights_file_is_loaded(tmp_path):
+    import torchvision
+
+    net = torchvision.models.resnet18()
+    torch.nn.init.constant_(net.layer1[0].conv1.weight, 0.125)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    model = create_model("resnet18", 12, pretrained=str(tmp_path / "w.pth"))
+    assert (model.features.layer1[0].conv1.weight == 0.125).all()
+
+
+def clustered(n_per_class=60, classes=4, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim)) * 4
+    y = np.repeat(np.arange(classes), n_per_class)
+    return centres[y] + rng.standard_normal((len(y), dim)), y
+
+
+@pytest.mark.parametrize("method", baselines.METHODS)
+def test_baselines_beat_random_codes_on_clustered_data(method):
+    from hashsdk import mean_average_precision
+
+    x, y = clustered()
+    model = baselines.fit(method, x[::2], 8, seed=0)
+    codes = model.encode(x)
+    assert codes.shape == (len(x), 8)
+    score = mean_average_precision(codes[1::2], codes, y[1::2], y)
+    rng = np.random.default_rng(1)
+    random = mean_average_precision(rng.standard_normal((len(x) // 2, 8)),
+                                    rng.standard_normal((len(x), 8)), y[1::2], y)
+    assert score > random + 0.2
+
+
+def test_itq_rotation_is_orthogonal_and_lowers_quantization_error():
+    x, _ = clustered(dim=32)
+    model = baselines.fit("itq", x, 8)
+    r = model.rotation
+    assert np.allclose(r @ r.T, np.eye(8), atol=1e-8)
+    v = (x - model.mean) @ model.pcs
+    error = lambda rot: np.square(np.sign(v @ rot) - v @ rot).sum()  # noqa: E731
+    assert error(r) < error(np.eye(8))
+
+
+def test_sh_eigenfunctions_skip_the_constant_mode():
+    x, _ = clustered()
+    model = baselines.fit("sh", x, 6)
+    assert model.modes.shape == (6, 6) and (model.modes.sum(axis=1) > 0).all()
+
+
+def test_baseline_errors():
+    with pytest.raises(HashsdkError, match="baseline must be one of"):
+        baselines.fit("pq", np.zeros((4, 4)), 2)
+    with pytest.raises(HashsdkError, match="bits <= feature dimension"):
+        baselines.fit("itq", np.random.default_rng(0).standard_normal((10, 4)), 8)

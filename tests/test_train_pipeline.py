@@ -1,0 +1,63 @@
+import gzip
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from hashsdk.train.pipeline import paired_difference  # noqa: E402
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_paired_difference_and_its_standard_error():
+    rng = np.random.default_rng(0)
+    a = rng.random(2000)
+    b = a - 0.02 + rng.normal(0, 0.05, 2000)
+    b[5] = np.nan  # a skipped query drops out of both
+    out = paired_difference(a, b)
+    assert out["queries"] == 1999
+    assert out["difference"] == pytest.approx(0.02, abs=0.005)
+    assert out["standard_error"] == pytest.approx(0.05 / np.sqrt(1999), rel=0.15)
+
+
+def test_train_all_from_raw_images_to_comparison(tmp_path):
+    rng = np.random.default_rng(0)
+    # Fashion-MNIST-format IDX files: class c is a bright square at a class-specific place
+    for split, n in (("train", 200), ("t10k", 60)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, (n, 28, 28))
+        for i, c in enumerate(labels):
+            images[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 250
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    (tmp_path / "run.toml").write_text(
+        "[data]\ndataset = 'fashion-mnist'\nqueries_per_class = 3\ntrain_per_class = 10\n"
+        f"cache_dir = '{tmp_path / 'cache'}'\n"
+        "[gan]\nsteps = 2\nbatch_size = 8\nwidth = 8\nsample_every = 1\ndevice = 'cpu'\n"
+        "[hash]\nbits = 12\nepochs = 2\nbatch_size = 20\ndevice = 'cpu'\nlr = 0.003\n")
+    exe = Path(sys.executable).parent / "hashsdk-train"
+    run = tmp_path / "run"
+    result = subprocess.run([str(exe), "all", "--config", str(tmp_path / "run.toml"),
+                             "--root", str(tmp_path), "--run-dir", str(run), "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "| with fakes |" in result.stdout and "| ITQ (pixels) |" in result.stdout
+    for name in ("split.npz", "gan/fakes.npz", "gan/losses.png", "hash-fakes/eval.json",
+                 "hash-nofakes/eval.json", "baselines.json", "comparison.md", "pr.png"):
+        assert (run / name).is_file(), name
+    comparison = json.loads((run / "comparison.json").read_text())
+    assert comparison["fakes_minus_nofakes"]["queries"] == 30
+    assert {r["method"] for r in comparison["rows"]} >= {"with fakes", "without fakes"}
+    with_cfg = json.loads((run / "hash-fakes" / "config.json").read_text())
+    assert with_cfg["hash"]["fakes"].endswith("fakes.npz")
+    assert json.loads((run / "hash-nofakes" / "config.json").read_text())["hash"]["fakes"] is None

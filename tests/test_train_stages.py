@@ -1,0 +1,187 @@
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hashsdk import HashsdkError  # noqa: E402
+from hashsdk.train import checkpoint, config  # noqa: E402
+from hashsdk.train.data import CIFAR10_CLASSES, ImageSet, Split, make_split  # noqa: E402
+from hashsdk.train.gan import load_generator, train_gan  # noqa: E402
+from hashsdk.train.loop import train_hash  # noqa: E402
+
+ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def cifar_subset():
+    """A few hundred real CIFAR-10 images: 24 train and 6 test a class, from the archive."""
+    if not ARCHIVE.exists():
+        pytest.skip(f"{ARCHIVE} not present")
+    from PIL import Image
+
+    want = {"train": 24, "test": 6}
+    taken: dict = {}
+    images, labels, is_test = [], [], []
+    with tarfile.open(ARCHIVE) as tar:
+        for m in tar:
+            parts = m.name.split("/")
+            if not m.isfile() or len(parts) != 4:
+                continue
+            _, split, cls, _ = parts
+            if taken.get((split, cls), 0) >= want[split]:
+                continue
+            taken[(split, cls)] = taken.get((split, cls), 0) + 1
+            images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read()))
+                                     .convert("RGB")))
+            labels.append(CIFAR10_CLASSES.index(cls))
+            is_test.append(split == "test")
+            if len(images) == 300:
+                break
+    return ImageSet(np.stack(images), np.array(labels), np.array(is_test), CIFAR10_CLASSES,
+                    "cifar10")
+
+
+def tiny_cfg(tmp_path, **hash_overrides):
+    cfg = config.from_dict({
+        "data": {"queries_per_class": 3, "train_per_class": 20, "seed": 0},
+        "gan": {"steps": 2, "batch_size": 8, "width": 8, "sample_every": 1, "num_fakes": 40,
+                "device": "cpu"},
+        "hash": dict({"bits": 12, "epochs": 1, "batch_size": 32, "device": "cpu",
+                      "lr": 3e-3}, **hash_overrides),
+    })
+    return cfg
+
+
+def test_gan_runs_two_steps_and_writes_its_files(tmp_path, cifar_subset):
+    cfg = tiny_cfg(tmp_path)
+    split = make_split(cifar_subset, cfg.data)
+    fakes_path = train_gan(cfg, cifar_subset, split, tmp_path / "gan", progress=False)
+    with np.load(fakes_path) as f:
+        fakes = f["images"]
+    assert fakes.shape == (40, 32, 32, 3) and fakes.dtype == np.uint8
+    for name in ("config.json", "generator.pt", "losses.csv", "losses.png", "fakes.png",
+                 "samples/step_000001.png", "samples/step_000002.png"):
+        assert (tmp_path / "gan" / name).is_file(), name
+    rows = (tmp_path / "gan" / "losses.csv").read_text().splitlines()
+    assert rows[0] == "step,loss_d,loss_g,d_real,d_fake" and len(rows) == 3
+    g = load_generator(tmp_path / "gan" / "generator.pt")  # rebuilt from model_args alone
+    assert g(torch.zeros(1, 100)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("with_fakes", [False, True])
+def test_hashing_stage_runs_an_epoch_on_real_cifar10(tmp_path, cifar_subset, with_fakes):
+    overrides = {}
+    if with_fakes:
+        fakes = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+        np.savez(tmp_path / "fakes.npz", images=fakes)
+        overrides = {"fakes": str(tmp_path / "fakes.npz"), "lam": 1.0}
+    cfg = tiny_cfg(tmp_path, **overrides)
+    split = make_split(cifar_subset, cfg.data)
+    result = train_hash(cfg, cifar_subset, split, tmp_path / "run", progress=False)
+    assert 0.0 < result["map"] <= 1.0 and result["n_queries"] == 30
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 1 and (history[0]["loss_fake"] > 0) == with_fakes
+    for name in ("config.json", "checkpoint.pt", "loss.png", "eval.json", "pr.png", "ap.npy"):
+        assert (tmp_path / "run" / name).is_file(), name
+    ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.pt", "hashsdk.hashnet")
+    assert set(ckpt) >= {"format_version", "model_args", "state_dict", "optimizer", "step",
+                         "config"}
+
+
+def test_resume_refuses_a_changed_config(tmp_path, cifar_subset):
+    import dataclasses
+
+    cfg = tiny_cfg(tmp_path)
+    split = make_split(cifar_subset, cfg.data)
+    train_hash(cfg, cifar_subset, split, tmp_path / "run", progress=False)
+    changed = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, lr=1.0))
+    with pytest.raises(HashsdkError, match="another config"):
+        train_hash(changed, cifar_subset, split, tmp_path / "run", progress=False)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, cifar_subset):
+    # with fakes, so that data order, augmentation and fake sampling must all resume exactly
+    fakes = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "fakes.npz", images=fakes)
+    cfg = tiny_cfg(tmp_path, epochs=2, fakes=str(tmp_path / "fakes.npz"))
+    split = make_split(cifar_subset, cfg.data)
+    train_hash(cfg, cifar_subset, split, tmp_path / "a", progress=False)
+    a = checkpoint.load(tmp_path / "a" / "checkpoint.pt")
+
+    # interrupt an identical run right after its epoch-1 checkpoint, then resume it
+    class Stop(Exception):
+        pass
+
+    import hashsdk.train.loop as loop
+
+    real_save = loop.checkpoint.save
+    calls = []
+
+    def save_then_die(path, **fields):
+        real_save(path, **fields)
+        calls.append(1)
+        raise Stop()
+
+    loop.checkpoint.save = save_then_die
+    try:
+        with pytest.raises(Stop):
+            train_hash(cfg, cifar_subset, split, tmp_path / "b", progress=False)
+    finally:
+        loop.checkpoint.save = real_save
+    assert checkpoint.load(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
+    train_hash(cfg, cifar_subset, split, tmp_path / "b", progress=False)
+    b = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
+    assert b["epoch"] == 2
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert a["extra"]["history"][1]["loss_real"] == b["extra"]["history"][1]["loss_real"]
+
+
+def test_checkpoint_of_another_kind_is_refused(tmp_path):
+    checkpoint.save(tmp_path / "g.pt", kind="hashsdk.dcgan", model_args={})
+    with pytest.raises(HashsdkError, match="expected 'hashsdk.hashnet'"):
+        checkpoint.load(tmp_path / "g.pt", "hashsdk.hashnet")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(HashsdkError, match="not a readable checkpoint"):
+        checkpoint.load(tmp_path / "bad.pt")
+
+
+def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
+    (tmp_path / "a.toml").write_text("[hash]\nbits = 24\nbitz = 3\n")
+    with pytest.raises(HashsdkError, match=r"unknown key\(s\) \['bitz'\]"):
+        config.load(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text("[hash]\nbits = 'many'\n")
+    with pytest.raises(HashsdkError, match="hash].bits: expected int"):
+        config.load(tmp_path / "b.toml")
+    (tmp_path / "c.toml").write_text("[hash]\nfake_loss = 'max'\n")
+    with pytest.raises(HashsdkError, match="fake_loss: expected one of"):
+        config.load(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text("[hash]\nbits = 24\n[data]\nseed = 5\n")
+    cfg = config.load(tmp_path / "d.toml", {"hash": {"epochs": 7}})
+    assert (cfg.hash.bits, cfg.hash.epochs, cfg.data.seed) == (24, 7, 5)
+
+
+def test_cli_reports_a_missing_dataset_cleanly(tmp_path):
+    exe = Path(sys.executable).parent / "hashsdk-train"
+    result = subprocess.run([str(exe), "hash", "--dataset", "imagefolder", "--root",
+                             str(tmp_path / "none"), "--run-dir", str(tmp_path / "r")],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_split_file_round_trip_and_corruption(tmp_path):
+    split = Split(np.array([1, 2]), np.array([3]), np.array([0, 3, 4]))
+    split.save(tmp_path / "s.npz")
+    back = Split.load(tmp_path / "s.npz")
+    assert back.query.tolist() == [1, 2] and back.database.tolist() == [0, 3, 4]
+    (tmp_path / "s.npz").write_bytes(b"junk")
+    with pytest.raises(HashsdkError, match="not a split file"):
+        Split.load(tmp_path / "s.npz")

@@ -1,0 +1,73 @@
+"""Evaluation: encode the split's queries and database, score with hashsdk.metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hashsdk import RetrievalMetrics, evaluate, pack_bits
+from hashsdk._atomic import atomic_write
+from hashsdk.metrics import average_precisions
+from hashsdk.train import plots
+from hashsdk.train.data import ImageSet, Split
+
+
+def to_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, C) to normalized float (B, C, H, W)."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - mean[:, None, None]) / std[:, None, None]
+
+
+@torch.inference_mode()
+def encode(model: torch.nn.Module, images: np.ndarray, device: torch.device,
+           batch_size: int = 512, progress: bool = False, features: bool = False) -> np.ndarray:
+    """Network outputs for uint8 images (N, H, W, C): float32 (N, bits), or the backbone's
+    features (N, F) with ``features=True``."""
+    args = model.model_args
+    mean = torch.tensor(args["mean"], device=device)
+    std = torch.tensor(args["std"], device=device)
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress,
+                      unit="batch"):
+        x = to_input(torch.from_numpy(images[start:start + batch_size]).to(device), mean, std)
+        y = model.embed(x) if features else model(x)
+        out.append(y.float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.empty((0, args["bits"]), np.float32)
+
+
+def score(query_outputs: np.ndarray, db_outputs: np.ndarray, data: ImageSet,
+          split: Split) -> tuple[RetrievalMetrics, np.ndarray]:
+    """Metrics and per-query average precision (NaN where a query has no relevant item)."""
+    q, db = pack_bits(query_outputs), pack_bits(db_outputs)
+    bits = query_outputs.shape[1]
+    ql, dl = data.labels[split.query], data.labels[split.database]
+    metrics = evaluate(q, db, ql, dl, bits=bits, ks=(100, 1000), radius=2)
+    return metrics, average_precisions(q, db, ql, dl, bits=bits)
+
+
+def evaluate_model(model: torch.nn.Module, data: ImageSet, split: Split, device: torch.device,
+                   out_dir: Path | None = None, label: str = "model",
+                   progress: bool = True) -> RetrievalMetrics:
+    """Encodes, scores, and (with ``out_dir``) writes eval.json, ap.npy and pr.png."""
+    query = encode(model, data.images[split.query], device, progress=progress)
+    database = encode(model, data.images[split.database], device, progress=progress)
+    metrics, aps = score(query, database, data, split)
+    if out_dir is not None:
+        write(out_dir, metrics, aps, label)
+    return metrics
+
+
+def write(out_dir: Path, metrics: RetrievalMetrics, aps: np.ndarray, label: str) -> None:
+    with atomic_write(out_dir / "eval.json") as f:
+        f.write((json.dumps(metrics.as_dict(), indent=1) + "\n").encode())
+    with atomic_write(out_dir / "ap.npy") as f:
+        np.save(f, aps)
+    plots.precision_recall(out_dir / "pr.png", {label: (metrics.pr_precision, metrics.pr_recall)},
+                           f"precision-recall over Hamming radius (mAP {metrics.map:.3f})")

@@ -1,0 +1,186 @@
+"""Stage 1: a DCGAN (Radford et al.) for 32x32 images, trained on the training split only.
+
+No labels and no extra data: the discriminator sees the protocol's training images (5,000
+for CIFAR-10), nothing else. Adam at 2e-4 with betas (0.5, 0.999), and one-sided label
+smoothing (Salimans et al.): real targets are 1 - smoothing, fake targets stay 0.
+
+Files in the GAN directory: config.json, generator.pt (checkpoint, rebuilt from model_args),
+samples/step_NNNNNN.png (a fixed-noise grid every ``sample_every`` steps), losses.csv and
+losses.png, and fakes.npz: ``images``, uint8 (N, 32, 32, C), the fake bank of stage 2.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hashsdk._atomic import atomic_write
+from hashsdk.errors import HashsdkError
+from hashsdk.train import checkpoint, plots
+from hashsdk.train.config import RunConfig, write
+from hashsdk.train.data import ImageSet, Split
+from hashsdk.train.device import resolve_device
+
+KIND = "hashsdk.dcgan"
+
+
+def _init(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """z (B, z_dim) to images (B, channels, 32, 32) in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 100, width: int = 64, channels: int = 3):
+        super().__init__()
+        self.model_args = dict(z_dim=z_dim, width=width, channels=channels)
+        w = width
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(z_dim, 4 * w, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * w),
+            nn.ReLU(True),                                                      # 4x4
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w),
+            nn.ReLU(True),                                                      # 8x8
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
+            nn.ReLU(True),                                                      # 16x16
+            nn.ConvTranspose2d(w, channels, 4, 2, 1, bias=False), nn.Tanh())    # 32x32
+        self.apply(_init)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    """Images (B, channels, 32, 32) to real/fake logits (B,)."""
+
+    def __init__(self, width: int = 64, channels: int = 3):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * w, 1, 4, 1, 0, bias=False))
+        self.apply(_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] (B, C, H, W) to uint8 (B, H, W, C)."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8) \
+        .permute(0, 2, 3, 1).cpu().numpy()
+
+
+def load_generator(path: str | Path) -> Generator:
+    ckpt = checkpoint.load(path, KIND)
+    g = Generator(**ckpt["model_args"])
+    g.load_state_dict(ckpt["state_dict"])
+    return g.eval()
+
+
+@torch.inference_mode()
+def generate(g: Generator, n: int, seed: int, device: torch.device,
+             batch_size: int = 500) -> np.ndarray:
+    """n fake images, uint8 (n, 32, 32, C)."""
+    gen = torch.Generator().manual_seed(seed)
+    z_dim = g.model_args["z_dim"]
+    g.eval()
+    out = [to_uint8(g(torch.randn(min(batch_size, n - s), z_dim, generator=gen).to(device)))
+           for s in range(0, n, batch_size)]
+    return np.concatenate(out)
+
+
+def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
+              progress: bool = True) -> Path:
+    """Trains the DCGAN and writes its files; returns the path of fakes.npz."""
+    gc = cfg.gan
+    out_dir = Path(out_dir)
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    write(cfg, out_dir / "config.json")
+    images = data.images[split.train]
+    if images.shape[1:3] != (32, 32):
+        raise HashsdkError(f"the DCGAN makes 32x32 images; got {images.shape[1:3]} (set "
+                           "data.image_size = 32)")
+    device = resolve_device(gc.device)
+    torch.manual_seed(gc.seed)
+    gen = torch.Generator().manual_seed(gc.seed)
+    channels = images.shape[3]
+    g = Generator(gc.z_dim, gc.width, channels).to(device)
+    d = Discriminator(gc.width, channels).to(device)
+    opt_g = torch.optim.Adam(g.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
+    bce = nn.BCEWithLogitsLoss()
+    real_x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    fixed_z = torch.randn(64, gc.z_dim, generator=gen).to(device)
+    real_target = 1.0 - gc.label_smoothing
+    rows = []
+    for step in tqdm(range(1, gc.steps + 1), desc="GAN", disable=not progress):
+        xb = real_x[torch.randint(len(real_x), (gc.batch_size,), generator=gen)].to(device)
+        z = torch.randn(gc.batch_size, gc.z_dim, generator=gen).to(device)
+        fake = g(z)
+        # discriminator: real toward 1 - smoothing, fake toward 0
+        d_real, d_fake = d(xb), d(fake.detach())
+        loss_d = bce(d_real, torch.full_like(d_real, real_target)) + \
+            bce(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        # generator: make the discriminator call fakes real
+        d_fake = d(fake)
+        loss_g = bce(d_fake, torch.ones_like(d_fake))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        rows.append((step, loss_d.item(), loss_g.item(), torch.sigmoid(d_real).mean().item(),
+                     torch.sigmoid(d_fake).mean().item()))
+        if step % gc.sample_every == 0 or step == gc.steps:
+            g.eval()
+            with torch.inference_mode():
+                grid = plots.image_grid(to_uint8(g(fixed_z)))
+            g.train()
+            plots.save_png(out_dir / "samples" / f"step_{step:06d}.png", grid, scale=2)
+            _write_losses(out_dir, rows)
+    checkpoint.save(out_dir / "generator.pt", kind=KIND, model_args=g.model_args,
+                    state_dict=g.state_dict(), optimizer=opt_g.state_dict(), scheduler=None,
+                    step=gc.steps, epoch=0, config=cfg.to_dict(),
+                    rng=dict(data=gen.get_state()),
+                    extra=dict(discriminator=d.state_dict(), optimizer_d=opt_d.state_dict()))
+    n = gc.num_fakes or len(images)
+    fakes = generate(g, n, gc.seed + 1, device)
+    with atomic_write(out_dir / "fakes.npz") as f:
+        np.savez(f, images=fakes)
+    plots.save_png(out_dir / "fakes.png", plots.image_grid(fakes[:64]), scale=2)
+    return out_dir / "fakes.npz"
+
+
+def _write_losses(out_dir: Path, rows: list[tuple]) -> None:
+    with atomic_write(out_dir / "losses.csv") as f:
+        text = "step,loss_d,loss_g,d_real,d_fake\n" + "".join(
+            f"{s},{a:.5f},{b:.5f},{c:.4f},{e:.4f}\n" for s, a, b, c, e in rows)
+        f.write(text.encode())
+    steps = [r[0] for r in rows]
+    window = max(1, len(rows) // 100)
+
+    def smooth(values: list[float]) -> list[float]:
+        return np.convolve(values, np.ones(window) / window, mode="same").tolist()
+
+    plots.curves(out_dir / "losses.png", {"discriminator": (steps, smooth([r[1] for r in rows])),
+                                          "generator": (steps, smooth([r[2] for r in rows]))},
+                 "step", "DCGAN losses")
+
+
+def read_losses(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -1,0 +1,105 @@
+"""The stages on one run directory, and the with/without-fakes comparison.
+
+    runs/NAME/
+        split.npz, split.json     the protocol (made once, shared by every stage)
+        gan/                      stage 1 (gan.py)
+        hash-fakes/               stage 2 with the fake bank (loop.py)
+        hash-nofakes/             stage 2 without it: the ablation
+        baselines.json            LSH, ITQ, SH on pixels
+        comparison.json, .md      the table, with paired differences over queries
+        pr.png                    precision-recall, with and without fakes
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hashsdk._atomic import atomic_write
+from hashsdk.errors import HashsdkError
+from hashsdk.train import baselines, plots
+from hashsdk.train.config import RunConfig
+from hashsdk.train.data import ImageSet, Split, load_dataset, make_split
+from hashsdk.train.evaluate import score
+
+
+def prepare(run_dir: Path, cfg: RunConfig, progress: bool = True) -> tuple[ImageSet, Split]:
+    """Loads the dataset and the run's split, making and saving the split the first time."""
+    run_dir = Path(run_dir)
+    data = load_dataset(cfg.data, progress)
+    split_path, meta_path = run_dir / "split.npz", run_dir / "split.json"
+    keys = ("dataset", "queries_per_class", "train_per_class", "database", "seed")
+    wanted = {k: getattr(cfg.data, k) for k in keys} | {"n_images": len(data.labels)}
+    if split_path.exists():
+        made = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        if made != wanted:
+            raise HashsdkError(f"{split_path} was made for {made}, not {wanted}; use another "
+                               "run directory")
+        return data, Split.load(split_path)
+    split = make_split(data, cfg.data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split.save(split_path)
+    with atomic_write(meta_path) as f:
+        f.write(json.dumps(wanted, indent=1).encode())
+    return data, split
+
+
+def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0) -> dict[str, dict]:
+    """Each baseline on pixels: fitted on the training split, scored on the protocol."""
+    feats = baselines.pixel_features(data.images)
+    out = {}
+    for method in baselines.METHODS:
+        model = baselines.fit(method, feats[split.train], bits, seed)
+        metrics, aps = score(model.encode(feats[split.query]), model.encode(feats[split.database]),
+                             data, split)
+        out[method] = dict(metrics.as_dict(), ap=aps.tolist())
+    return out
+
+
+def paired_difference(ap_a: np.ndarray, ap_b: np.ndarray, rounds: int = 2000,
+                      seed: int = 0) -> dict[str, float]:
+    """mAP(a) - mAP(b) on the same queries, with its bootstrap standard error over queries."""
+    keep = ~(np.isnan(ap_a) | np.isnan(ap_b))
+    diff = ap_a[keep] - ap_b[keep]
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
+    return {"difference": float(diff.mean()), "standard_error": float(means.std(ddof=1)),
+            "queries": int(keep.sum())}
+
+
+def compare(run_dir: Path, bits: int, baseline_results: dict[str, dict] | None = None) -> str:
+    """Writes comparison.json, comparison.md and pr.png; returns the markdown table."""
+    run_dir = Path(run_dir)
+    rows, curves = [], {}
+    evals = {}
+    for name, label in (("hash-fakes", "with fakes"), ("hash-nofakes", "without fakes")):
+        path = run_dir / name / "eval.json"
+        if path.exists():
+            evals[name] = json.loads(path.read_text())
+            e = evals[name]
+            rows.append((label, e["map"], e["precision_at_radius"], e["precision_at_k"]["100"]))
+            curves[label] = (np.array(e["pr_precision"]), np.array(e["pr_recall"]))
+    for method, e in (baseline_results or {}).items():
+        rows.append((f"{method.upper()} (pixels)", e["map"], e["precision_at_radius"],
+                     e["precision_at_k"]["100"]))
+    lines = [f"| method ({bits} bits) | mAP@all | P@r=2 | P@100 |", "|---|---:|---:|---:|"]
+    lines += [f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.4f} |" for r in rows]
+    result: dict = {"bits": bits, "rows": [dict(method=r[0], map=r[1], p_r2=r[2], p_100=r[3])
+                                           for r in rows]}
+    if len(evals) == 2:
+        paired = paired_difference(np.load(run_dir / "hash-fakes" / "ap.npy"),
+                                   np.load(run_dir / "hash-nofakes" / "ap.npy"))
+        result["fakes_minus_nofakes"] = paired
+        lines += ["", f"With minus without fakes: {paired['difference']:+.4f} mAP "
+                      f"(paired bootstrap SE {paired['standard_error']:.4f}, "
+                      f"{paired['queries']} queries)."]
+    with atomic_write(run_dir / "comparison.json") as f:
+        f.write((json.dumps(result, indent=1) + "\n").encode())
+    table = "\n".join(lines) + "\n"
+    with atomic_write(run_dir / "comparison.md") as f:
+        f.write(table.encode())
+    if curves:
+        plots.precision_recall(run_dir / "pr.png", curves, f"precision-recall, {bits} bits")
+    return table

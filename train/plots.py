@@ -1,0 +1,72 @@
+"""Pictures people want to see: loss curves, precision-recall curves, image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel: str,
+           title: str, ylabel: str = "loss") -> None:
+    """Line plot of {name: (x, y)}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def precision_recall(path: Path, runs: dict[str, tuple[np.ndarray, np.ndarray]],
+                     title: str) -> None:
+    """Precision-recall over Hamming radius: {name: (precision, recall)}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    for name, (precision, recall) in runs.items():
+        ax.plot(recall, precision, marker=".", label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """uint8 (N, H, W, C) to one uint8 (rows * (H + 2), columns * (W + 2), C) picture."""
+    n, h, w, c = images.shape
+    rows = (n + columns - 1) // columns
+    grid = np.full((rows * (h + 2), columns * (w + 2), c), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[r * (h + 2) + 1:r * (h + 2) + 1 + h, col * (w + 2) + 1:col * (w + 2) + 1 + w] = im
+    return grid
+
+
+def save_png(path: Path, picture: np.ndarray, scale: int = 1) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(picture.squeeze(-1) if picture.shape[-1] == 1 else picture)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    image.save(path)
