@@ -65,3 +65,17 @@ def test_multi_label_similarity():
     assert similarity(a, a).tolist() == [[1.0, 0.0], [0.0, 1.0]]
     assert similarity(torch.tensor([1, 2]), torch.tensor([2, 1, 1])).tolist() == \
         [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+
+
+def test_frozen_bn_statistics_leaves_running_stats_alone():
+    from hashsdk.train.loop import frozen_bn_statistics
+
+    model = create_model("cnn", 8).train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    with frozen_bn_statistics(model):
+        model(torch.randn(4, 3, 16, 16) * 5 + 3)
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    model(torch.randn(4, 3, 16, 16) * 5 + 3)  # outside, they move again
+    assert not all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert model.features.stem[1].momentum == 0.1

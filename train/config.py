@@ -82,7 +82,9 @@ class HashConfig:
     fake_loss: str = "entropy"     # "entropy" (KL(p || 1/2)) or "uniform-ce" (KL(1/2 || p))
     lam: float = 1.0               # weight of the fake-image loss
     fake_ratio: float = 0.5        # fakes per real image in each minibatch
-    fake_bn: str = "shared"        # "shared": one forward pass; "separate": fakes on their own
+    # "shared": reals and fakes in one forward pass, sharing BatchNorm statistics; "separate":
+    # fakes in a pass of their own, which leaves the running statistics to the real images
+    fake_bn: str = "shared"
     epochs: int = 60
     batch_size: int = 128
     optimizer: str = "adamw"       # "adamw" or "sgd"

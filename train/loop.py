@@ -16,6 +16,7 @@ same machine and thread count. Under DDP each rank draws its own augmentation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -183,7 +184,10 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
                     logits = None if logits is None else logits[:len(x)]
                 else:
                     h, logits = forward(net, x, with_logits)
-                    hf = forward(net, xf, False)[0] if xf is not None else None
+                    hf = None
+                    if xf is not None:
+                        with frozen_bn_statistics(model):
+                            hf = forward(net, xf, False)[0]
             loss_r = real_loss(h, y, logits, idx.to(device))
             loss_f = (fake_loss(hf, hc.fake_loss) if hf is not None
                       else torch.zeros((), device=device))
@@ -232,6 +236,21 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     dist.barrier()
     dist.stop()
     return result
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: torch.nn.Module):
+    """BatchNorm layers normalize with the batch's own statistics but leave their running
+    statistics alone (momentum 0), so that fakes do not shift what evaluation uses."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, saved, strict=True):
+            m.momentum = momentum
 
 
 def forward(net: torch.nn.Module, x: torch.Tensor,
