@@ -73,9 +73,12 @@ def main() -> None:
             t0 = time.perf_counter()
             train_gan(cfg, data, split, root / "gan")
             print(f"seed {seed}: GAN {time.perf_counter() - t0:.0f} s", flush=True)
+        # the fake settings name the with-fakes run, so that several settings can share the
+        # run root (and its GAN and without-fakes runs) without reusing each other's results
+        fake_tag = f"fakes-{args.fake_loss}-lam{args.lam:g}-ratio{args.fake_ratio:g}-{args.fake_bn}"
         for bits in args.bits:
             for name, fake_path in (("fakes", str(fakes)), ("nofakes", None)):
-                run = root / f"{bits}bits-{name}"
+                run = root / f"{bits}bits-{fake_tag if name == 'fakes' else name}"
                 hc = dataclasses.replace(cfg.hash, bits=bits, fakes=fake_path)
                 if not (run / "eval.json").exists():
                     t0 = time.perf_counter()

@@ -1,3 +1,6 @@
+import gzip
+import struct
+
 import numpy as np
 import pytest
 
@@ -31,3 +34,10 @@ def random_packed(rng, n: int, bits: int, distinct: int | None = None) -> np.nda
     if distinct:
         raw = raw[rng.integers(0, distinct, n)]
     return np.packbits(raw, axis=1)
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """A gzipped unsigned-byte IDX file, the Fashion-MNIST format."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())

@@ -1,4 +1,3 @@
-import gzip
 import io
 import pickle
 import struct
@@ -6,6 +5,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from conftest import write_idx
 
 pytest.importorskip("torch")
 
@@ -18,12 +18,6 @@ from hashsdk.train.data import (  # noqa: E402
     read_cifar_batch,
     read_idx,
 )
-
-
-def write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def test_fashion_mnist_reads_idx_files_and_pads_to_32(tmp_path, rng):

@@ -1,22 +1,15 @@
-import gzip
 import json
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_idx
 
 pytest.importorskip("torch")
 
 from hashsdk.train.pipeline import paired_difference  # noqa: E402
-
-
-def write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def test_paired_difference_and_its_standard_error():

@@ -16,13 +16,7 @@ def _pyplot():
     return plt
 
 
-def curves(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel: str,
-           title: str, ylabel: str = "loss") -> None:
-    """Line plot of {name: (x, y)}."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for name, (x, y) in series.items():
-        ax.plot(x, y, label=name)
+def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -30,26 +24,27 @@ def curves(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabe
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
+
+
+def curves(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel: str,
+           title: str, ylabel: str = "loss") -> None:
+    """Line plot of {name: (x, y)}."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=110)
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name)
+    _save(fig, ax, path, title, xlabel, ylabel)
 
 
 def precision_recall(path: Path, runs: dict[str, tuple[np.ndarray, np.ndarray]],
                      title: str) -> None:
     """Precision-recall over Hamming radius: {name: (precision, recall)}."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    fig, ax = _pyplot().subplots(figsize=(5, 4.5), dpi=110)
     for name, (precision, recall) in runs.items():
         ax.plot(recall, precision, marker=".", label=name)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, ax, path, title, "recall", "precision")
 
 
 def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
