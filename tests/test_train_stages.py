@@ -185,3 +185,16 @@ def test_split_file_round_trip_and_corruption(tmp_path):
     (tmp_path / "s.npz").write_bytes(b"junk")
     with pytest.raises(HashsdkError, match="not a split file"):
         Split.load(tmp_path / "s.npz")
+
+
+def test_baselines_on_trained_backbone_features(tmp_path, cifar_subset):
+    from hashsdk.train.pipeline import backbone_features, run_baselines
+
+    cfg = tiny_cfg(tmp_path)
+    split = make_split(cifar_subset, cfg.data)
+    train_hash(cfg, cifar_subset, split, tmp_path / "run", progress=False)
+    feats = backbone_features(tmp_path / "run" / "checkpoint.pt", cifar_subset, "cpu", False)
+    assert feats.shape == (len(cifar_subset.labels), 128) and feats.dtype == np.float32
+    results = run_baselines(cifar_subset, split, 12, features=feats)
+    assert set(results) == {"lsh", "itq", "sh"}
+    assert all(0 < r["map"] <= 1 and len(r["ap"]) == 30 for r in results.values())

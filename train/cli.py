@@ -135,16 +135,24 @@ def hash_cmd(**kw) -> None:
 @main.command()
 @_options(COMMON)
 @click.option("--bits", type=int, default=None)
+@click.option("--features", "features_from", type=click.Path(dir_okay=False), default=None,
+              help="A hashing checkpoint whose backbone features replace the pixels.")
 @_user_errors
 def baseline(**kw) -> None:
-    """LSH, ITQ and SH on pixels, fitted on the training split."""
+    """LSH, ITQ and SH on pixels (or a trained backbone's features), fitted on the training
+    split."""
     from hashsdk._atomic import atomic_write
-    from hashsdk.train.pipeline import prepare, run_baselines
+    from hashsdk.train.pipeline import backbone_features, prepare, run_baselines
 
     cfg = _config(kw)
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
-    results = run_baselines(data, split, cfg.hash.bits, cfg.data.seed)
-    with atomic_write(kw["run_dir"] / "baselines.json") as f:
+    features = None
+    if kw["features_from"]:
+        features = backbone_features(kw["features_from"], data, kw["device"] or "auto",
+                                     not kw["quiet"])
+    results = run_baselines(data, split, cfg.hash.bits, cfg.data.seed, features)
+    name = "baselines.json" if features is None else "baselines-features.json"
+    with atomic_write(kw["run_dir"] / name) as f:
         f.write(json.dumps(results).encode())
     for method, r in results.items():
         click.echo(f"{method}: mAP@all {r['map']:.4f}  P@r=2 {r['precision_at_radius']:.4f}")

@@ -45,7 +45,7 @@ class DataConfig:
     database: str = "all-but-queries"
     image_size: int = 32
     seed: int = 0
-    cache_dir: str = "data/cache"
+    cache_dir: str | None = None  # None: $HASHSDK_CACHE, else the user cache (~/.cache/hashsdk)
 
 
 @dataclass

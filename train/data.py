@@ -178,7 +178,7 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
     if cfg.download and not source.exists():
         source = _download(cfg.dataset, source)
     key = f"{cfg.dataset}-{_digest(source)}-{cfg.image_size}-v{CACHE_VERSION}"
-    cache = Path(cfg.cache_dir) / f"{key}.npz"
+    cache = cache_dir(cfg) / f"{key}.npz"
     if cache.exists():
         try:
             return _read_cache(cache, cfg.dataset)
@@ -194,6 +194,16 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
         np.savez(f, images=data.images, labels=data.labels, is_test=data.is_test,
                  classes=np.array(data.classes), **extra)
     return data
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """Where decoded datasets are kept: data.cache_dir, $HASHSDK_CACHE, or the user cache."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    if os.environ.get("HASHSDK_CACHE"):
+        return Path(os.environ["HASHSDK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hashsdk"
 
 
 def _read_cache(path: Path, name: str) -> ImageSet:

@@ -46,9 +46,13 @@ def prepare(run_dir: Path, cfg: RunConfig, progress: bool = True) -> tuple[Image
     return data, split
 
 
-def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0) -> dict[str, dict]:
-    """Each baseline on pixels: fitted on the training split, scored on the protocol."""
-    feats = baselines.pixel_features(data.images)
+def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0,
+                  features: np.ndarray | None = None) -> dict[str, dict]:
+    """Each baseline, fitted on the training split and scored on the protocol.
+
+    features: float (N, D) for every image of ``data``; default: the pixels.
+    """
+    feats = baselines.pixel_features(data.images) if features is None else features
     out = {}
     for method in baselines.METHODS:
         model = baselines.fit(method, feats[split.train], bits, seed)
@@ -56,6 +60,22 @@ def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0) -> dic
                              data, split)
         out[method] = dict(metrics.as_dict(), ap=aps.tolist())
     return out
+
+
+def backbone_features(checkpoint_path: str | Path, data: ImageSet, device: str = "auto",
+                      progress: bool = True) -> np.ndarray:
+    """A trained hashing network's backbone features for every image, float32 (N, F)."""
+    from hashsdk.train import checkpoint
+    from hashsdk.train.device import resolve_device
+    from hashsdk.train.evaluate import encode
+    from hashsdk.train.loop import KIND
+    from hashsdk.train.model import HashNet
+
+    ckpt = checkpoint.load(checkpoint_path, KIND)
+    model = HashNet(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    dev = resolve_device(device)
+    return encode(model.to(dev), data.images, dev, progress=progress, features=True)
 
 
 def paired_difference(ap_a: np.ndarray, ap_b: np.ndarray, rounds: int = 2000,
