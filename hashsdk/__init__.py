@@ -1,12 +1,14 @@
 """hashsdk: deep image hashing, from training to search.
 
-The inference side, importable with only numpy installed (torch and onnx are never imported
-here): binary codes, the exact ``HammingIndex`` and retrieval metrics. Training lives in
+The inference side, which never imports torch or onnx: binary codes, the exact
+``HammingIndex``, retrieval metrics, and the ``Encoder`` (images to codes through an ONNX model
+on onnxruntime, imported when an Encoder is made, or a TensorRT engine). Training lives in
 ``hashsdk.train`` and export in ``hashsdk.export``, installed with the ``train`` and ``export``
 extras.
 """
 
 from hashsdk.codes import binarize, code_size, pack_bits, unpack_bits
+from hashsdk.encoder import Encoder
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex
 from hashsdk.metrics import (
@@ -21,6 +23,7 @@ from hashsdk.metrics import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Encoder",
     "HammingIndex",
     "HashsdkError",
     "RetrievalMetrics",

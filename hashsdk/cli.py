@@ -1,6 +1,8 @@
 """The ``hashsdk`` command line.
 
     hashsdk index build CODES.npy -o db.hidx [--bits N] [--ids IDS.npy]
+    hashsdk index build --model model.onnx IMAGES_OR_DIR... -o db.hidx
+    hashsdk encode model.onnx IMAGES_OR_DIR... -o codes.npy [--float]
     hashsdk search db.hidx QUERIES.npy -k 10 [--json]
     hashsdk info db.hidx
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -19,6 +22,7 @@ import click
 import numpy as np
 
 from hashsdk import index_file
+from hashsdk._atomic import atomic_write
 from hashsdk.codes import infer_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex
@@ -57,23 +61,89 @@ def index() -> None:
 
 
 @index.command("build")
-@click.argument("codes", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Index file to write (.hidx).")
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="Encode INPUTS (images or folders) with this .onnx / .engine model.")
 @click.option("--bits", type=int, default=None,
               help="Code length. Default: 8 x width for packed uint8 codes, else the width.")
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), default=None,
               help="int64 .npy of one unique id per code. Default: 0, 1, 2, ...")
+@click.option("--batch-size", type=int, default=256, show_default=True)
 @_user_errors
-def index_build(codes: str, output: str, bits: int | None, ids_path: str | None) -> None:
-    """Build an index from CODES.npy: packed uint8 codes, or (n, bits) network outputs."""
-    array = _load_npy(codes, "codes")
-    ids = None if ids_path is None else _load_npy(ids_path, "ids")
-    bits = infer_bits(array) if bits is None else bits
-    idx = HammingIndex(bits)
-    idx.add(array, ids)
+def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: int | None,
+                ids_path: str | None, batch_size: int) -> None:
+    """Build an index from CODES.npy (packed uint8 codes, or (n, bits) network outputs), or,
+    with --model, from images and folders of images. With --model, ids are 0, 1, 2, ... in
+    the order of OUTPUT.paths.txt, which lists the image of each id."""
+    if model is None:
+        if len(inputs) != 1:
+            raise HashsdkError("expected one CODES.npy, or --model MODEL with images/folders")
+        array = _load_npy(inputs[0], "codes")
+        ids = None if ids_path is None else _load_npy(ids_path, "ids")
+        idx = HammingIndex(infer_bits(array) if bits is None else bits)
+        idx.add(array, ids)
+        idx.save(output)
+        click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits")
+        return
+    codes, paths, model_bits = _encode_paths(model, inputs, batch_size)
+    idx = HammingIndex(model_bits if bits is None else bits)
+    idx.add(codes)
     idx.save(output)
-    click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits")
+    _write_lines(output + ".paths.txt", paths)
+    click.echo(f"wrote {output}: {idx.ntotal} images, {idx.bits} bits; paths in "
+               f"{output}.paths.txt")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="codes.npy to write; OUTPUT.paths.txt lists the image of each row.")
+@click.option("--float", "as_float", is_flag=True, help="Write float outputs, not packed codes.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@_user_errors
+def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool,
+           batch_size: int) -> None:
+    """Encode images and folders of images with MODEL (.onnx or .engine) into codes.npy."""
+    codes, paths, _ = _encode_paths(model, inputs, batch_size, packed=not as_float)
+    with atomic_write(output) as f:
+        np.save(f, codes)
+    _write_lines(output + ".paths.txt", paths)
+    click.echo(f"wrote {output}: {codes.shape[0]} rows of {codes.shape[1]} "
+               f"{'outputs' if as_float else 'bytes'}")
+
+
+def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
+                  packed: bool = True) -> tuple[np.ndarray, list[str], int]:
+    """Encodes every image under ``inputs``; unreadable files are reported and left out.
+
+    Returns the codes, the path of each row, and the model's code length."""
+    from hashsdk.encoder import Encoder
+    from hashsdk.preprocess import list_images
+
+    missing = [p for p in inputs if not os.path.exists(p)]
+    if missing:
+        raise HashsdkError(f"not found: {', '.join(missing)}")
+    paths = list_images(inputs)
+    if not paths:
+        raise HashsdkError(f"no images found in {', '.join(inputs)}")
+    encoder = Encoder(model)
+    rows, kept = [], []
+    for batch in encoder.encode_iter(paths, batch_size, packed, show_progress=True):
+        rows.append(batch.codes)
+        kept += [str(paths[i]) for i in batch.index]
+        for path in batch.skipped:
+            click.echo(f"skipped unreadable image: {path}", err=True)
+    if not kept:
+        raise HashsdkError("no image could be read")
+    return np.concatenate(rows), kept, encoder.bits
+
+
+def _write_lines(path: str, lines: list[str]) -> None:
+    with atomic_write(path) as f:
+        f.write(("\n".join(lines) + "\n").encode())
 
 
 @main.command()

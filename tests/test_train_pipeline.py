@@ -54,3 +54,14 @@ def test_train_all_from_raw_images_to_comparison(tmp_path):
     with_cfg = json.loads((run / "hash-fakes" / "config.json").read_text())
     assert with_cfg["hash"]["fakes"].endswith("fakes.npz")
     assert json.loads((run / "hash-nofakes" / "config.json").read_text())["hash"]["fakes"] is None
+
+    # export the trained network and verify it on the run's own real images
+    pytest.importorskip("onnx")
+    exported = subprocess.run([str(Path(sys.executable).parent / "hashsdk-export"),
+                               str(run / "hash-fakes" / "checkpoint.pt"), "-o",
+                               str(tmp_path / "model.onnx"), "--verify"],
+                              capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    assert "bits agree" in exported.stdout
+    report = json.loads((tmp_path / "model.onnx.verify.json").read_text())
+    assert report["passed"] and report["bit_agreement"] >= 0.999

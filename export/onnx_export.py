@@ -1,0 +1,116 @@
+"""Training checkpoint to ONNX, with the metadata the Encoder needs inside the file.
+
+The graph: input ``images``, float32 (batch, C, H, W), normalized as the metadata says;
+output ``outputs``, float32 (batch, bits), tanh outputs in (-1, 1); bit i = outputs[:, i] > 0.
+The batch dimension is dynamic and named ``batch``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+
+import torch
+
+from hashsdk._atomic import atomic_write
+from hashsdk.errors import HashsdkError
+from hashsdk.model_metadata import ModelMetadata
+
+INPUT, OUTPUT = "images", "outputs"
+
+
+class _Outputs(torch.nn.Module):
+    """The hashing network without its training-only classifier."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+def load_hashnet(checkpoint_path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """The trained network from a hashing checkpoint, in eval mode, and the checkpoint."""
+    from hashsdk.train import checkpoint
+    from hashsdk.train.loop import KIND
+    from hashsdk.train.model import HashNet
+
+    ckpt = checkpoint.load(checkpoint_path, KIND)
+    model = HashNet(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def metadata_for(ckpt: dict, checkpoint_path: str | os.PathLike) -> ModelMetadata:
+    args = ckpt["model_args"]
+    return ModelMetadata(
+        bits=args["bits"], input_size=args["image_size"], channels=args["in_channels"],
+        mean=tuple(args["mean"]), std=tuple(args["std"]), backbone=args["backbone"],
+        dataset=ckpt.get("config", {}).get("data", {}).get("dataset", "unknown"),
+        checkpoint_sha256=sha256(checkpoint_path), input_name=INPUT, output_name=OUTPUT)
+
+
+def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
+                opset: int = 18, max_batch: int | None = None) -> ModelMetadata:
+    """Exports a hashing checkpoint to one ONNX file with hashsdk metadata.
+
+    Uses torch.onnx's dynamo exporter; where it fails, falls back to the TorchScript exporter
+    and warns. ``max_batch`` bounds the dynamic batch dimension (None: unbounded).
+    """
+    import onnx
+
+    if opset < 18:
+        raise HashsdkError(f"opset must be 18 or later, got {opset}")
+    model, ckpt = load_hashnet(checkpoint_path)
+    meta = metadata_for(ckpt, checkpoint_path)
+    wrapped = _Outputs(model).eval()
+    example = torch.zeros(2, meta.channels, meta.input_size, meta.input_size)
+    proto = None
+    try:
+        batch = torch.export.Dim("batch", min=1, max=max_batch) if max_batch else \
+            torch.export.Dim("batch", min=1)
+        program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
+                                    input_names=[INPUT], output_names=[OUTPUT],
+                                    dynamic_shapes={"images": {0: batch}}, external_data=False,
+                                    verbose=False)
+        proto = program.model_proto
+    except Exception as exc:  # the dynamo exporter raises many kinds of errors
+        warnings.warn(f"the dynamo ONNX exporter failed ({type(exc).__name__}: {exc}); falling "
+                      "back to the TorchScript exporter", stacklevel=2)
+        buffer = io.BytesIO()
+        torch.onnx.export(wrapped, (example,), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+        proto = onnx.load_from_string(buffer.getvalue())
+    del proto.metadata_props[:]
+    for key, value in meta.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    with atomic_write(out_path) as f:
+        f.write(proto.SerializeToString())
+    return meta
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """The hashsdk metadata of an ONNX file; a clear error when it has none."""
+    import onnx
+
+    try:
+        proto = onnx.load(os.fspath(path), load_external_data=False)
+    except FileNotFoundError:
+        raise HashsdkError(f"model file not found: {path}") from None
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise HashsdkError(f"{path}: not an ONNX model ({exc})") from None
+    return ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))

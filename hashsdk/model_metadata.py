@@ -1,0 +1,75 @@
+"""The metadata an exported model carries, so that the Encoder needs nothing but the file.
+
+ONNX models hold it in ``metadata_props`` (string keys and values, prefixed ``hashsdk.``);
+TensorRT engines in a sidecar ``<engine>.json`` with the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from hashsdk.errors import HashsdkError
+
+FORMAT_VERSION = 1
+PREFIX = "hashsdk."
+BIT_CONVENTION = "bit i = 1 where output i > 0; packed MSB-first as np.packbits"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the Encoder needs to turn images into codes.
+
+    input_size: side of the square input (pixels); channels: 1 (grey) or 3 (RGB).
+    mean, std: per-channel, in [0, 1] pixel units; the model's input is (x / 255 - mean) / std,
+        float32 NCHW.
+    input_name, output_name: the graph's tensors; the output is float (N, bits) in (-1, 1).
+    """
+
+    bits: int
+    input_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    backbone: str = "unknown"
+    dataset: str = "unknown"
+    checkpoint_sha256: str = ""
+    input_name: str = "images"
+    output_name: str = "outputs"
+    bit_convention: str = BIT_CONVENTION
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def to_props(self) -> dict[str, str]:
+        """String key-value pairs for ONNX metadata_props or a JSON sidecar."""
+        out = {}
+        for key, value in asdict(self).items():
+            out[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+        return out
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], where: str) -> ModelMetadata:
+        """Parses ``to_props``'s output; raises naming ``where`` when it is not ours."""
+        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if "bits" not in ours:
+            raise HashsdkError(f"{where}: no hashsdk metadata; export the model with "
+                               "hashsdk-export, which writes it")
+        try:
+            version = int(ours.get("format_version", "0"))
+            if version != FORMAT_VERSION:
+                raise HashsdkError(f"{where}: hashsdk metadata version {version}; this hashsdk "
+                                   f"reads {FORMAT_VERSION}")
+            kwargs = {}
+            for name in cls.__dataclass_fields__:
+                if name in ours:
+                    raw = ours[name]
+                    kind = cls.__dataclass_fields__[name].type
+                    kwargs[name] = raw if kind == "str" else json.loads(raw)
+            kwargs["mean"], kwargs["std"] = tuple(kwargs["mean"]), tuple(kwargs["std"])
+            meta = cls(**kwargs)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise HashsdkError(f"{where}: corrupt hashsdk metadata ({exc})") from None
+        if meta.channels not in (1, 3) or len(meta.mean) != meta.channels \
+                or len(meta.std) != meta.channels or meta.bits < 1 or meta.input_size < 1:
+            raise HashsdkError(f"{where}: inconsistent hashsdk metadata {meta}")
+        return meta
