@@ -8,6 +8,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hashsdk-installed
 PYTEST_ARGS ?= -q
+DATASET ?= fashion-mnist
+BITS ?= 32
 
 .PHONY: test demo bench lint clean
 
@@ -21,11 +23,12 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py --dataset $(DATASET) --bits $(BITS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/metrics_speed.py
+	$(PY) benchmarks/encode.py
 	$(PY) scripts/readme_tables.py
 
 lint: $(STAMP)

@@ -214,5 +214,40 @@ def all_cmd(**kw) -> None:
     click.echo(compare(run_dir, cfg.hash.bits, results))
 
 
+@main.command("demo")
+@_options(COMMON + HASH + GAN)
+@_user_errors
+def demo_cmd(**kw) -> None:
+    """The main job: GAN, hashing with and without fakes, export, index, search, report."""
+    from hashsdk.train.demo import demo
+
+    cfg = _config(kw)
+    status = demo(cfg, kw["run_dir"], progress=not kw["quiet"])
+    _print_summary(kw["run_dir"])
+    skipped = [name for name, s in status.items() if s == "skipped"]
+    if skipped:
+        click.echo(f"skipped (up to date): {', '.join(skipped)}")
+    click.echo(f"report: {kw['run_dir'] / 'report.md'}")
+
+
+def _print_summary(run_dir: Path) -> None:
+    read = lambda name: json.loads((run_dir / name).read_text())  # noqa: E731
+    fakes, nofakes = read("hash-fakes/eval.json"), read("hash-nofakes/eval.json")
+    rows = [("mAP@all, with fakes", f"{fakes['map']:.4f}"),
+            ("mAP@all, without fakes", f"{nofakes['map']:.4f}"),
+            ("P@r=2, with / without fakes",
+             f"{fakes['precision_at_radius']:.4f} / {nofakes['precision_at_radius']:.4f}")]
+    paired = read("comparison.json").get("fakes_minus_nofakes")
+    if paired:
+        rows.append(("with minus without (paired SE)",
+                     f"{paired['difference']:+.4f} ({paired['standard_error']:.4f})"))
+    rows += [("encode throughput", f"{read('index.json')['images_per_second']:,.0f} images/s"),
+             ("search latency, 1 query k=10", f"{read('search.json')['latency_ms']:.3f} ms")]
+    width = max(len(k) for k, _ in rows)
+    click.echo("")
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
 if __name__ == "__main__":
     main()

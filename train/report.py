@@ -1,0 +1,204 @@
+"""``report.md`` for a demo run: numbers and pictures.
+
+Sections (each a ``##`` heading, in this order): Results, GAN fakes and real images, Loss
+curves, Precision-recall, Query results, Bit activations, Commands and environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hashsdk._atomic import atomic_write
+from hashsdk.train import plots
+from hashsdk.train.config import RunConfig
+from hashsdk.train.data import ImageSet, Split
+
+SECTIONS = ("Results", "GAN fakes and real images", "Loss curves", "Precision-recall",
+            "Query results", "Bit activations", "Commands and environment")
+RIGHT, WRONG, QUERY = (40, 170, 60), (220, 40, 40), (60, 90, 220)
+
+
+def _rgb(images: np.ndarray) -> np.ndarray:
+    return np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images
+
+
+def _framed(image: np.ndarray, colour: tuple[int, int, int], scale: int = 2,
+            border: int = 3) -> np.ndarray:
+    big = image.repeat(scale, 0).repeat(scale, 1)
+    out = np.empty((big.shape[0] + 2 * border, big.shape[1] + 2 * border, 3), np.uint8)
+    out[:] = colour
+    out[border:-border, border:-border] = big
+    return out
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 24) -> np.ndarray:
+    """Two RGB pictures on a white canvas, top-aligned."""
+    height = max(left.shape[0], right.shape[0])
+    canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
+    canvas[:left.shape[0], :left.shape[1]] = left
+    canvas[:right.shape[0], left.shape[1] + gap:] = right
+    return canvas
+
+
+def query_grid(data: ImageSet, queries: list[int], results: list[list[int]]) -> np.ndarray:
+    """One row per query: the query (blue), then its results, green if right, red if wrong."""
+    rows = []
+    for q, found in zip(queries, results, strict=True):
+        tiles = [_framed(_rgb(data.images[q:q + 1])[0], QUERY)]
+        gap = np.full_like(tiles[0][:, :8], 255)
+        tiles.append(gap)
+        for j in found:
+            relevant = (data.labels[j] == data.labels[q]).all() if data.multi_label else \
+                data.labels[j] == data.labels[q]
+            tiles.append(_framed(_rgb(data.images[j:j + 1])[0], RIGHT if relevant else WRONG))
+        rows.append(np.concatenate(tiles, axis=1))
+        rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-1])
+
+
+def bit_figure(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """Left: per-bit activation rate (share of 1s). Right: p = (h + 1) / 2 of every bit."""
+    plt = plots._pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for name, h in outputs.items():
+        left.hist((h > 0).mean(axis=0), bins=20, range=(0, 1), alpha=0.5, label=name)
+        right.hist(((h + 1) / 2).ravel(), bins=50, range=(0, 1), alpha=0.5, density=True,
+                   label=name)
+    left.set_xlabel("share of 1s per bit")
+    left.set_ylabel("bits")
+    left.set_title("per-bit activation rate")
+    right.set_xlabel("p = (h + 1) / 2")
+    right.set_ylabel("density")
+    right.set_title("bit outputs: max-entropy pushes fakes toward 0.5")
+    for ax in (left, right):
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _outputs(run_dir: Path, name: str, images: np.ndarray) -> np.ndarray:
+    import torch
+
+    from hashsdk.export.onnx_export import load_hashnet
+    from hashsdk.train.evaluate import encode
+
+    model, _ = load_hashnet(run_dir / name / "checkpoint.pt")
+    return encode(model, images, torch.device("cpu"))
+
+
+def environment() -> list[tuple[str, str]]:
+    import onnxruntime
+    import torch
+
+    from hashsdk import __version__, _search
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return [("hashsdk", __version__), ("python", sys.version.split()[0]),
+            ("torch", torch.__version__), ("numpy", np.__version__),
+            ("onnxruntime", onnxruntime.__version__), ("CPU", cpu),
+            ("cores", str(os.cpu_count())), ("torch threads", str(torch.get_num_threads())),
+            ("search kernel", _search._kernel.dispatch() if _search.has_kernel() else "numpy"),
+            ("CUDA", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")]
+
+
+def write_report(run_dir: Path, cfg: RunConfig, data: ImageSet, split: Split) -> Path:
+    run_dir = Path(run_dir)
+    read = lambda name: json.loads((run_dir / name).read_text())  # noqa: E731
+    index_info, search_info = read("index.json"), read("search.json")
+    verify_info = read("model.onnx.verify.json")
+    comparison = (run_dir / "comparison.md").read_text()
+
+    # pictures
+    with np.load(run_dir / "gan" / "fakes.npz") as f:
+        fakes = f["images"]
+    rng = np.random.default_rng(0)
+    real = data.images[rng.choice(split.train, 64, replace=False)]
+    plots.save_png(run_dir / "fakes_vs_real.png", side_by_side(
+        _rgb(plots.image_grid(fakes[:64])[None])[0], _rgb(plots.image_grid(real)[None])[0]),
+        scale=2)
+
+    histories = {name: read(f"{name}/history.json") for name in ("hash-fakes", "hash-nofakes")}
+    series = {}
+    for name, history in histories.items():
+        epochs = [r["epoch"] for r in history]
+        series[f"{name}: real loss"] = (epochs, [r["loss_real"] for r in history])
+        if name == "hash-fakes":
+            series[f"{name}: fake loss"] = (epochs, [r["loss_fake"] for r in history])
+    plots.curves(run_dir / "hash_losses.png", series, "epoch", "hashing losses")
+
+    plots.save_png(run_dir / "queries.png",
+                   query_grid(data, search_info["queries"], search_info["ids"]))
+
+    sample_real = data.images[rng.choice(split.database, min(1000, len(split.database)),
+                                         replace=False)]
+    sample_fake = fakes[:1000]
+    outputs = {}
+    for name, label in (("hash-fakes", "with fakes"), ("hash-nofakes", "without fakes")):
+        outputs[f"{label}: real"] = _outputs(run_dir, name, sample_real)
+        outputs[f"{label}: fakes"] = _outputs(run_dir, name, sample_fake)
+    bit_figure(run_dir / "bits.png", outputs)
+    near_half = {k: float((np.abs(v) < 0.2).mean()) for k, v in outputs.items()}
+
+    ev = {name: read(f"{name}/eval.json") for name in ("hash-fakes", "hash-nofakes")}
+    lines = [
+        f"# hashsdk demo report: {cfg.data.dataset}, {cfg.hash.bits} bits", "",
+        f"Protocol: {len(split.query):,} queries, {len(split.train):,} training images, "
+        f"{len(split.database):,} database images. Backbone `{cfg.hash.backbone}` from "
+        f"scratch, loss `{cfg.hash.loss}`, {cfg.hash.epochs} epochs; fakes: "
+        f"`{cfg.hash.fake_loss}` at lambda {cfg.hash.lam}, {cfg.hash.fake_ratio} per real "
+        f"image, BatchNorm `{cfg.hash.fake_bn}`; DCGAN {cfg.gan.steps} steps.", "",
+        "## Results", "", comparison.strip(), "",
+        "| measure | value |", "|---|---:|",
+        f"| mAP@all with fakes | {ev['hash-fakes']['map']:.4f} |",
+        f"| mAP@all without fakes | {ev['hash-nofakes']['map']:.4f} |",
+        f"| P@r=2 with fakes | {ev['hash-fakes']['precision_at_radius']:.4f} |",
+        f"| encode throughput (Encoder, onnxruntime CPU) | "
+        f"{index_info['images_per_second']:,.0f} images/s |",
+        f"| search latency (1 query, k=10, {search_info['database']:,} codes) | "
+        f"{search_info['latency_ms']:.3f} ms |",
+        f"| ONNX vs torch bit agreement | {100 * verify_info['bit_agreement']:.3f}% |", "",
+        "## GAN fakes and real images", "",
+        "Left: 64 fakes from the DCGAN. Right: 64 real training images.", "",
+        "![fakes and real images](fakes_vs_real.png)", "",
+        "## Loss curves", "", "![GAN losses](gan/losses.png)", "",
+        "![hashing losses](hash_losses.png)", "",
+        "## Precision-recall", "", "Precision and recall within Hamming radius r, r = 0 to "
+        f"{cfg.hash.bits}.", "", "![precision-recall](pr.png)", "",
+        "## Query results", "",
+        "Each row: a query (blue) and its 10 nearest database images by Hamming distance, "
+        "green where the class matches, red where it does not.", "",
+        "![query results](queries.png)", "",
+        "## Bit activations", "",
+        "Left: the share of 1s of each bit over 1,000 real database images and 1,000 fakes. "
+        "Right: every bit's p = (h + 1) / 2. The max-entropy loss pushes the with-fakes model's "
+        "outputs on fakes toward p = 0.5. Share of outputs with |h| < 0.2: "
+        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in near_half.items()) + ".", "",
+        "![bit activations](bits.png)", "",
+        "## Commands and environment", "",
+        "```sh", "make demo" + (f" DATASET={cfg.data.dataset}" if cfg.data.dataset !=
+                                "fashion-mnist" else "")
+        + (f" BITS={cfg.hash.bits}" if cfg.hash.bits != 32 else ""),
+        f"# which runs: hashsdk-train demo --dataset {cfg.data.dataset} --bits "
+        f"{cfg.hash.bits} --run-dir {run_dir}", "```", "",
+        "| | |", "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in environment()]
+    lines += ["", "Resolved configuration: `hash-fakes/config.json`.", ""]
+    with atomic_write(run_dir / "report.md") as f:
+        f.write("\n".join(lines).encode())
+    return run_dir / "report.md"
