@@ -8,27 +8,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from hashsdk._cli import user_errors
 from hashsdk.errors import HashsdkError
-
-
-def _user_errors(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ImportError as exc:
-            raise click.ClickException(f"{exc}; install the export extra: "
-                                       "pip install 'hashsdk[export]'") from None
-        except (HashsdkError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-    return wrapper
 
 
 @click.command()
@@ -44,7 +30,7 @@ def _user_errors(fn: Callable) -> Callable:
 @click.option("--opt-batch", type=int, default=64, show_default=True)
 @click.option("--max-batch", type=int, default=None,
               help="Largest batch (ONNX: unbounded by default; TensorRT: 256).")
-@_user_errors
+@user_errors('export')
 def main(source: Path, output: Path, opset: int, verify: bool, trt: bool, fp16: bool,
          min_batch: int, opt_batch: int, max_batch: int | None) -> None:
     """Export SOURCE (a hashing checkpoint, or an ONNX model with --trt)."""

@@ -835,6 +835,19 @@ static int check_shape(Py_ssize_t cs, int bits, Py_ssize_t nq, Py_ssize_t n, int
     return 0;
 }
 
+static void init_job(Job *job, int mode, const Py_buffer *q, const Py_buffer *db, Py_ssize_t cs,
+                     int bits, Py_ssize_t nq, Py_ssize_t n)
+{
+    memset(job, 0, sizeof(*job));
+    job->mode = mode;
+    job->q = q->buf;
+    job->db = db->buf;
+    job->cs = (size_t)cs;
+    job->bits = bits;
+    job->nq = nq;
+    job->n = n;
+}
+
 PyDoc_STRVAR(knn_doc,
              "knn(queries, db, nq, n, code_size, bits, k, threads, out_d, out_rows)\n\n"
              "Top-k by (distance, row).  queries: nq*code_size bytes; db: n*code_size bytes;\n"
@@ -861,14 +874,7 @@ static PyObject *py_knn(PyObject *self, PyObject *args)
     if (get_buffer(opo, &op, 1, nq * k * 8, "out_rows") < 0) goto fail_od;
 
     Job job;
-    memset(&job, 0, sizeof(job));
-    job.mode = MODE_KNN;
-    job.q = q.buf;
-    job.db = db.buf;
-    job.cs = (size_t)cs;
-    job.bits = bits;
-    job.nq = nq;
-    job.n = n;
+    init_job(&job, MODE_KNN, &q, &db, cs, bits, nq, n);
     job.k = k;
     int failed = 0;
     if (nq > 0) {
@@ -934,14 +940,7 @@ static PyObject *py_range(PyObject *self, PyObject *args)
         return NULL;
     }
     Job job;
-    memset(&job, 0, sizeof(job));
-    job.mode = MODE_RANGE;
-    job.q = q.buf;
-    job.db = db.buf;
-    job.cs = (size_t)cs;
-    job.bits = bits;
-    job.nq = nq;
-    job.n = n;
+    init_job(&job, MODE_RANGE, &q, &db, cs, bits, nq, n);
     job.radius = radius;
     job.range_sinks = calloc(nq > 0 ? (size_t)nq : 1, sizeof(Sink));
     if (!job.range_sinks) {
@@ -1022,14 +1021,7 @@ static PyObject *py_distances(PyObject *self, PyObject *args)
         return NULL;
     }
     Job job;
-    memset(&job, 0, sizeof(job));
-    job.mode = MODE_DIST;
-    job.q = q.buf;
-    job.db = db.buf;
-    job.cs = (size_t)cs;
-    job.bits = bits;
-    job.nq = nq;
-    job.n = n;
+    init_job(&job, MODE_DIST, &q, &db, cs, bits, nq, n);
     job.out_dist = out.buf;
     if (nq > 0 && n > 0) {
         Py_BEGIN_ALLOW_THREADS

@@ -12,31 +12,19 @@ with status 1, without a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 
 import click
 import numpy as np
 
 from hashsdk import index_file
 from hashsdk._atomic import atomic_write
+from hashsdk._cli import user_errors
 from hashsdk.codes import infer_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex
-
-
-def _user_errors(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (HashsdkError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -71,7 +59,7 @@ def index() -> None:
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), default=None,
               help="int64 .npy of one unique id per code. Default: 0, 1, 2, ...")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@_user_errors
+@user_errors()
 def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: int | None,
                 ids_path: str | None, batch_size: int) -> None:
     """Build an index from CODES.npy (packed uint8 codes, or (n, bits) network outputs), or,
@@ -103,7 +91,7 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
               help="codes.npy to write; OUTPUT.paths.txt lists the image of each row.")
 @click.option("--float", "as_float", is_flag=True, help="Write float outputs, not packed codes.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@_user_errors
+@user_errors()
 def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool,
            batch_size: int) -> None:
     """Encode images and folders of images with MODEL (.onnx or .engine) into codes.npy."""
@@ -152,7 +140,7 @@ def _write_lines(path: str, lines: list[str]) -> None:
 @click.option("-k", type=int, default=10, show_default=True, help="Results per query.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {distances, ids}.")
 @click.option("--threads", type=int, default=None, help="Search threads (default: all cores).")
-@_user_errors
+@user_errors()
 def search(index_path: str, queries: str, k: int, as_json: bool, threads: int | None) -> None:
     """Search INDEX_PATH for the k nearest codes of each row of QUERIES.npy."""
     idx = HammingIndex.load(index_path, mmap=True, threads=threads)
@@ -168,7 +156,7 @@ def search(index_path: str, queries: str, k: int, as_json: bool, threads: int | 
 
 @main.command()
 @click.argument("index_path", type=click.Path(dir_okay=False))
-@_user_errors
+@user_errors()
 def info(index_path: str) -> None:
     """Describe an index file without reading its codes."""
     head = index_file.read_header(index_path)

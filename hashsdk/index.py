@@ -203,6 +203,69 @@ class HammingIndex:
         index._next_id = head.next_id
         return index
 
+    # ---- faiss ---------------------------------------------------------------------------
+
+    def to_faiss(self, kind: str = "flat", nlist: int | None = None):
+        """The same codes and ids in a faiss binary index (needs faiss and bits % 8 == 0).
+
+        kind="flat": ``IndexBinaryIDMap2(IndexBinaryFlat)``, exact;
+        kind="ivf": ``IndexBinaryIVF`` over ``nlist`` lists (default ~sqrt(ntotal)), trained
+        on these codes; approximate, searched with its ``nprobe``.
+        The packed layout is the same on both sides (MSB-first bytes), so codes copy as is.
+        """
+        faiss = _faiss()
+        if self._bits % 8:
+            raise HashsdkError(f"faiss binary indexes need a multiple of 8 bits, not "
+                               f"{self._bits}; pad the codes with zero bits first")
+        codes, ids = self._data
+        codes = np.ascontiguousarray(codes)
+        if kind == "flat":
+            index = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(self._bits))
+        elif kind == "ivf":
+            nlist = nlist or max(1, int(np.sqrt(max(1, len(ids)))))
+            quantizer = faiss.IndexBinaryFlat(self._bits)
+            index = faiss.IndexBinaryIVF(quantizer, self._bits, nlist)
+            index.own_fields = True
+            quantizer.this.disown()  # the IVF index now frees its quantizer
+            if len(ids):
+                index.train(codes)
+        else:
+            raise HashsdkError(f"kind must be 'flat' or 'ivf', got {kind!r}")
+        if len(ids):
+            index.add_with_ids(codes, np.ascontiguousarray(ids))
+        return index
+
+    @classmethod
+    def from_faiss(cls, index, **kwargs) -> HammingIndex:
+        """A HammingIndex with the codes and ids of a faiss ``IndexBinaryFlat``,
+        ``IndexBinaryIDMap``/``IDMap2`` (of a flat index) or ``IndexBinaryIVF``."""
+        faiss = _faiss()
+        index = faiss.downcast_IndexBinary(index)
+        ids = None
+        if isinstance(index, (faiss.IndexBinaryIDMap, faiss.IndexBinaryIDMap2)):
+            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+            index = faiss.downcast_IndexBinary(index.index)
+        cs = index.code_size
+        if isinstance(index, faiss.IndexBinaryFlat):
+            codes = faiss.vector_to_array(index.xb).reshape(-1, cs)
+            ids = np.arange(len(codes), dtype=np.int64) if ids is None else ids
+        elif isinstance(index, faiss.IndexBinaryIVF):
+            invlists, parts, id_parts = index.invlists, [], []
+            for i in range(index.nlist):
+                n = invlists.list_size(i)
+                if n:
+                    parts.append(faiss.rev_swig_ptr(invlists.get_codes(i), n * cs).copy())
+                    id_parts.append(faiss.rev_swig_ptr(invlists.get_ids(i), n).copy())
+            codes = (np.concatenate(parts) if parts else np.empty(0, np.uint8)).reshape(-1, cs)
+            ids = np.concatenate(id_parts).astype(np.int64) if id_parts else np.empty(0, np.int64)
+        else:
+            raise HashsdkError(f"cannot read codes from a {type(index).__name__}; expected "
+                               "IndexBinaryFlat, IndexBinaryIDMap(2) or IndexBinaryIVF")
+        out = cls(index.d, **kwargs)
+        if len(codes):
+            out.add(codes, ids)
+        return out
+
     # ---- pickling: the lock stays behind, and mapped arrays travel as plain arrays ---------
 
     def __getstate__(self) -> dict:
@@ -276,3 +339,11 @@ def _check_ids(ids: np.ndarray, n: int, existing: np.ndarray) -> np.ndarray:
         raise HashsdkError(f"add: {len(clash)} ids are already in the index, "
                            f"e.g. {clash[:5].tolist()}; remove them first")
     return ids
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise HashsdkError("to_faiss/from_faiss need faiss: pip install faiss-cpu") from None
+    return faiss

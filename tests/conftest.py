@@ -41,3 +41,27 @@ def write_idx(path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fashion_like(folder, n_train: int = 200, n_test: int = 60) -> None:
+    """Fashion-MNIST-format IDX files: class c is a bright square at a class-specific place."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, (n, 28, 28))
+        for i, c in enumerate(labels):
+            images[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 250
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+
+
+def blocking_imports(*names: str) -> str:
+    """Python source that makes importing these top-level packages fail, as if uninstalled."""
+    return (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {names!r} or name in {names!r}:\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )

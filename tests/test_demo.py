@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_idx
+from conftest import write_fashion_like
 
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -24,17 +24,6 @@ ARTIFACTS = ["split.npz", "gan/fakes.npz", "gan/generator.pt", "gan/losses.png",
              "queries.png", "bits.png"]
 
 
-def fashion_like(folder: Path) -> None:
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 200), ("t10k", 60)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 40, (n, 28, 28))
-        for i, c in enumerate(labels):
-            images[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 250
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-
-
 def tiny(tmp_path: Path, **hash_overrides) -> config.RunConfig:
     return config.from_dict({
         "data": {"dataset": "fashion-mnist", "root": str(tmp_path / "data"),
@@ -48,7 +37,7 @@ def tiny(tmp_path: Path, **hash_overrides) -> config.RunConfig:
 
 def test_demo_pipeline_artifacts_report_and_skipping(tmp_path):
     (tmp_path / "data").mkdir()
-    fashion_like(tmp_path / "data")
+    write_fashion_like(tmp_path / "data")
     run = tmp_path / "run"
     first = demo(tiny(tmp_path), run, progress=False, log=lambda _: None)
     assert set(first.values()) == {"ran"}
@@ -82,7 +71,7 @@ def test_demo_pipeline_artifacts_report_and_skipping(tmp_path):
 
 def test_interrupted_stage_is_finished_by_the_next_run(tmp_path):
     (tmp_path / "data").mkdir()
-    fashion_like(tmp_path / "data")
+    write_fashion_like(tmp_path / "data")
     run = tmp_path / "run"
     demo(tiny(tmp_path), run, progress=False, log=lambda _: None)
     (run / "index.json").unlink()  # as if killed while building the index
@@ -95,7 +84,7 @@ def test_example_app_finds_similar_images(tmp_path):
     from PIL import Image
 
     (tmp_path / "data").mkdir()
-    fashion_like(tmp_path / "data")
+    write_fashion_like(tmp_path / "data")
     run = tmp_path / "run"
     demo(tiny(tmp_path), run, progress=False, log=lambda _: None)
     from hashsdk.train.data import load_dataset

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import blocking_imports
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -241,13 +242,7 @@ def test_verify_reports_and_detects_disagreement(exported):
 
 def test_encoder_works_where_torch_cannot_be_imported(exported):
     root, _, _ = exported
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'torchvision', 'onnx'):\n"
-        "            raise ImportError(f'{name} is blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
+    code = blocking_imports("torch", "torchvision", "onnx") + (
         "import numpy as np\n"
         "from hashsdk import Encoder, HammingIndex\n"
         f"enc = Encoder({str(root / 'model.onnx')!r})\n"

@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import blocking_imports
+
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime")
 
 
@@ -33,13 +35,7 @@ def test_console_scripts_are_installed():
 
 def test_numpy_fallback_when_the_kernel_cannot_import():
     # what a machine without a C compiler gets: the same results through np.bitwise_count
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'hashsdk._kernel':\n"
-        "            raise ImportError('blocked for the test')\n"
-        "sys.meta_path.insert(0, Block())\n"
+    code = blocking_imports("hashsdk._kernel") + (
         "import numpy as np, hashsdk\n"
         "from hashsdk import _search\n"
         "assert not _search.has_kernel()\n"

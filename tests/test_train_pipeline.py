@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_idx
+from conftest import write_fashion_like
 
 pytest.importorskip("torch")
 
@@ -24,15 +24,7 @@ def test_paired_difference_and_its_standard_error():
 
 
 def test_train_all_from_raw_images_to_comparison(tmp_path):
-    rng = np.random.default_rng(0)
-    # Fashion-MNIST-format IDX files: class c is a bright square at a class-specific place
-    for split, n in (("train", 200), ("t10k", 60)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 40, (n, 28, 28))
-        for i, c in enumerate(labels):
-            images[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 250
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    write_fashion_like(tmp_path)
     (tmp_path / "run.toml").write_text(
         "[data]\ndataset = 'fashion-mnist'\nqueries_per_class = 3\ntrain_per_class = 10\n"
         f"cache_dir = '{tmp_path / 'cache'}'\n"

@@ -12,14 +12,13 @@ then flags. Each stage writes its resolved config.json into its directory.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from hashsdk.errors import HashsdkError
+from hashsdk._cli import user_errors
 
 COMMON = [
     click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -65,19 +64,6 @@ def _options(options: list) -> Callable:
     return wrap
 
 
-def _user_errors(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ImportError as exc:
-            raise click.ClickException(f"{exc}; install the training extra: "
-                                       "pip install 'hashsdk[train]'") from None
-        except (HashsdkError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-    return wrapper
-
-
 def _config(kw: dict):
     from hashsdk.train import config
 
@@ -100,7 +86,7 @@ def main() -> None:
 
 @main.command()
 @_options(COMMON + GAN)
-@_user_errors
+@user_errors('train')
 def gan(**kw) -> None:
     """Stage 1: train the DCGAN on the training split and write the fake bank."""
     from hashsdk.train.gan import train_gan
@@ -118,7 +104,7 @@ def gan(**kw) -> None:
               help="fakes.npz from the GAN stage; without it, no fake-image loss.")
 @click.option("--name", default=None, help="Subdirectory (default hash-fakes / hash-nofakes).")
 @click.option("--no-resume", is_flag=True, help="Start over even if a checkpoint exists.")
-@_user_errors
+@user_errors('train')
 def hash_cmd(**kw) -> None:
     """Stage 2: train the hashing network, with or without the fake bank."""
     from hashsdk.train.loop import train_hash
@@ -137,7 +123,7 @@ def hash_cmd(**kw) -> None:
 @click.option("--bits", type=int, default=None)
 @click.option("--features", "features_from", type=click.Path(dir_okay=False), default=None,
               help="A hashing checkpoint whose backbone features replace the pixels.")
-@_user_errors
+@user_errors('train')
 def baseline(**kw) -> None:
     """LSH, ITQ and SH on pixels (or a trained backbone's features), fitted on the training
     split."""
@@ -161,7 +147,7 @@ def baseline(**kw) -> None:
 @main.command("eval")
 @click.argument("checkpoint_path", type=click.Path(dir_okay=False))
 @_options(COMMON)
-@_user_errors
+@user_errors('train')
 def eval_cmd(checkpoint_path: str, **kw) -> None:
     """Evaluate a hashing checkpoint on the run's split."""
     from hashsdk.train import checkpoint
@@ -188,7 +174,7 @@ def eval_cmd(checkpoint_path: str, **kw) -> None:
 
 @main.command("all")
 @_options(COMMON + HASH + GAN)
-@_user_errors
+@user_errors('train')
 def all_cmd(**kw) -> None:
     """GAN, hashing with fakes, hashing without fakes, baselines, then the comparison."""
     import dataclasses
@@ -216,7 +202,7 @@ def all_cmd(**kw) -> None:
 
 @main.command("demo")
 @_options(COMMON + HASH + GAN)
-@_user_errors
+@user_errors('train')
 def demo_cmd(**kw) -> None:
     """The main job: GAN, hashing with and without fakes, export, index, search, report."""
     from hashsdk.train.demo import demo
