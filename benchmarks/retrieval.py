@@ -128,7 +128,9 @@ def main() -> None:
         + f" --backbone {args.backbone} --loss {args.loss}"
         + " --fake-loss " + " ".join(args.fake_loss) + " --lam " + " ".join(map(str, args.lam))
         + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
-        + " --fake-bn " + " ".join(args.fake_bn),
+        + " --fake-bn " + " ".join(args.fake_bn)
+        + (f" --out {args.out.relative_to(RESULTS.parent.parent)}"
+           if args.out != RESULTS / f"retrieval-{args.dataset}" else ""),
         dataset=args.dataset, protocol="1,000 queries / 5,000 train / all other images as "
         "database", config=base_cfg.to_dict(), settings=[tag(st) for st in settings],
         labels={tag(st): label(st) for st in settings},
