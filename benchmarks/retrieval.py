@@ -61,6 +61,7 @@ def main() -> None:
     args = p.parse_args()
 
     args.run_root = args.run_root or Path(f"runs/ablation-{args.dataset}")
+    explicit_out = args.out
     args.out = args.out or RESULTS / f"retrieval-{args.dataset}"
     settings = [dict(fake_loss=f, lam=lam, fake_ratio=r, fake_bn=bn)
                 for f in args.fake_loss for lam in args.lam for r in args.fake_ratio
@@ -129,8 +130,7 @@ def main() -> None:
         + " --fake-loss " + " ".join(args.fake_loss) + " --lam " + " ".join(map(str, args.lam))
         + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
         + " --fake-bn " + " ".join(args.fake_bn)
-        + (f" --out {args.out.relative_to(RESULTS.parent.parent)}"
-           if args.out != RESULTS / f"retrieval-{args.dataset}" else ""),
+        + (f" --out {explicit_out}" if explicit_out else ""),
         dataset=args.dataset, protocol="1,000 queries / 5,000 train / all other images as "
         "database", config=base_cfg.to_dict(), settings=[tag(st) for st in settings],
         labels={tag(st): label(st) for st in settings},
