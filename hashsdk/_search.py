@@ -127,8 +127,11 @@ def _query_chunks(nq: int, n: int, words: int):
 
 
 def _distances_numpy(queries: np.ndarray, db: np.ndarray) -> np.ndarray:
-    qw, dw = _as_words(queries), _as_words(db)
-    out = np.empty((len(queries), len(db)), np.uint16)
+    return _distances_words(_as_words(queries), _as_words(db))
+
+
+def _distances_words(qw: np.ndarray, dw: np.ndarray) -> np.ndarray:
+    out = np.empty((len(qw), len(dw)), np.uint16)
     for q0, q1 in _query_chunks(len(qw), len(dw), qw.shape[1]):
         xor = np.bitwise_xor(qw[q0:q1, None, :], dw[None, :, :])
         out[q0:q1] = np.bitwise_count(xor).sum(axis=2, dtype=np.uint16)
@@ -143,10 +146,10 @@ def _knn_numpy(queries: np.ndarray, db: np.ndarray, bits: int,
     if n == 0:
         return dist, rows
     take = min(k, n)
-    full = _distances_numpy(queries, db)
+    qw, dw = _as_words(queries), _as_words(db)  # pad the database once, not per chunk
     for q0, q1 in _query_chunks(nq, n, 1):
         # one int64 key orders by distance, then row: the tie rule of the C kernel
-        key = full[q0:q1].astype(np.int64) * n + np.arange(n)
+        key = _distances_words(qw[q0:q1], dw).astype(np.int64) * n + np.arange(n)
         if take < n:
             key = np.take_along_axis(key, np.argpartition(key, take - 1, axis=1)[:, :take], 1)
         key.sort(axis=1)

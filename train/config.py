@@ -98,7 +98,6 @@ class HashConfig:
     seed: int = 0
     device: str = "auto"
     eval_every: int = 0            # epochs between evaluations during training; 0: at the end
-    num_workers: int = 0
 
 
 @dataclass

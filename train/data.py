@@ -222,11 +222,16 @@ def _fit_size(data: ImageSet, size: int) -> ImageSet:
         ph, pw = (size - h) // 2, (size - w) // 2
         data.images = np.pad(data.images, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         return data
-    mode = "L" if data.channels == 1 else "RGB"
-    out = np.stack([np.asarray(Image.fromarray(im.squeeze(-1) if mode == "L" else im)
-                               .resize((size, size), Image.BILINEAR)) for im in data.images])
-    data.images = out[..., None] if mode == "L" else out
+    data.images = np.stack([_resize(im, (size, size)) for im in data.images])
     return data
+
+
+def _resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, C), C = 1 or 3, resized (bilinear) to (h, w, C)."""
+    grey = image.shape[2] == 1
+    out = np.asarray(Image.fromarray(image.squeeze(-1) if grey else image)
+                     .resize((hw[1], hw[0]), Image.BILINEAR), np.uint8)
+    return out[..., None] if grey else out
 
 
 def _decode(raw: bytes, where: str) -> np.ndarray:
@@ -243,10 +248,7 @@ def _stack(images: list[np.ndarray], where: str) -> np.ndarray:
     shapes = {im.shape for im in images}
     if len(shapes) > 1:  # mixed sizes: resize to the most common one
         common = max(shapes, key=lambda s: sum(im.shape == s for im in images))
-        images = [im if im.shape == common else
-                  np.asarray(Image.fromarray(im.squeeze(-1) if im.shape[2] == 1 else im)
-                             .resize(common[1::-1]), np.uint8).reshape(common)
-                  for im in images]
+        images = [im if im.shape == common else _resize(im, common[:2]) for im in images]
     if not images:
         raise HashsdkError(f"{where}: no images found")
     return np.stack(images)
@@ -415,9 +417,7 @@ def _load_filelist(source: Path, size: int, progress: bool) -> ImageSet:
                                    ) from None
             image = _decode(raw, str(path))
             if image.shape[:2] != (size, size):
-                image = np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[2] == 1
-                                                   else image).resize((size, size)))
-                image = image[..., None] if image.ndim == 2 else image
+                image = _resize(image, (size, size))
             images.append(image)
             labels.append([int(v) for v in row[1:]])
             is_test.append(part == "test")

@@ -11,7 +11,6 @@ losses.png, and fakes.npz: ``images``, uint8 (N, 32, 32, C), the fake bank of st
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +179,3 @@ def _write_losses(out_dir: Path, rows: list[tuple]) -> None:
                                           "generator": (steps, smooth([r[2] for r in rows]))},
                  "step", "DCGAN losses")
 
-
-def read_losses(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -44,7 +44,7 @@ class TensorRTBackend:
         except ValueError as exc:
             raise HashsdkError(f"{sidecar}: not valid JSON ({exc})") from None
         self.metadata = ModelMetadata.from_props(props, sidecar)
-        self._trt, self._cudart = trt, cudart
+        self._cudart = cudart
         logger = trt.Logger(trt.Logger.WARNING)
         with open(path, "rb") as f:
             self.engine = trt.Runtime(logger).deserialize_cuda_engine(f.read())
