@@ -56,11 +56,16 @@ def main() -> None:
     p.add_argument("--fake-ratio", type=float, nargs="+", default=[0.5])
     p.add_argument("--fake-bn", nargs="+", default=["shared"])
     p.add_argument("--gan-width", type=int, default=64)
+    # fewer labels is the over-fitting regime, where a regularizer should pay most
+    p.add_argument("--train-per-class", type=int, default=500)
     p.add_argument("--run-root", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
 
-    args.run_root = args.run_root or Path(f"runs/ablation-{args.dataset}")
+    if args.train_per_class < 1:
+        p.error("--train-per-class must be at least 1")
+    low = "" if args.train_per_class == 500 else f"-train{args.train_per_class}"
+    args.run_root = args.run_root or Path(f"runs/ablation-{args.dataset}{low}")
     explicit_out = args.out
     args.out = args.out or RESULTS / f"retrieval-{args.dataset}"
     settings = [dict(fake_loss=f, lam=lam, fake_ratio=r, fake_bn=bn)
@@ -70,7 +75,9 @@ def main() -> None:
     base_cfg = None
     for seed in args.seeds:
         cfg = config.from_dict({
-            "data": {"dataset": args.dataset, "seed": 0},  # one protocol: the same queries
+            # one protocol: the same queries for every seed
+            "data": {"dataset": args.dataset, "seed": 0,
+                     "train_per_class": args.train_per_class},
             "gan": {"steps": args.gan_steps, "width": args.gan_width, "seed": seed},
             "hash": {"backbone": args.backbone, "loss": args.loss, "epochs": args.epochs,
                      "seed": seed},
@@ -130,9 +137,10 @@ def main() -> None:
         + " --fake-loss " + " ".join(args.fake_loss) + " --lam " + " ".join(map(str, args.lam))
         + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
         + " --fake-bn " + " ".join(args.fake_bn)
+        + (f" --train-per-class {args.train_per_class}" if low else "")
         + (f" --out {explicit_out}" if explicit_out else ""),
-        dataset=args.dataset, protocol="1,000 queries / 5,000 train / all other images as "
-        "database", config=base_cfg.to_dict(), settings=[tag(st) for st in settings],
+        dataset=args.dataset, protocol=f"1,000 queries / {10 * args.train_per_class:,} train / "
+        "all other images as database", config=base_cfg.to_dict(), settings=[tag(st) for st in settings],
         labels={tag(st): label(st) for st in settings},
         torch=torch.__version__, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(),
@@ -156,7 +164,8 @@ def label(setting: dict) -> str:
 def markdown(report: dict, bits: list[int], seeds: list[int], names: list[str]) -> str:
     t = report["table"]
     hc = report["config"]["hash"]
-    lines = [f"{report['dataset']}, mAP@all, mean of {len(seeds)} seed(s); backbone "
+    lines = [f"{report['dataset']} ({report['protocol']}), mAP@all, mean of {len(seeds)} "
+             "seed(s); backbone "
              f"`{hc['backbone']}` from scratch, loss `{hc['loss']}`, {hc['epochs']} epochs. "
              "Each with-fakes row: fake loss, lambda, fakes per real image, BatchNorm; in "
              "brackets, with minus without fakes, paired over queries (bootstrap SE).", "",

@@ -78,10 +78,10 @@ def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
     """
     from pathlib import Path
 
-    from hashsdk.train.config import from_dict
+    from hashsdk.train.config import from_saved
     from hashsdk.train.data import Split, load_dataset, make_split
 
-    cfg = from_dict({k: ckpt["config"][k] for k in ("data", "hash") if k in ckpt["config"]})
+    cfg = from_saved(ckpt["config"])
     data = load_dataset(cfg.data)
     here = Path(checkpoint_path).resolve().parent
     found = [p / "split.npz" for p in (here, here.parent) if (p / "split.npz").exists()]

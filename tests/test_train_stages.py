@@ -168,6 +168,20 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
     assert (cfg.hash.bits, cfg.hash.epochs, cfg.data.seed) == (24, 7, 5)
 
 
+def test_retired_keys_load_from_checkpoints_but_not_from_user_configs(tmp_path):
+    # a checkpoint written before hash.num_workers was removed still evaluates and resumes
+    saved = config.from_dict({"hash": {"bits": 24}}).to_dict()
+    saved["hash"]["num_workers"] = 2
+    cfg = config.from_saved(saved)
+    assert cfg.hash.bits == 24
+    assert config.saved_tables(saved)["hash"] == cfg.to_dict()["hash"]
+    with pytest.raises(HashsdkError, match=r"unknown key\(s\) \['num_workers'\]"):
+        config.from_dict({"hash": {"num_workers": 2}})
+    saved["hash"]["bitz"] = 3  # a key that never existed is still an error
+    with pytest.raises(HashsdkError, match=r"unknown key\(s\) \['bitz'\]"):
+        config.from_saved(saved)
+
+
 def test_cli_reports_a_missing_dataset_cleanly(tmp_path):
     exe = Path(sys.executable).parent / "hashsdk-train"
     result = subprocess.run([str(exe), "hash", "--dataset", "imagefolder", "--root",

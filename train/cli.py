@@ -160,9 +160,9 @@ def eval_cmd(checkpoint_path: str, **kw) -> None:
     ckpt = checkpoint.load(checkpoint_path, KIND)
     cfg = _config(kw) if kw.get("config_path") or kw.get("dataset") else None
     if cfg is None:
-        from hashsdk.train.config import from_dict
+        from hashsdk.train.config import from_saved
 
-        cfg = from_dict({k: ckpt["config"][k] for k in ("data", "hash")})
+        cfg = from_saved(ckpt["config"])
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
     model = HashNet(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])

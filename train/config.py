@@ -188,6 +188,22 @@ def from_dict(tables: dict[str, Any], where: str = "config") -> RunConfig:
     return validate(RunConfig(**parts))
 
 
+# Keys that earlier versions wrote into checkpoints and no longer have. A user's config with
+# one still raises; a checkpoint's saved config drops them, so old runs evaluate and resume.
+RETIRED = {"hash": ("num_workers",)}
+
+
+def saved_tables(tables: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's saved config (a dict of sections) less the retired keys."""
+    return {name: {k: v for k, v in values.items() if k not in RETIRED.get(name, ())}
+            for name, values in tables.items()}
+
+
+def from_saved(tables: dict[str, Any], where: str = "checkpoint config") -> RunConfig:
+    """The RunConfig of a checkpoint's saved ``data`` and ``hash`` sections."""
+    return from_dict(saved_tables({k: tables[k] for k in ("data", "hash") if k in tables}), where)
+
+
 def write(cfg: RunConfig, path: Path) -> None:
     from hashsdk._atomic import atomic_write
 

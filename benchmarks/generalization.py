@@ -1,0 +1,101 @@
+"""Does a trained hashing network over-fit? The gap between seen and unseen queries.
+
+    .venv/bin/python benchmarks/generalization.py RUN_DIR [RUN_DIR ...] --out NAME
+
+A regularizer such as the fake-image loss can only pay where the network over-fits its
+training images. This measures that directly, for each run directory of the ablation
+(``runs/ablation-*/seed*/<bits>bits-*``, which holds checkpoint.pt; its parent holds the
+split): mAP@all of the 1,000 protocol queries (unseen images) against the database, beside
+mAP@all of 1,000 training images (seen, with their labels, during training) against the same
+database less those 1,000 images. A large positive gap means memorised training images; a gap
+near zero means the network under-fits and has nothing for a regularizer to correct. It also
+reports the last epoch's training loss.
+
+Writes benchmarks/results/NAME.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hashsdk import pack_bits
+from hashsdk._atomic import atomic_write
+from hashsdk.metrics import mean_average_precision
+from hashsdk.train import checkpoint
+from hashsdk.train.config import from_saved
+from hashsdk.train.evaluate import encode
+from hashsdk.train.loop import KIND
+from hashsdk.train.model import HashNet
+from hashsdk.train.pipeline import prepare
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEN_QUERIES = 1000
+
+
+def gap(run: Path) -> dict:
+    ckpt = checkpoint.load(run / "checkpoint.pt", KIND)
+    cfg = from_saved(ckpt["config"])
+    data, split = prepare(run.parent, cfg, progress=False)
+    model = HashNet(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    device = torch.device("cpu")
+    rng = np.random.default_rng(0)
+    seen = np.sort(rng.choice(split.train, min(SEEN_QUERIES, len(split.train)), replace=False))
+    # one encoding of every image involved, then index into it
+    needed = np.unique(np.concatenate([split.query, split.database, seen]))
+    codes = pack_bits(encode(model, data.images[needed], device))
+    at = {int(i): n for n, i in enumerate(needed)}
+    rows = lambda idx: codes[[at[int(i)] for i in idx]]  # noqa: E731
+    bits = ckpt["model_args"]["bits"]
+    db_less_seen = np.setdiff1d(split.database, seen)
+    unseen_map = mean_average_precision(rows(split.query), rows(split.database),
+                                        data.labels[split.query], data.labels[split.database],
+                                        bits=bits)
+    seen_map = mean_average_precision(rows(seen), rows(db_less_seen), data.labels[seen],
+                                      data.labels[db_less_seen], bits=bits)
+    history = json.loads((run / "history.json").read_text())
+    return dict(run=str(run), bits=bits, epochs=len(history),
+                train_images=len(split.train), fakes=ckpt["config"]["hash"]["fakes"] is not None,
+                last_loss_real=history[-1]["loss_real"], map_unseen=unseen_map,
+                map_seen=seen_map, gap=seen_map - unseen_map)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs", type=Path, nargs="+")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    for run in args.runs:
+        if not (run / "checkpoint.pt").exists():
+            sys.exit(f"{run}: expected a run directory with checkpoint.pt (an ablation run)")
+    rows = [gap(run) for run in args.runs]
+    command = "python benchmarks/generalization.py " + " ".join(
+        shlex.quote(str(r)) for r in args.runs) + f" --out {args.out}"
+    lines = ["mAP@all of unseen queries (the protocol's test queries) and of seen ones (1,000 "
+             "training images), each against the database (less the seen queries). "
+             "Gap = seen minus unseen.", "",
+             "| run | train images | epochs | last training loss | unseen | seen | gap |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| `{Path(r['run']).parent.parent.name}/{Path(r['run']).parent.name}/"
+                     f"{Path(r['run']).name}` | {r['train_images']:,} | {r['epochs']} | "
+                     f"{r['last_loss_real']:.4f} | {r['map_unseen']:.4f} | {r['map_seen']:.4f} "
+                     f"| {r['gap']:+.4f} |")
+    out = RESULTS / args.out
+    report = dict(command=command, rows=rows, torch=torch.__version__)
+    with atomic_write(out.with_suffix(".json")) as f:
+        f.write((json.dumps(report, indent=1) + "\n").encode())
+    with atomic_write(out.with_suffix(".md")) as f:
+        f.write(("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
