@@ -140,7 +140,8 @@ def main() -> None:
         + (f" --train-per-class {args.train_per_class}" if low else "")
         + (f" --out {explicit_out}" if explicit_out else ""),
         dataset=args.dataset, protocol=f"1,000 queries / {10 * args.train_per_class:,} train / "
-        "all other images as database", config=base_cfg.to_dict(), settings=[tag(st) for st in settings],
+        "all other images as database", config=base_cfg.to_dict(),
+        settings=[tag(st) for st in settings],
         labels={tag(st): label(st) for st in settings},
         torch=torch.__version__, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(),

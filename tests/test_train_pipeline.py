@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import write_fashion_like
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from hashsdk.train.pipeline import paired_difference  # noqa: E402
 
@@ -57,3 +58,34 @@ def test_train_all_from_raw_images_to_comparison(tmp_path):
     assert "bits agree" in exported.stdout
     report = json.loads((tmp_path / "model.onnx.verify.json").read_text())
     assert report["passed"] and report["bit_agreement"] >= 0.999
+
+
+def test_torchrun_ddp_on_cpu_shards_batches_and_rank0_reports(tmp_path):
+    # two gloo processes: the DistributedDataParallel path, with fakes in their own pass
+    write_fashion_like(tmp_path)
+    (tmp_path / "run.toml").write_text(
+        "[data]\ndataset = 'fashion-mnist'\nqueries_per_class = 3\ntrain_per_class = 10\n"
+        f"cache_dir = '{tmp_path / 'cache'}'\n"
+        "[gan]\nsteps = 2\nbatch_size = 8\nwidth = 8\nsample_every = 1\ndevice = 'cpu'\n"
+        "[hash]\nbits = 12\nepochs = 2\nbatch_size = 20\ndevice = 'cpu'\nlr = 0.003\n")
+    bin_dir = Path(sys.executable).parent
+    run = tmp_path / "run"
+    common = ["--config", str(tmp_path / "run.toml"), "--root", str(tmp_path), "--run-dir",
+              str(run), "--quiet"]
+    gan = subprocess.run([str(bin_dir / "hashsdk-train"), "gan", *common], capture_output=True,
+                         text=True)
+    assert gan.returncode == 0, gan.stderr
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [str(bin_dir / "torchrun"), "--nproc_per_node", "2", "-m", "hashsdk.train.cli", "hash",
+         *common, "--fakes", str(run / "gan" / "fakes.npz"), "--lambda", "1",
+         "--fake-bn", "separate"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("mAP@all") == 1  # rank 0 alone evaluates and reports
+    ckpt = torch.load(run / "hash-fakes" / "checkpoint.pt", weights_only=True)
+    # 100 training images, 20 a process, 2 processes: 2 steps an epoch (5 on one process)
+    assert ckpt["step"] == 2 * 2 and ckpt["epoch"] == 2
+    # each rank's augmentation state is kept, so that a resume does not make ranks alike
+    states = ckpt["rng"]["augment"]
+    assert len(states) == 2 and not torch.equal(states[0], states[1])
+    assert json.loads((run / "hash-fakes" / "eval.json").read_text())["map"] > 0

@@ -115,7 +115,8 @@ def hash_cmd(**kw) -> None:
     name = kw["name"] or ("hash-fakes" if cfg.hash.fakes else "hash-nofakes")
     result = train_hash(cfg, data, split, kw["run_dir"] / name, resume=not kw["no_resume"],
                         progress=not kw["quiet"])
-    click.echo(f"mAP@all {result['map']:.4f}  P@r=2 {result['precision_at_radius']:.4f}")
+    if result:  # under torchrun only rank 0 evaluates; the other ranks return nothing
+        click.echo(f"mAP@all {result['map']:.4f}  P@r=2 {result['precision_at_radius']:.4f}")
 
 
 @main.command()

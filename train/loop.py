@@ -140,7 +140,12 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["extra"]["scaler"])
         gen.set_state(ckpt["rng"]["data"])
-        aug_gen.set_state(ckpt["rng"]["augment"])
+        # one augmentation state per rank; a run resumed on another number of processes
+        # keeps its fresh per-rank seeds, so that ranks never augment alike
+        aug_states = ckpt["rng"]["augment"]
+        aug_states = aug_states if isinstance(aug_states, list) else [aug_states]
+        if len(aug_states) == dist.world_size:
+            aug_gen.set_state(aug_states[dist.rank])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if real_loss.memory_codes is not None:
             real_loss.memory_codes.copy_(ckpt["extra"]["memory_codes"].to(device))
@@ -211,13 +216,14 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
                 and epoch + 1 < hc.epochs:
             row["map"] = evaluate_model(model, data, split, device, progress=False).map
         history.append(row)
+        aug_states = dist.gather(aug_gen.get_state())
         if dist.main:
             print(json.dumps(row), flush=True)
             checkpoint.save(
                 ckpt_path, kind=KIND, model_args=model_args, state_dict=model.state_dict(),
                 optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                 step=(epoch + 1) * steps_per_epoch, epoch=epoch + 1, config=cfg.to_dict(),
-                rng=dict(data=gen.get_state(), augment=aug_gen.get_state(),
+                rng=dict(data=gen.get_state(), augment=aug_states,
                          torch=torch.get_rng_state()),
                 extra=dict(history=history, scaler=scaler.state_dict(),
                            memory_codes=(real_loss.memory_codes.cpu()
