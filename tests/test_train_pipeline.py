@@ -13,6 +13,16 @@ torch = pytest.importorskip("torch")
 from hashsdk.train.pipeline import paired_difference  # noqa: E402
 
 
+def write_tiny_run(tmp_path: Path) -> None:
+    """A Fashion-MNIST-format set and run.toml for it: 100 training images, a few steps."""
+    write_fashion_like(tmp_path)
+    (tmp_path / "run.toml").write_text(
+        "[data]\ndataset = 'fashion-mnist'\nqueries_per_class = 3\ntrain_per_class = 10\n"
+        f"cache_dir = '{tmp_path / 'cache'}'\n"
+        "[gan]\nsteps = 2\nbatch_size = 8\nwidth = 8\nsample_every = 1\ndevice = 'cpu'\n"
+        "[hash]\nbits = 12\nepochs = 2\nbatch_size = 20\ndevice = 'cpu'\nlr = 0.003\n")
+
+
 def test_paired_difference_and_its_standard_error():
     rng = np.random.default_rng(0)
     a = rng.random(2000)
@@ -25,12 +35,7 @@ def test_paired_difference_and_its_standard_error():
 
 
 def test_train_all_from_raw_images_to_comparison(tmp_path):
-    write_fashion_like(tmp_path)
-    (tmp_path / "run.toml").write_text(
-        "[data]\ndataset = 'fashion-mnist'\nqueries_per_class = 3\ntrain_per_class = 10\n"
-        f"cache_dir = '{tmp_path / 'cache'}'\n"
-        "[gan]\nsteps = 2\nbatch_size = 8\nwidth = 8\nsample_every = 1\ndevice = 'cpu'\n"
-        "[hash]\nbits = 12\nepochs = 2\nbatch_size = 20\ndevice = 'cpu'\nlr = 0.003\n")
+    write_tiny_run(tmp_path)
     exe = Path(sys.executable).parent / "hashsdk-train"
     run = tmp_path / "run"
     result = subprocess.run([str(exe), "all", "--config", str(tmp_path / "run.toml"),
@@ -62,12 +67,7 @@ def test_train_all_from_raw_images_to_comparison(tmp_path):
 
 def test_torchrun_ddp_on_cpu_shards_batches_and_rank0_reports(tmp_path):
     # two gloo processes: the DistributedDataParallel path, with fakes in their own pass
-    write_fashion_like(tmp_path)
-    (tmp_path / "run.toml").write_text(
-        "[data]\ndataset = 'fashion-mnist'\nqueries_per_class = 3\ntrain_per_class = 10\n"
-        f"cache_dir = '{tmp_path / 'cache'}'\n"
-        "[gan]\nsteps = 2\nbatch_size = 8\nwidth = 8\nsample_every = 1\ndevice = 'cpu'\n"
-        "[hash]\nbits = 12\nepochs = 2\nbatch_size = 20\ndevice = 'cpu'\nlr = 0.003\n")
+    write_tiny_run(tmp_path)
     bin_dir = Path(sys.executable).parent
     run = tmp_path / "run"
     common = ["--config", str(tmp_path / "run.toml"), "--root", str(tmp_path), "--run-dir",
