@@ -65,6 +65,7 @@ def main() -> None:
     if args.train_per_class < 1:
         p.error("--train-per-class must be at least 1")
     low = "" if args.train_per_class == 500 else f"-train{args.train_per_class}"
+    explicit_root = args.run_root
     args.run_root = args.run_root or Path(f"runs/ablation-{args.dataset}{low}")
     explicit_out = args.out
     args.out = args.out or RESULTS / f"retrieval-{args.dataset}"
@@ -97,8 +98,8 @@ def main() -> None:
                 # the fake settings name each with-fakes run, so that settings share the run
                 # root (its GAN and without-fakes run) without reusing each other's results
                 run = root / f"{bits}bits-{name}"
-                if not (run / "eval.json").exists():
-                    hc = dataclasses.replace(cfg.hash, bits=bits, **changes)
+                hc = dataclasses.replace(cfg.hash, bits=bits, **changes)
+                if not finished(run, dataclasses.replace(cfg, hash=hc)):
                     t0 = time.perf_counter()
                     train_hash(dataclasses.replace(cfg, hash=hc), data, split, run)
                     print(f"seed {seed} {bits} bits {name}: {time.perf_counter() - t0:.0f} s",
@@ -138,6 +139,7 @@ def main() -> None:
         + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
         + " --fake-bn " + " ".join(args.fake_bn)
         + (f" --train-per-class {args.train_per_class}" if low else "")
+        + (f" --run-root {args.run_root}" if explicit_root else "")
         + (f" --out {explicit_out}" if explicit_out else ""),
         dataset=args.dataset, protocol=f"1,000 queries / {10 * args.train_per_class:,} train / "
         "all other images as database", config=base_cfg.to_dict(),
@@ -150,6 +152,21 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report, args.bits, args.seeds, names))
     print(markdown(report, args.bits, args.seeds, names))
+
+
+def finished(run: Path, cfg: config.RunConfig) -> bool:
+    """Whether ``run`` already holds this exact run; another run there (say, with other
+    epochs) is an error rather than a result silently reused."""
+    if not (run / "eval.json").exists():
+        return False
+    saved = config.saved_tables(json.loads((run / "config.json").read_text()))
+    wanted = cfg.to_dict()
+    for section in ("data", "hash"):
+        if saved[section] != wanted[section]:
+            diff = sorted(k for k, v in wanted[section].items() if saved[section].get(k) != v)
+            raise SystemExit(f"{run} holds a run with other {section} settings "
+                             f"({', '.join(diff)}); pass another --run-root")
+    return True
 
 
 def tag(setting: dict) -> str:
