@@ -40,6 +40,20 @@ SEEN_QUERIES = 1000
 
 
 def gap(run: Path) -> dict:
+    """The row for one run, cached in run/gap.json against the checkpoint's mtime."""
+    cache = run / "gap.json"
+    stamp = (run / "checkpoint.pt").stat().st_mtime_ns
+    if cache.exists():
+        row = json.loads(cache.read_text())
+        if row.pop("checkpoint_mtime_ns", None) == stamp:
+            return row
+    row = measure(run)
+    with atomic_write(cache) as f:
+        f.write(json.dumps(dict(row, checkpoint_mtime_ns=stamp), indent=1).encode())
+    return row
+
+
+def measure(run: Path) -> dict:
     ckpt = checkpoint.load(run / "checkpoint.pt", KIND)
     cfg = from_saved(ckpt["config"])
     data, split = prepare(run.parent, cfg, progress=False)
