@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hashsdk._atomic import atomic_write
 from hashsdk.train import config
 from hashsdk.train.gan import train_gan
 from hashsdk.train.loop import train_hash
@@ -141,16 +142,19 @@ def main() -> None:
         + (f" --train-per-class {args.train_per_class}" if low else "")
         + (f" --run-root {args.run_root}" if explicit_root else "")
         + (f" --out {explicit_out}" if explicit_out else ""),
-        dataset=args.dataset, protocol=f"1,000 queries / {10 * args.train_per_class:,} train / "
-        "all other images as database", config=base_cfg.to_dict(),
+        dataset=args.dataset,
+        protocol=f"{len(split.query):,} queries / {len(split.train):,} train / all other "
+        "images as database", config=base_cfg.to_dict(),
         settings=[tag(st) for st in settings],
         labels={tag(st): label(st) for st in settings},
         torch=torch.__version__, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(),
         table={str(b): c for b, c in table.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report, args.bits, args.seeds, names))
+    with atomic_write(args.out.with_suffix(".json")) as f:
+        f.write((json.dumps(report, indent=1) + "\n").encode())
+    with atomic_write(args.out.with_suffix(".md")) as f:
+        f.write(markdown(report, args.bits, args.seeds, names).encode())
     print(markdown(report, args.bits, args.seeds, names))
 
 
@@ -159,13 +163,10 @@ def finished(run: Path, cfg: config.RunConfig) -> bool:
     epochs) is an error rather than a result silently reused."""
     if not (run / "eval.json").exists():
         return False
-    saved = config.saved_tables(json.loads((run / "config.json").read_text()))
-    wanted = cfg.to_dict()
-    for section in ("data", "hash"):
-        if saved[section] != wanted[section]:
-            diff = sorted(k for k, v in wanted[section].items() if saved[section].get(k) != v)
-            raise SystemExit(f"{run} holds a run with other {section} settings "
-                             f"({', '.join(diff)}); pass another --run-root")
+    changed = config.differences(json.loads((run / "config.json").read_text()), cfg)
+    if changed:
+        raise SystemExit(f"{run} holds a run with other settings ({', '.join(changed)}); "
+                         "pass another --run-root")
     return True
 
 

@@ -102,7 +102,7 @@ def test_resume_refuses_a_changed_config(tmp_path, cifar_subset):
     split = make_split(cifar_subset, cfg.data)
     train_hash(cfg, cifar_subset, split, tmp_path / "run", progress=False)
     changed = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, lr=1.0))
-    with pytest.raises(HashsdkError, match="another config"):
+    with pytest.raises(HashsdkError, match=r"another config \(hash\.lr\)"):
         train_hash(changed, cifar_subset, split, tmp_path / "run", progress=False)
 
 
@@ -175,6 +175,10 @@ def test_retired_keys_load_from_checkpoints_but_not_from_user_configs(tmp_path):
     cfg = config.from_saved(saved)
     assert cfg.hash.bits == 24
     assert config.saved_tables(saved)["hash"] == cfg.to_dict()["hash"]
+    assert config.differences(saved, cfg) == []  # so the run resumes
+    saved["hash"]["epochs"] = 99
+    assert config.differences(saved, cfg) == ["hash.epochs"]
+    saved["hash"]["epochs"] = cfg.hash.epochs
     with pytest.raises(HashsdkError, match=r"unknown key\(s\) \['num_workers'\]"):
         config.from_dict({"hash": {"num_workers": 2}})
     saved["hash"]["bitz"] = 3  # a key that never existed is still an error

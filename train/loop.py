@@ -29,7 +29,7 @@ from tqdm import tqdm
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
-from hashsdk.train.config import RunConfig, saved_tables, write
+from hashsdk.train.config import RunConfig, differences, write
 from hashsdk.train.data import ImageSet, Split, channel_stats
 from hashsdk.train.device import Distributed, amp_dtype, autocast, resolve_device
 from hashsdk.train.evaluate import evaluate_model, to_input
@@ -131,10 +131,11 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     ckpt_path = run_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = checkpoint.load(ckpt_path, KIND)
-        saved = saved_tables(ckpt["config"])
-        if saved["hash"] != cfg.to_dict()["hash"] or saved["data"] != cfg.to_dict()["data"]:
-            raise HashsdkError(f"{ckpt_path} was trained with another config; use a new run "
-                               "directory, or pass --no-resume to start over")
+        changed = differences(ckpt["config"], cfg)
+        if changed:
+            raise HashsdkError(f"{ckpt_path} was trained with another config "
+                               f"({', '.join(changed)}); use a new run directory, or pass "
+                               "--no-resume to start over")
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
