@@ -2,6 +2,13 @@
 #   make demo   the main job on the default dataset
 #   make test   the test suite
 # Both create .venv and install hashsdk into it (editable, with every extra) when missing.
+#
+#   make gpu-check           on a GPU machine that has python3 with torch, torchvision, onnx and
+#                            onnxruntime and no network: installs this checkout without
+#                            dependencies into that python3, then runs benchmarks/gpu_check.py
+#                            (HASHSDK_DATA: the folder or file of the CIFAR-10 archive;
+#                            GPU_ARGS: more flags, e.g. --results DIR)
+#   make gpu-check SMOKE=1   the same code paths on the CPU, tiny data, in .venv
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +18,7 @@ PYTEST_ARGS ?= -q
 DATASET ?= fashion-mnist
 BITS ?= 32
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint clean gpu-check
 
 $(STAMP): pyproject.toml setup.py hashsdk/_kernel.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +37,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/metrics_speed.py
 	$(PY) benchmarks/encode.py
 	$(PY) scripts/readme_tables.py
+
+ifdef SMOKE
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --smoke $(GPU_ARGS)
+else
+gpu-check:
+	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PYTHON) benchmarks/gpu_check.py $(GPU_ARGS)
+endif
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

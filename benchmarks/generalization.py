@@ -22,21 +22,17 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from hashsdk import pack_bits
 from hashsdk._atomic import atomic_write
-from hashsdk.metrics import mean_average_precision
 from hashsdk.train import checkpoint
 from hashsdk.train.config import from_saved
-from hashsdk.train.evaluate import encode
+from hashsdk.train.evaluate import seen_unseen
 from hashsdk.train.loop import KIND
 from hashsdk.train.model import HashNet
 from hashsdk.train.pipeline import prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SEEN_QUERIES = 1000
 
 
 def gap(run: Path) -> dict:
@@ -59,25 +55,11 @@ def measure(run: Path) -> dict:
     data, split = prepare(run.parent, cfg, progress=False)
     model = HashNet(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
-    device = torch.device("cpu")
-    rng = np.random.default_rng(0)
-    seen = np.sort(rng.choice(split.train, min(SEEN_QUERIES, len(split.train)), replace=False))
-    # one encoding of every image involved, then index into it
-    needed = np.unique(np.concatenate([split.query, split.database, seen]))
-    codes = pack_bits(encode(model, data.images[needed], device))
-    rows = lambda idx: codes[np.searchsorted(needed, idx)]  # noqa: E731  (needed is sorted)
-    bits = ckpt["model_args"]["bits"]
-    db_less_seen = np.setdiff1d(split.database, seen)
-    unseen_map = mean_average_precision(rows(split.query), rows(split.database),
-                                        data.labels[split.query], data.labels[split.database],
-                                        bits=bits)
-    seen_map = mean_average_precision(rows(seen), rows(db_less_seen), data.labels[seen],
-                                      data.labels[db_less_seen], bits=bits)
+    maps = seen_unseen(model, data, split, torch.device("cpu"))
     history = json.loads((run / "history.json").read_text())
-    return dict(run=str(run), bits=bits, epochs=len(history),
+    return dict(run=str(run), bits=ckpt["model_args"]["bits"], epochs=len(history),
                 train_images=len(split.train), fakes=ckpt["config"]["hash"]["fakes"] is not None,
-                last_loss_real=history[-1]["loss_real"], map_unseen=unseen_map,
-                map_seen=seen_map, gap=seen_map - unseen_map)
+                last_loss_real=history[-1]["loss_real"], **maps)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/readme_tables.py
 
 Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in README.md
-and is replaced by benchmarks/results/NAME.md, with the command from NAME.json above it.
+and is replaced by benchmarks/results/NAME.md, with the command from NAME.json above it (or
+as it is, where NAME.md starts with its own "Reproduce:" line, as the GPU suite's summary does).
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ def fill(readme: str) -> str:
         if not table.exists():
             sys.exit(f"README names results {name!r}, but {table} does not exist; "
                      "run its benchmark")
-        meta = json.loads((RESULTS / f"{name}.json").read_text())
-        body = f"Reproduce: `{meta['command']}`\n\n{table.read_text().strip()}\n"
+        text = table.read_text().strip()
+        if text.startswith("Reproduce:"):  # a summary that names its own command
+            body = text + "\n"
+        else:
+            meta = json.loads((RESULTS / f"{name}.json").read_text())
+            body = f"Reproduce: `{meta['command']}`\n\n{text}\n"
         return f"<!-- results:{name} -->\n{body}<!-- /results:{name} -->"
 
     return re.sub(r"<!-- results:([\w-]+) -->.*?<!-- /results:\1 -->", replace, readme,

@@ -94,3 +94,32 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on ``device``; to CUDA through pinned memory, so that the copy does
+    not wait for the GPU (a copy from pageable memory synchronizes the stream)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+# Training images kept on the GPU up to this size (CIFAR-10's 5,000 are 15 MB); a larger
+# training split stays in pinned host memory and each batch is copied over.
+DEVICE_DATA_BYTES = 4 << 30
+
+
+def place_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images where batches are cut from them: on the GPU when they fit, else host."""
+    if device.type != "cuda":
+        return images
+    if images.numel() * images.element_size() <= DEVICE_DATA_BYTES:
+        return images.to(device)
+    return images.pin_memory()
+
+
+def take(images: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` (a CPU int64 tensor) of ``images`` (placed by place_images), on device."""
+    if images.device == device:
+        return images[to_device(idx, device)]
+    return to_device(images[idx], device)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from hashsdk import RetrievalMetrics, evaluate, pack_bits
 from hashsdk._atomic import atomic_write
-from hashsdk.metrics import average_precisions
+from hashsdk.metrics import average_precisions, mean_average_precision
 from hashsdk.train import plots
 from hashsdk.train.data import ImageSet, Split
 
@@ -71,3 +71,35 @@ def write(out_dir: Path, metrics: RetrievalMetrics, aps: np.ndarray, label: str)
         np.save(f, aps)
     plots.precision_recall(out_dir / "pr.png", {label: (metrics.pr_precision, metrics.pr_recall)},
                            f"precision-recall over Hamming radius (mAP {metrics.map:.3f})")
+
+
+SEEN_QUERIES = 1000
+
+
+def seen_unseen(model: torch.nn.Module, data: ImageSet, split: Split, device: torch.device,
+                seen_queries: int = SEEN_QUERIES, seed: int = 0) -> dict[str, float]:
+    """Does the network over-fit? mAP@all of the protocol's (unseen) queries against the
+    database, beside mAP@all of ``seen_queries`` training images (seen, with their labels, in
+    training; drawn with ``seed``) against the database less those images.
+
+    Returns {"map_unseen", "map_seen", "gap"}, gap = seen minus unseen: a large positive gap
+    means memorised training images, one near zero a network with nothing for a regularizer
+    to correct.
+    """
+    rng = np.random.default_rng(seed)
+    seen = np.sort(rng.choice(split.train, min(seen_queries, len(split.train)), replace=False))
+    # one encoding of every image involved, then index into it (needed is sorted)
+    needed = np.unique(np.concatenate([split.query, split.database, seen]))
+    codes = pack_bits(encode(model, data.images[needed], device))
+    bits = model.model_args["bits"]
+
+    def rows(idx: np.ndarray) -> np.ndarray:
+        return codes[np.searchsorted(needed, idx)]
+
+    db_less_seen = np.setdiff1d(split.database, seen)
+    unseen_map = mean_average_precision(rows(split.query), rows(split.database),
+                                        data.labels[split.query], data.labels[split.database],
+                                        bits=bits)
+    seen_map = mean_average_precision(rows(seen), rows(db_less_seen), data.labels[seen],
+                                      data.labels[db_less_seen], bits=bits)
+    return dict(map_unseen=unseen_map, map_seen=seen_map, gap=seen_map - unseen_map)

@@ -23,7 +23,7 @@ from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
 from hashsdk.train.config import RunConfig, write
 from hashsdk.train.data import ImageSet, Split
-from hashsdk.train.device import resolve_device
+from hashsdk.train.device import place_images, resolve_device, take, to_device
 
 KIND = "hashsdk.dcgan"
 
@@ -121,13 +121,17 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
     opt_g = torch.optim.Adam(g.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
     bce = nn.BCEWithLogitsLoss()
-    real_x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    # the training images live where the networks run (on CUDA: decoded once, on the GPU);
+    # the draws come from the CPU generator on every device, so CPU and CUDA runs draw alike
+    real_x = place_images(torch.from_numpy(images), device)
     fixed_z = torch.randn(64, gc.z_dim, generator=gen).to(device)
     real_target = 1.0 - gc.label_smoothing
-    rows = []
+    rows: list[tuple] = []
+    pending: list[torch.Tensor] = []  # per-step statistics, read back at each sample
     for step in tqdm(range(1, gc.steps + 1), desc="GAN", disable=not progress):
-        xb = real_x[torch.randint(len(real_x), (gc.batch_size,), generator=gen)].to(device)
-        z = torch.randn(gc.batch_size, gc.z_dim, generator=gen).to(device)
+        xb = take(real_x, torch.randint(len(real_x), (gc.batch_size,), generator=gen), device)
+        xb = xb.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        z = to_device(torch.randn(gc.batch_size, gc.z_dim, generator=gen), device)
         fake = g(z)
         # discriminator: real toward 1 - smoothing, fake toward 0
         d_real, d_fake = d(xb), d(fake.detach())
@@ -142,9 +146,14 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        rows.append((step, loss_d.item(), loss_g.item(), torch.sigmoid(d_real).mean().item(),
-                     torch.sigmoid(d_fake).mean().item()))
+        pending.append(torch.stack([loss_d.detach(), loss_g.detach(),
+                                    torch.sigmoid(d_real.detach()).mean(),
+                                    torch.sigmoid(d_fake.detach()).mean()]))
         if step % gc.sample_every == 0 or step == gc.steps:
+            first = len(rows) + 1
+            rows += [(first + k, *values) for k, values in
+                     enumerate(torch.stack(pending).tolist())]
+            pending.clear()
             g.eval()
             with torch.inference_mode():
                 grid = plots.image_grid(to_uint8(g(fixed_z)))

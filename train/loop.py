@@ -31,7 +31,15 @@ from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
 from hashsdk.train.config import RunConfig, differences, write
 from hashsdk.train.data import ImageSet, Split, channel_stats
-from hashsdk.train.device import Distributed, amp_dtype, autocast, resolve_device
+from hashsdk.train.device import (
+    Distributed,
+    amp_dtype,
+    autocast,
+    place_images,
+    resolve_device,
+    take,
+    to_device,
+)
 from hashsdk.train.evaluate import evaluate_model, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.model import create_model
@@ -40,7 +48,12 @@ KIND = "hashsdk.hashnet"
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of uint8 (B, H, W, C) images."""
+    """Random crop (zero padding ``pad``) and horizontal flip of uint8 (B, H, W, C) images.
+
+    The draws come from ``gen`` (a CPU generator) wherever ``x`` lives, so a run draws the same
+    numbers on every device; on CUDA only the crop indices cross over, and the images stay on
+    the GPU.
+    """
     b, h, w, _ = x.shape
     padded = torch.nn.functional.pad(x, (0, 0, pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
@@ -49,7 +62,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
     rows = oy[:, None] + torch.arange(h)
     cols = ox[:, None] + torch.arange(w)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
-    return padded[torch.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    rows, cols = to_device(rows, x.device), to_device(cols, x.device)
+    batch = torch.arange(b, device=x.device)
+    return padded[batch[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def load_fakes(path: str | Path, like: np.ndarray) -> np.ndarray:
@@ -77,24 +92,30 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
-               resume: bool = True, progress: bool = True) -> dict:
-    """Trains and evaluates a hashing network; returns the final metrics as a dict."""
+               resume: bool = True, progress: bool = True, evaluate: bool = True) -> dict:
+    """Trains and evaluates a hashing network; returns the final metrics as a dict, with
+    ``epoch_seconds``, the median epoch's wall time. ``evaluate=False`` skips the evaluation
+    (the dict then holds ``epoch_seconds`` alone), for timing runs."""
     hc = cfg.hash
     run_dir = Path(run_dir)
     device = resolve_device(hc.device)
     dist = Distributed.start(device)
     torch.manual_seed(hc.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write(cfg, run_dir / "config.json")
 
-    # ---- data: the training split as one uint8 tensor; fakes likewise ---------------------
-    train_x = torch.from_numpy(data.images[split.train])
+    # ---- data: the training split as one uint8 tensor; fakes likewise. On CUDA both live
+    # on the GPU, decoded once, and each step moves only its indices ---------------------
+    train_x = place_images(torch.from_numpy(data.images[split.train]), device)
     labels = data.labels[split.train]
     train_y = torch.from_numpy(labels.astype(np.int64) if labels.ndim == 1 else labels)
+    train_y = train_y.to(device)
     fakes = None
     if hc.fakes is not None and hc.lam > 0 and hc.fake_ratio > 0:
-        fakes = torch.from_numpy(load_fakes(hc.fakes, data.images))
+        fakes = place_images(torch.from_numpy(load_fakes(hc.fakes, data.images)), device)
     mean, std = channel_stats(data.images[split.train])
     n = len(train_x)
     per_step = hc.batch_size * dist.world_size
@@ -120,7 +141,7 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
     dtype = amp_dtype(device, hc.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    real_loss = RealLoss(hc.loss, hc.quantization, hc.margin, train_y.to(device), hc.bits,
+    real_loss = RealLoss(hc.loss, hc.quantization, hc.margin, train_y, hc.bits,
                          memory=hc.pairwise_memory)
     gen = torch.Generator().manual_seed(hc.seed)
     aug_gen = torch.Generator().manual_seed(hc.seed * 1000 + dist.rank)
@@ -162,24 +183,26 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     for epoch in range(start_epoch, hc.epochs):
         net.train()
         order = torch.randperm(n, generator=gen)
-        sums = {"real": 0.0, "fake": 0.0}
+        # the epoch's loss sums stay on the device; reading them (every 10 steps) is the
+        # loop's only synchronization, so the CPU queues steps ahead of the GPU
+        sums = torch.zeros(2, device=device)
         t0 = time.perf_counter()
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{hc.epochs}",
                    disable=not (progress and dist.main), leave=False)
         for i in bar:
             idx = order[i * per_step:(i + 1) * per_step][dist.rank::dist.world_size]
-            xb = train_x[idx]
+            xb = take(train_x, idx, device)
             if hc.augment:
                 xb = augment(xb, aug_gen)
-            x = to_input(xb.to(device, non_blocking=True), mean_t, std_t)
-            y = train_y[idx].to(device)
+            x = to_input(xb, mean_t, std_t)
+            idx = to_device(idx, device)
+            y = train_y[idx]
             xf = None
             if fakes is not None:
-                fidx = torch.randint(len(fakes), (fake_batch,), generator=gen)
-                fb = fakes[fidx]
+                fb = take(fakes, torch.randint(len(fakes), (fake_batch,), generator=gen), device)
                 if hc.augment:
                     fb = augment(fb, aug_gen)
-                xf = to_input(fb.to(device, non_blocking=True), mean_t, std_t)
+                xf = to_input(fb, mean_t, std_t)
             if device.type == "cuda" and hc.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
                 xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
@@ -194,24 +217,23 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
                     if xf is not None:
                         with frozen_bn_statistics(model):
                             hf = forward(net, xf, False)[0]
-            loss_r = real_loss(h, y, logits, idx.to(device))
+            loss_r = real_loss(h, y, logits, idx)
             loss_f = (fake_loss(hf, hc.fake_loss) if hf is not None
                       else torch.zeros((), device=device))
             loss = loss_r + hc.lam * loss_f
-            if not torch.isfinite(loss):
-                raise HashsdkError(f"loss became {loss.item()} at epoch {epoch + 1}, step {i}; "
-                                   "lower the learning rate or lambda")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()
-            sums["real"] += loss_r.item()
-            sums["fake"] += loss_f.item()
-            if i % 10 == 0:
-                bar.set_postfix(real=f"{loss_r.item():.4f}", fake=f"{loss_f.item():.4f}")
-        row = dict(epoch=epoch + 1, loss_real=sums["real"] / steps_per_epoch,
-                   loss_fake=sums["fake"] / steps_per_epoch, lr=sched.get_last_lr()[0],
+            sums += torch.stack([loss_r.detach(), loss_f.detach()])
+            if i % 10 == 0 or i == steps_per_epoch - 1:
+                real, fake = (sums / (i + 1)).tolist()
+                if not math.isfinite(real + fake):
+                    raise HashsdkError(f"loss became {real + fake} by epoch {epoch + 1}, step "
+                                       f"{i}; lower the learning rate or lambda")
+                bar.set_postfix(real=f"{real:.4f}", fake=f"{fake:.4f}")
+        row = dict(epoch=epoch + 1, loss_real=real, loss_fake=fake, lr=sched.get_last_lr()[0],
                    seconds=time.perf_counter() - t0)
         if dist.main and hc.eval_every and (epoch + 1) % hc.eval_every == 0 \
                 and epoch + 1 < hc.epochs:
@@ -233,13 +255,14 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
 
     # ---- evaluate --------------------------------------------------------------------------
     result = {}
-    if dist.main:
+    if dist.main and not evaluate:
+        result["epoch_seconds"] = _median_epoch_seconds(history)
+    elif dist.main:
         metrics = evaluate_model(model, data, split, device, out_dir=run_dir,
                                  label="with fakes" if fakes is not None else "without fakes",
                                  progress=progress)
         result = metrics.as_dict()
-        result["epoch_seconds"] = float(np.median([r["seconds"] for r in history])) \
-            if history else None
+        result["epoch_seconds"] = _median_epoch_seconds(history)
     dist.barrier()
     dist.stop()
     return result
@@ -265,6 +288,10 @@ def forward(net: torch.nn.Module, x: torch.Tensor,
     if with_logits:
         return net(x, with_logits=True)
     return net(x), None
+
+
+def _median_epoch_seconds(history: list[dict]) -> float | None:
+    return float(np.median([r["seconds"] for r in history])) if history else None
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
