@@ -29,7 +29,7 @@ from hashsdk import Encoder, pack_bits
 from hashsdk.export.onnx_export import export_onnx
 from hashsdk.train import checkpoint
 from hashsdk.train.evaluate import to_input
-from hashsdk.train.model import create_model
+from hashsdk.train.model import KIND, create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 64, 256)
@@ -59,7 +59,7 @@ def main() -> None:
     model = create_model(args.backbone, args.bits, mean=[0.49, 0.48, 0.45],
                          std=[0.25, 0.24, 0.26]).eval()
     tmp = Path(tempfile.mkdtemp())
-    checkpoint.save(tmp / "ckpt.pt", kind="hashsdk.hashnet", model_args=model.model_args,
+    checkpoint.save(tmp / "ckpt.pt", kind=KIND, model_args=model.model_args,
                     state_dict=model.state_dict(), config={})
     export_onnx(tmp / "ckpt.pt", tmp / "model.onnx")
     rng = np.random.default_rng(0)

@@ -25,10 +25,8 @@ from pathlib import Path
 import torch
 
 from hashsdk._atomic import atomic_write
-from hashsdk.train import checkpoint
 from hashsdk.train.config import from_saved
 from hashsdk.train.evaluate import seen_unseen
-from hashsdk.train.loop import KIND
 from hashsdk.train.model import HashNet
 from hashsdk.train.pipeline import prepare
 
@@ -50,11 +48,9 @@ def gap(run: Path) -> dict:
 
 
 def measure(run: Path) -> dict:
-    ckpt = checkpoint.load(run / "checkpoint.pt", KIND)
+    model, ckpt = HashNet.from_checkpoint(run / "checkpoint.pt")
     cfg = from_saved(ckpt["config"])
     data, split = prepare(run.parent, cfg, progress=False)
-    model = HashNet(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
     maps = seen_unseen(model, data, split, torch.device("cpu"))
     history = json.loads((run / "history.json").read_text())
     return dict(run=str(run), bits=ckpt["model_args"]["bits"], epochs=len(history),

@@ -52,12 +52,12 @@ import torch
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
-from hashsdk.train import checkpoint, config
+from hashsdk.train import config
 from hashsdk.train.data import CIFAR10_CLASSES, find_source
 from hashsdk.train.device import amp_dtype
 from hashsdk.train.evaluate import seen_unseen
 from hashsdk.train.gan import train_gan
-from hashsdk.train.loop import KIND, train_hash
+from hashsdk.train.loop import train_hash
 from hashsdk.train.model import HashNet
 from hashsdk.train.pipeline import paired_difference, prepare
 
@@ -265,7 +265,7 @@ class Suite:
         run = self.run_root / name
         cfg = self.hash_config(**changes)
         result = train_hash(cfg, self.data, self.split, run, resume=False, progress=False)
-        model = load_model(run / "checkpoint.pt").to(torch.device(self.device))
+        model = HashNet.from_checkpoint(run / "checkpoint.pt")[0].to(torch.device(self.device))
         gap = seen_unseen(model, self.data, self.split, torch.device(self.device))
         history = read_json(run / "history.json")
         row = dict(run=name, seed=cfg.hash.seed, augment=cfg.hash.augment,
@@ -358,13 +358,6 @@ class Suite:
 def amp_label(device: str, amp: str) -> str:
     dtype = amp_dtype(torch.device(device), amp)
     return "fp32" if dtype is None else str(dtype).removeprefix("torch.")
-
-
-def load_model(path: Path) -> HashNet:
-    ckpt = checkpoint.load(path, KIND)
-    model = HashNet(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model
 
 
 def read_json(path: Path) -> dict | list:

@@ -43,7 +43,8 @@ def main(source: Path, output: Path, opset: int, verify: bool, trt: bool, fp16: 
         raise HashsdkError("--fp16 applies to TensorRT engines; add --trt")
     onnx_path = source
     if not is_onnx:
-        from hashsdk.export.onnx_export import export_onnx, load_hashnet
+        from hashsdk.export.onnx_export import export_onnx
+        from hashsdk.train.model import HashNet
 
         onnx_path = output if not trt else output.with_suffix(".onnx")
         meta = export_onnx(source, onnx_path, opset, None if trt else max_batch)
@@ -53,7 +54,7 @@ def main(source: Path, output: Path, opset: int, verify: bool, trt: bool, fp16: 
             from hashsdk.export.verify import validation_images
             from hashsdk.export.verify import verify as run_verify
 
-            model, ckpt = load_hashnet(source)
+            model, ckpt = HashNet.from_checkpoint(source)
             images, labels = validation_images(ckpt, str(source))
             report = run_verify(str(onnx_path), model, images, labels)
             click.echo(f"verify: {report.summary()}")

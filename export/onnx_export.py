@@ -17,6 +17,7 @@ import torch
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 from hashsdk.model_metadata import ModelMetadata
+from hashsdk.train.model import HashNet
 
 INPUT, OUTPUT = "images", "outputs"
 
@@ -30,18 +31,6 @@ class _Outputs(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
-
-
-def load_hashnet(checkpoint_path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
-    """The trained network from a hashing checkpoint, in eval mode, and the checkpoint."""
-    from hashsdk.train import checkpoint
-    from hashsdk.train.loop import KIND
-    from hashsdk.train.model import HashNet
-
-    ckpt = checkpoint.load(checkpoint_path, KIND)
-    model = HashNet(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -72,7 +61,7 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
 
     if opset < 18:
         raise HashsdkError(f"opset must be 18 or later, got {opset}")
-    model, ckpt = load_hashnet(checkpoint_path)
+    model, ckpt = HashNet.from_checkpoint(checkpoint_path)
     meta = metadata_for(ckpt, checkpoint_path)
     wrapped = _Outputs(model).eval()
     example = torch.zeros(2, meta.channels, meta.input_size, meta.input_size)

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from hashsdk._args import check_int
 from hashsdk.errors import HashsdkError
 
 try:
@@ -58,9 +59,7 @@ def resolve_backend(backend: str) -> str:
 def resolve_threads(threads: int | None) -> int:
     if threads is None:
         return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise HashsdkError(f"threads must be a positive integer or None, got {threads!r}")
-    return int(threads)
+    return check_int(threads, "threads")
 
 
 def knn(queries: np.ndarray, db: np.ndarray, bits: int, k: int, threads: int,

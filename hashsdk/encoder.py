@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hashsdk._args import check_int
 from hashsdk.codes import pack_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.model_metadata import ModelMetadata
@@ -123,8 +124,7 @@ class Encoder:
     def encode_iter(self, images: Iterable[Any], batch_size: int = 256, packed: bool = True,
                     show_progress: bool = False) -> Iterator[EncodedBatch]:
         """Encodes a large collection batch by batch, in bounded memory; see EncodedBatch."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise HashsdkError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_int(batch_size, "batch_size")
         total = len(images) if hasattr(images, "__len__") and not is_single(images) else None
         items = enumerate(iter_items(images))
         bar = None

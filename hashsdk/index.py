@@ -22,6 +22,7 @@ import threading
 import numpy as np
 
 from hashsdk import _search, index_file
+from hashsdk._args import check_int
 from hashsdk.codes import as_packed, check_bits, code_size
 from hashsdk.errors import HashsdkError
 
@@ -154,7 +155,7 @@ class HammingIndex:
             distance 2**31 - 1 and id -1, as in faiss.
         """
         q = self._queries(queries, "search")
-        k = _check_count(k, "k", minimum=1)
+        k = check_int(k, "k", minimum=1)
         codes, ids = self._data
         dist, rows = _search.knn(q, codes, self._bits, k, self._threads_for(threads),
                                  self._backend)
@@ -170,7 +171,7 @@ class HammingIndex:
             faiss's ``range_search``.
         """
         q = self._queries(queries, "range_search")
-        radius = _check_count(radius, "radius", minimum=0)
+        radius = check_int(radius, "radius", minimum=0)
         codes, ids = self._data
         lims, dist, rows = _search.range_search(q, codes, self._bits, radius,
                                                 self._threads_for(threads), self._backend)
@@ -306,12 +307,6 @@ def _rows_to_ids(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
     out = ids[np.maximum(rows, 0)]
     out[rows < 0] = -1
     return out
-
-
-def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise HashsdkError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _as_int64(ids: np.ndarray, what: str) -> np.ndarray:

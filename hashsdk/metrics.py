@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hashsdk import _search
+from hashsdk._args import check_int
 from hashsdk.codes import as_packed, check_bits, infer_bits
 from hashsdk.errors import HashsdkError
 
@@ -91,9 +92,9 @@ def evaluate(query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.nda
         ks: the k of precision@k.
         radius: the Hamming radius of precision@r (2 is the usual P@r=2).
     """
-    ks = tuple(_positive(k, "ks") for k in ks)
-    topk = None if topk is None else _positive(topk, "topk")
-    radius = _positive(radius, "radius", minimum=0)
+    ks = tuple(check_int(k, "ks") for k in ks)
+    topk = None if topk is None else check_int(topk, "topk")
+    radius = check_int(radius, "radius", minimum=0)
     aps, pks, prs, hist_rel, hist_all, n_rel = [], {k: [] for k in ks}, [], [], [], []
     bits_used = 0
     for dist, rel, bits_used in _chunks(query_codes, db_codes, query_labels, db_labels,
@@ -137,7 +138,7 @@ def average_precisions(query_codes: np.ndarray, db_codes: np.ndarray,
     Per-query scores let two models be compared paired, on the same queries (for example with
     a bootstrap over queries).
     """
-    topk = None if topk is None else _positive(topk, "topk")
+    topk = None if topk is None else check_int(topk, "topk")
     out = []
     for dist, rel, _ in _chunks(query_codes, db_codes, query_labels, db_labels, relevance, bits,
                                 threads, backend):
@@ -200,12 +201,6 @@ def precision_recall_curve(query_codes: np.ndarray, db_codes: np.ndarray,
 
 
 # ---- internals ---------------------------------------------------------------------------
-
-
-def _positive(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise HashsdkError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _chunks(query_codes, db_codes, query_labels, db_labels, relevance, bits, threads,

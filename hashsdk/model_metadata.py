@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from hashsdk.codes import check_bits
 from hashsdk.errors import HashsdkError
 
 FORMAT_VERSION = 1
@@ -69,7 +70,11 @@ class ModelMetadata:
             meta = cls(**kwargs)
         except (KeyError, ValueError, TypeError) as exc:
             raise HashsdkError(f"{where}: corrupt hashsdk metadata ({exc})") from None
+        try:
+            check_bits(meta.bits)
+        except HashsdkError as exc:
+            raise HashsdkError(f"{where}: corrupt hashsdk metadata ({exc})") from None
         if meta.channels not in (1, 3) or len(meta.mean) != meta.channels \
-                or len(meta.std) != meta.channels or meta.bits < 1 or meta.input_size < 1:
+                or len(meta.std) != meta.channels or meta.input_size < 1:
             raise HashsdkError(f"{where}: inconsistent hashsdk metadata {meta}")
         return meta

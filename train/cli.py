@@ -19,6 +19,12 @@ from pathlib import Path
 import click
 
 from hashsdk._cli import user_errors
+from hashsdk.train.config import CHOICES
+
+
+def _choice(section: str, key: str) -> click.Choice:
+    return click.Choice(CHOICES[(section, key)])
+
 
 COMMON = [
     click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -26,8 +32,7 @@ COMMON = [
                  help="Run directory: split, GAN, hashing runs and tables."),
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="TOML file with [data], [gan] and [hash] tables."),
-    click.option("--dataset", type=click.Choice(["cifar10", "fashion-mnist", "imagefolder",
-                                                 "filelist"]), default=None),
+    click.option("--dataset", type=_choice("data", "dataset"), default=None),
     click.option("--root", default=None, help="Dataset archive, folder or file-list folder."),
     click.option("--download", is_flag=True, default=None,
                  help="Let torchvision download cifar10 / fashion-mnist."),
@@ -37,17 +42,17 @@ COMMON = [
 ]
 HASH = [
     click.option("--bits", type=int, default=None),
-    click.option("--backbone", type=click.Choice(["cnn", "resnet18", "alexnet", "vgg11_bn"]),
-                 default=None),
-    click.option("--loss", type=click.Choice(["pairwise", "triplet", "ce"]), default=None),
+    click.option("--backbone", default=None,
+                 help="A name of the backbone table (train/model.py): cnn, resnet18, ..."),
+    click.option("--loss", type=_choice("hash", "loss"), default=None),
     click.option("--epochs", type=int, default=None),
     click.option("--batch-size", type=int, default=None),
     click.option("--lr", type=float, default=None),
     click.option("--lambda", "lam", type=float, default=None,
                  help="Weight of the fake-image loss."),
-    click.option("--fake-loss", type=click.Choice(["entropy", "uniform-ce"]), default=None),
+    click.option("--fake-loss", type=_choice("hash", "fake_loss"), default=None),
     click.option("--fake-ratio", type=float, default=None, help="Fakes per real image."),
-    click.option("--fake-bn", type=click.Choice(["shared", "separate"]), default=None),
+    click.option("--fake-bn", type=_choice("hash", "fake_bn"), default=None),
     click.option("--pretrained", default=None, help="Local backbone weights file."),
 ]
 GAN = [
@@ -151,22 +156,18 @@ def baseline(**kw) -> None:
 @user_errors('train')
 def eval_cmd(checkpoint_path: str, **kw) -> None:
     """Evaluate a hashing checkpoint on the run's split."""
-    from hashsdk.train import checkpoint
     from hashsdk.train.device import resolve_device
     from hashsdk.train.evaluate import evaluate_model
-    from hashsdk.train.loop import KIND
     from hashsdk.train.model import HashNet
     from hashsdk.train.pipeline import prepare
 
-    ckpt = checkpoint.load(checkpoint_path, KIND)
+    model, ckpt = HashNet.from_checkpoint(checkpoint_path)
     cfg = _config(kw) if kw.get("config_path") or kw.get("dataset") else None
     if cfg is None:
         from hashsdk.train.config import from_saved
 
         cfg = from_saved(ckpt["config"])
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
-    model = HashNet(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
     device = resolve_device(kw["device"] or "auto")
     metrics = evaluate_model(model.to(device), data, split, device, progress=not kw["quiet"])
     click.echo(json.dumps({k: v for k, v in metrics.as_dict().items()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hashsdk.codes import check_bits
 from hashsdk.errors import HashsdkError
 
 if sys.version_info >= (3, 11):
@@ -150,15 +151,29 @@ def validate(cfg: RunConfig) -> RunConfig:
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
             raise HashsdkError(f"{section}.{key}: expected one of {allowed}, got {value!r}")
-    if not 1 <= cfg.hash.bits <= 4096:
-        raise HashsdkError(f"hash.bits: expected 1 to 4096, got {cfg.hash.bits}")
+    try:
+        check_bits(cfg.hash.bits)
+    except HashsdkError as exc:
+        raise HashsdkError(f"hash.bits: {exc}") from None
     for section, key in (("hash", "epochs"), ("hash", "batch_size"), ("gan", "steps"),
                          ("gan", "batch_size")):
         if getattr(getattr(cfg, section), key) < 1:
             raise HashsdkError(f"{section}.{key}: expected >= 1")
+    _check_backbone(cfg.hash.backbone)
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     return cfg
+
+
+def _check_backbone(name: str) -> None:
+    """hash.backbone must name a row of the backbone table (imports torch: every command that
+    reads a config trains or loads a network anyway)."""
+    from hashsdk.train.model import lookup_backbone
+
+    try:
+        lookup_backbone(name)
+    except HashsdkError as exc:
+        raise HashsdkError(f"hash.backbone: {exc}") from None
 
 
 def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None

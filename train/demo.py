@@ -78,10 +78,11 @@ def demo(cfg: RunConfig, run_dir: Path, progress: bool = True, queries_to_show: 
          log: Callable[[str], None] = print) -> dict[str, str]:
     """The whole pipeline on ``cfg``; returns each stage's status."""
     from hashsdk import Encoder, HammingIndex
-    from hashsdk.export.onnx_export import export_onnx, load_hashnet
+    from hashsdk.export.onnx_export import export_onnx
     from hashsdk.export.verify import verify
     from hashsdk.train.gan import train_gan
     from hashsdk.train.loop import train_hash
+    from hashsdk.train.model import HashNet
     from hashsdk.train.pipeline import compare, prepare, run_baselines
     from hashsdk.train.report import write_report
 
@@ -114,7 +115,7 @@ def demo(cfg: RunConfig, run_dir: Path, progress: bool = True, queries_to_show: 
 
     def export() -> None:
         export_onnx(run_dir / "hash-fakes" / "checkpoint.pt", run_dir / "model.onnx")
-        model, _ = load_hashnet(run_dir / "hash-fakes" / "checkpoint.pt")
+        model, _ = HashNet.from_checkpoint(run_dir / "hash-fakes" / "checkpoint.pt")
         rng = np.random.default_rng(0)
         db = rng.choice(split.database, min(1900, len(split.database)), replace=False)
         chosen = np.concatenate([split.query[:100], db])

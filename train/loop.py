@@ -42,9 +42,7 @@ from hashsdk.train.device import (
 )
 from hashsdk.train.evaluate import evaluate_model, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
-from hashsdk.train.model import create_model
-
-KIND = "hashsdk.hashnet"
+from hashsdk.train.model import KIND, create_model
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:

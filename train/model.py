@@ -1,26 +1,28 @@
-"""The hashing network: a backbone from one factory, then a hash layer (Linear, then tanh).
+"""The hashing network: a backbone from one table, then a hash layer (Linear, then tanh).
 
     model = create_model("resnet18", bits=48, in_channels=3, image_size=32, num_classes=10)
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
     model.model_args        # plain data; HashNet(**model_args) rebuilds the same network
+    model, ckpt = HashNet.from_checkpoint("runs/x/hash-fakes/checkpoint.pt")
 
-Backbones:
-    cnn        a small residual CNN (about 0.3M parameters) that trains on a CPU;
-    resnet18   torchvision's, optionally with a 32x32 stem (3x3 stride-1 conv, no max-pool);
-    alexnet    torchvision's, for GPUs and images of at least 63 pixels;
-    vgg11_bn   torchvision's, for GPUs and images of at least 32 pixels.
-A local pretrained weights file (a torchvision state dict) is loaded with weights_only=True.
+``BACKBONES`` is the one table of backbones: each name, the smallest input it takes, and its
+builder. A local pretrained weights file (a torchvision state dict) is loaded with
+weights_only=True. Checkpoints of this network are of kind ``KIND`` (train/checkpoint.py).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from hashsdk.codes import check_bits
 from hashsdk.errors import HashsdkError
 
-BACKBONES = ("cnn", "resnet18", "alexnet", "vgg11_bn")
-MIN_SIZE = {"cnn": 8, "resnet18": 8, "alexnet": 63, "vgg11_bn": 32}
+KIND = "hashsdk.hashnet"  # the checkpoint kind of a HashNet
 
 
 class _Block(nn.Module):
@@ -55,39 +57,75 @@ class SmallCNN(nn.Module):
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
 
 
+@dataclass(frozen=True)
+class Backbone:
+    """One row of the table: ``build(in_channels, stem32, pretrained)`` returns (module mapping
+    (B, C, H, W) to (B, features), number of features); inputs smaller than ``min_size``
+    pixels are refused."""
+
+    min_size: int
+    about: str
+    build: Callable[[int, bool, str | None], tuple[nn.Module, int]]
+
+
+def _cnn(in_channels: int, stem32: bool, pretrained: str | None) -> tuple[nn.Module, int]:
+    net = SmallCNN(in_channels)
+    _load_weights(net, pretrained)
+    return net, net.out_features
+
+
+def _resnet18(in_channels: int, stem32: bool, pretrained: str | None) -> tuple[nn.Module, int]:
+    import torchvision
+
+    net = torchvision.models.resnet18()
+    _load_weights(net, pretrained)
+    if stem32:
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    features = net.fc.in_features
+    net.fc = nn.Identity()
+    return _grey_to_rgb(net, in_channels), features
+
+
+def _classifier_backbone(name: str) -> Callable[[int, bool, str | None], tuple[nn.Module, int]]:
+    """torchvision's ``name`` with the last layer of its ``classifier`` removed."""
+    def build(in_channels: int, stem32: bool, pretrained: str | None) -> tuple[nn.Module, int]:
+        import torchvision
+
+        net = getattr(torchvision.models, name)()
+        _load_weights(net, pretrained)
+        features = net.classifier[-1].in_features
+        net.classifier[-1] = nn.Identity()
+        return _grey_to_rgb(net, in_channels), features
+    return build
+
+
+BACKBONES: dict[str, Backbone] = {
+    "cnn": Backbone(8, "a small residual CNN (about 0.3M parameters) that trains on a CPU", _cnn),
+    "resnet18": Backbone(8, "torchvision's ResNet-18; stem32: a 3x3 stride-1 stem, no max-pool",
+                         _resnet18),
+    "alexnet": Backbone(63, "torchvision's AlexNet, for GPUs", _classifier_backbone("alexnet")),
+    "vgg11_bn": Backbone(32, "torchvision's VGG-11 with BatchNorm, for GPUs",
+                         _classifier_backbone("vgg11_bn")),
+}
+
+
+def lookup_backbone(name: str) -> Backbone:
+    """The table's row for ``name``, or an error that lists the names."""
+    if name not in BACKBONES:
+        raise HashsdkError(f"backbone must be one of {tuple(BACKBONES)}, got {name!r}")
+    return BACKBONES[name]
+
+
 def create_backbone(name: str, in_channels: int = 3, stem32: bool = True,
                     pretrained: str | None = None) -> tuple[nn.Module, int]:
     """Returns (module mapping (B, C, H, W) to (B, features), number of features)."""
-    if name not in BACKBONES:
-        raise HashsdkError(f"backbone must be one of {BACKBONES}, got {name!r}")
-    if name == "cnn":
-        net = SmallCNN(in_channels)
-        _load_weights(net, pretrained)
-        return net, net.out_features
-    import torchvision
+    return lookup_backbone(name).build(in_channels, stem32, pretrained)
 
-    if name == "resnet18":
-        net = torchvision.models.resnet18()
-        _load_weights(net, pretrained)
-        if stem32:
-            net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-            net.maxpool = nn.Identity()
-        features = net.fc.in_features
-        net.fc = nn.Identity()
-    elif name == "alexnet":
-        net = torchvision.models.alexnet()
-        _load_weights(net, pretrained)
-        features = net.classifier[-1].in_features
-        net.classifier[-1] = nn.Identity()
-    else:
-        net = torchvision.models.vgg11_bn()
-        _load_weights(net, pretrained)
-        features = net.classifier[-1].in_features
-        net.classifier[-1] = nn.Identity()
-    if in_channels != 3:
-        # grey images: repeat the channel, so that pretrained RGB filters still apply
-        net = nn.Sequential(_Repeat(3), net)
-    return net, features
+
+def _grey_to_rgb(net: nn.Module, in_channels: int) -> nn.Module:
+    # grey images: repeat the channel, so that pretrained RGB filters still apply
+    return net if in_channels == 3 else nn.Sequential(_Repeat(3), net)
 
 
 class _Repeat(nn.Module):
@@ -127,13 +165,11 @@ class HashNet(nn.Module):
                  num_classes: int = 0, stem32: bool = True, mean: list[float] | None = None,
                  std: list[float] | None = None, pretrained: str | None = None):
         super().__init__()
-        if not 1 <= bits <= 4096:
-            raise HashsdkError(f"bits must be 1 to 4096, got {bits}")
-        if backbone not in BACKBONES:
-            raise HashsdkError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
-        if image_size < MIN_SIZE[backbone]:
+        check_bits(bits)
+        row = lookup_backbone(backbone)
+        if image_size < row.min_size:
             raise HashsdkError(f"backbone {backbone!r} needs images of at least "
-                               f"{MIN_SIZE[backbone]} pixels, got {image_size}")
+                               f"{row.min_size} pixels, got {image_size}")
         self.features, dim = create_backbone(backbone, in_channels, stem32, pretrained)
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
@@ -156,6 +192,18 @@ class HashNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's features (B, features), for baselines on learned features."""
         return self.features(x)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> tuple[HashNet, dict]:
+        """The network of a hashing checkpoint, rebuilt from its ``model_args`` with its
+        weights, on the CPU and in eval mode; and the checkpoint (a dict, train/checkpoint.py).
+        """
+        from hashsdk.train import checkpoint
+
+        ckpt = checkpoint.load(path, KIND)
+        model = cls(**ckpt["model_args"])
+        model.load_state_dict(ckpt["state_dict"])
+        return model.eval(), ckpt
 
 
 def create_model(name: str, bits: int, **kwargs) -> HashNet:

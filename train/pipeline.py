@@ -65,15 +65,11 @@ def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0,
 def backbone_features(checkpoint_path: str | Path, data: ImageSet, device: str = "auto",
                       progress: bool = True) -> np.ndarray:
     """A trained hashing network's backbone features for every image, float32 (N, F)."""
-    from hashsdk.train import checkpoint
     from hashsdk.train.device import resolve_device
     from hashsdk.train.evaluate import encode
-    from hashsdk.train.loop import KIND
     from hashsdk.train.model import HashNet
 
-    ckpt = checkpoint.load(checkpoint_path, KIND)
-    model = HashNet(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
+    model, _ = HashNet.from_checkpoint(checkpoint_path)
     dev = resolve_device(device)
     return encode(model.to(dev), data.images, dev, progress=progress, features=True)
 

@@ -87,10 +87,10 @@ def bit_figure(path: Path, outputs: dict[str, np.ndarray]) -> None:
 def _outputs(run_dir: Path, name: str, images: np.ndarray) -> np.ndarray:
     import torch
 
-    from hashsdk.export.onnx_export import load_hashnet
     from hashsdk.train.evaluate import encode
+    from hashsdk.train.model import HashNet
 
-    model, _ = load_hashnet(run_dir / name / "checkpoint.pt")
+    model, _ = HashNet.from_checkpoint(run_dir / name / "checkpoint.pt")
     return encode(model, images, torch.device("cpu"))
 
 
