@@ -28,7 +28,7 @@ from hashsdk._atomic import atomic_write
 from hashsdk.train.config import from_saved
 from hashsdk.train.evaluate import seen_unseen
 from hashsdk.train.model import HashNet
-from hashsdk.train.pipeline import prepare
+from hashsdk.train.stages import prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

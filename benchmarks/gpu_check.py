@@ -53,13 +53,14 @@ import torch
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 from hashsdk.train import config
+from hashsdk.train.comparison import paired_difference
 from hashsdk.train.data import CIFAR10_CLASSES, find_source
 from hashsdk.train.device import amp_dtype
 from hashsdk.train.evaluate import seen_unseen
 from hashsdk.train.gan import train_gan
 from hashsdk.train.loop import train_hash
 from hashsdk.train.model import HashNet
-from hashsdk.train.pipeline import paired_difference, prepare
+from hashsdk.train.stages import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

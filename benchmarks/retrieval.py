@@ -9,8 +9,9 @@ Setting: CIFAR-10 (the JPEG copy in ../shared/datasets) or Fashion-MNIST, the us
 (1,000 queries, 5,000 training images, a database of all other images), a backbone trained
 from scratch on this CPU. One DCGAN per seed, trained on the 5,000 training images only,
 gives the fake bank; the GAN and the without-fakes runs are shared by every fake setting.
-Every run goes through the same pipeline as ``hashsdk-train all`` (hashsdk.train.pipeline),
-and a run whose eval.json exists is not trained again, so an interrupted ablation resumes.
+Every run is a stage of the same builder as ``hashsdk-train all`` (hashsdk.train.stages), so a
+finished run is not trained again, an interrupted ablation resumes, and a changed setting
+retrains the runs it affects.
 
 With/without differences are paired on the same queries: per-query average precision is
 averaged over seeds, then bootstrapped over queries for the standard error.
@@ -32,9 +33,8 @@ import torch
 
 from hashsdk._atomic import atomic_write
 from hashsdk.train import config
-from hashsdk.train.gan import train_gan
-from hashsdk.train.loop import train_hash
-from hashsdk.train.pipeline import paired_difference, prepare, run_baselines
+from hashsdk.train.comparison import paired_difference
+from hashsdk.train.stages import Pipeline, run_stages, with_fakes, without_fakes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {  # mAP@all on CIFAR-10 at 12 / 24 / 32 / 48 bits, as published
@@ -43,7 +43,7 @@ PUBLISHED = {  # mAP@all on CIFAR-10 at 12 / 24 / 32 / 48 bits, as published
 }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bits", type=int, nargs="+", default=[12, 24, 32, 48])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -62,58 +62,62 @@ def main() -> None:
     p.add_argument("--run-root", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-
     if args.train_per_class < 1:
         p.error("--train-per-class must be at least 1")
     low = "" if args.train_per_class == 500 else f"-train{args.train_per_class}"
-    explicit_root = args.run_root
+    args.explicit_root, args.explicit_out = args.run_root, args.out
     args.run_root = args.run_root or Path(f"runs/ablation-{args.dataset}{low}")
-    explicit_out = args.out
     args.out = args.out or RESULTS / f"retrieval-{args.dataset}"
-    settings = [dict(fake_loss=f, lam=lam, fake_ratio=r, fake_bn=bn)
-                for f in args.fake_loss for lam in args.lam for r in args.fake_ratio
-                for bn in args.fake_bn]
-    runs: dict = {}
-    base_cfg = None
-    for seed in args.seeds:
-        cfg = config.from_dict({
-            # one protocol: the same queries for every seed
-            "data": {"dataset": args.dataset, "seed": 0,
-                     "train_per_class": args.train_per_class},
-            "gan": {"steps": args.gan_steps, "width": args.gan_width, "seed": seed},
-            "hash": {"backbone": args.backbone, "loss": args.loss, "epochs": args.epochs,
-                     "seed": seed},
-        })
-        base_cfg = base_cfg or cfg
-        root = args.run_root / f"seed{seed}"
-        data, split = prepare(root, cfg)
-        fakes = root / "gan" / "fakes.npz"
-        if not fakes.exists():
-            t0 = time.perf_counter()
-            train_gan(cfg, data, split, root / "gan")
-            print(f"seed {seed}: GAN {time.perf_counter() - t0:.0f} s", flush=True)
-        for bits in args.bits:
-            variants = [("nofakes", dict(fakes=None))] + [
-                (tag(st), dict(st, fakes=str(fakes))) for st in settings]
-            for name, changes in variants:
-                # the fake settings name each with-fakes run, so that settings share the run
-                # root (its GAN and without-fakes run) without reusing each other's results
-                run = root / f"{bits}bits-{name}"
-                hc = dataclasses.replace(cfg.hash, bits=bits, **changes)
-                if not finished(run, dataclasses.replace(cfg, hash=hc)):
-                    t0 = time.perf_counter()
-                    train_hash(dataclasses.replace(cfg, hash=hc), data, split, run)
-                    print(f"seed {seed} {bits} bits {name}: {time.perf_counter() - t0:.0f} s",
-                          flush=True)
-                e = json.loads((run / "eval.json").read_text())
-                history = json.loads((run / "history.json").read_text())
-                runs[(seed, bits, name)] = dict(
-                    map=e["map"], p_r2=e["precision_at_radius"], ap=np.load(run / "ap.npy"),
-                    train_seconds=sum(r["seconds"] for r in history))
-    baseline_rows = {bits: run_baselines(data, split, bits) for bits in args.bits}
-    names = ["nofakes"] + [tag(st) for st in settings]
+    args.settings = [dict(fake_loss=f, lam=lam, fake_ratio=r, fake_bn=bn)
+                     for f in args.fake_loss for lam in args.lam for r in args.fake_ratio
+                     for bn in args.fake_bn]
+    return args
 
-    table: dict = {}
+
+def seed_config(args: argparse.Namespace, seed: int) -> config.RunConfig:
+    return config.from_dict({
+        # one protocol: the same queries for every seed
+        "data": {"dataset": args.dataset, "seed": 0, "train_per_class": args.train_per_class},
+        "gan": {"steps": args.gan_steps, "width": args.gan_width, "seed": seed},
+        "hash": {"backbone": args.backbone, "loss": args.loss, "epochs": args.epochs,
+                 "seed": seed},
+    })
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> tuple[Pipeline, dict]:
+    """One seed's stages on its run directory: the GAN, then per code length the run
+    without fakes and one per fake setting, and (seed 0) the pixel baselines. Returns the
+    pipeline and {(bits, name): run result}."""
+    cfg = seed_config(args, seed)
+    p = Pipeline.open(args.run_root / f"seed{seed}", cfg)
+    stages, names = [p.gan()], {}
+    for bits in args.bits:
+        at_bits = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, bits=bits))
+        # the fake settings name each with-fakes run, so that settings share the run root
+        # (its GAN and without-fakes run) without reusing each other's results
+        names[(bits, "nofakes")] = without_fakes(at_bits)
+        for st in args.settings:
+            names[(bits, tag(st))] = with_fakes(dataclasses.replace(
+                at_bits, hash=dataclasses.replace(at_bits.hash, **st)), p.fakes)
+        if seed == args.seeds[0]:
+            stages.append(p.baselines(bits, name=f"baselines-{bits}bits"))
+    stages += [p.hashing(f"{bits}bits-{name}", c) for (bits, name), c in names.items()]
+    run_stages(stages, p.run_dir)
+    runs = {}
+    for bits, name in names:
+        run = p.run_dir / f"{bits}bits-{name}"
+        e = json.loads((run / "eval.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        runs[(bits, name)] = dict(map=e["map"], p_r2=e["precision_at_radius"],
+                                  ap=np.load(run / "ap.npy"),
+                                  train_seconds=sum(r["seconds"] for r in history))
+    return p, runs
+
+
+def table(args: argparse.Namespace, runs: dict, baselines: dict) -> dict:
+    """{bits: {run name or baseline: cell}}; runs maps (seed, bits, name) to a result."""
+    names = ["nofakes"] + [tag(st) for st in args.settings]
+    out: dict = {}
     for bits in args.bits:
         cell = {}
         for name in names:
@@ -128,46 +132,53 @@ def main() -> None:
             cell[name]["paired_per_seed"] = [
                 paired_difference(runs[(s, bits, name)]["ap"], runs[(s, bits, "nofakes")]["ap"])
                 for s in args.seeds]
-        for method, r in baseline_rows[bits].items():
+        for method, r in baselines[bits].items():
             cell[method] = dict(map_mean=r["map"])
-        table[bits] = cell
+        out[str(bits)] = cell
+    return out
+
+
+def command(args: argparse.Namespace) -> str:
+    low = args.train_per_class != 500
+    return ("python benchmarks/retrieval.py --dataset " + args.dataset + " --bits "
+            + " ".join(map(str, args.bits)) + " --seeds " + " ".join(map(str, args.seeds))
+            + f" --epochs {args.epochs} --gan-steps {args.gan_steps} --gan-width {args.gan_width}"
+            + f" --backbone {args.backbone} --loss {args.loss}"
+            + " --fake-loss " + " ".join(args.fake_loss) + " --lam " + " ".join(map(str, args.lam))
+            + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
+            + " --fake-bn " + " ".join(args.fake_bn)
+            + (f" --train-per-class {args.train_per_class}" if low else "")
+            + (f" --run-root {args.run_root}" if args.explicit_root else "")
+            + (f" --out {args.explicit_out}" if args.explicit_out else ""))
+
+
+def main() -> None:
+    args = parse_args()
+    runs, first = {}, None
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        p, seed_runs = run_seed(args, seed)
+        first = first or p
+        runs |= {(seed, bits, name): r for (bits, name), r in seed_runs.items()}
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    baselines = {bits: json.loads((first.run_dir / f"baselines-{bits}bits.json").read_text())
+                 for bits in args.bits}
+    split = first.split
     report = dict(
-        command="python benchmarks/retrieval.py --dataset " + args.dataset + " --bits "
-        + " ".join(map(str, args.bits)) + " --seeds " + " ".join(map(str, args.seeds))
-        + f" --epochs {args.epochs} --gan-steps {args.gan_steps} --gan-width {args.gan_width}"
-        + f" --backbone {args.backbone} --loss {args.loss}"
-        + " --fake-loss " + " ".join(args.fake_loss) + " --lam " + " ".join(map(str, args.lam))
-        + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
-        + " --fake-bn " + " ".join(args.fake_bn)
-        + (f" --train-per-class {args.train_per_class}" if low else "")
-        + (f" --run-root {args.run_root}" if explicit_root else "")
-        + (f" --out {explicit_out}" if explicit_out else ""),
-        dataset=args.dataset,
+        command=command(args), dataset=args.dataset,
         protocol=f"{len(split.query):,} queries / {len(split.train):,} train / all other "
-        "images as database", config=base_cfg.to_dict(),
-        settings=[tag(st) for st in settings],
-        labels={tag(st): label(st) for st in settings},
+        "images as database", config=seed_config(args, args.seeds[0]).to_dict(),
+        settings=[tag(st) for st in args.settings],
+        labels={tag(st): label(st) for st in args.settings},
         torch=torch.__version__, threads=torch.get_num_threads(),
-        cpu=platform.processor() or platform.machine(),
-        table={str(b): c for b, c in table.items()})
+        cpu=platform.processor() or platform.machine(), table=table(args, runs, baselines))
+    names = ["nofakes"] + [tag(st) for st in args.settings]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out.with_suffix(".json")) as f:
         f.write((json.dumps(report, indent=1) + "\n").encode())
     with atomic_write(args.out.with_suffix(".md")) as f:
         f.write(markdown(report, args.bits, args.seeds, names).encode())
     print(markdown(report, args.bits, args.seeds, names))
-
-
-def finished(run: Path, cfg: config.RunConfig) -> bool:
-    """Whether ``run`` already holds this exact run; another run there (say, with other
-    epochs) is an error rather than a result silently reused."""
-    if not (run / "eval.json").exists():
-        return False
-    changed = config.differences(json.loads((run / "config.json").read_text()), cfg)
-    if changed:
-        raise SystemExit(f"{run} holds a run with other settings ({', '.join(changed)}); "
-                         "pass another --run-root")
-    return True
 
 
 def tag(setting: dict) -> str:

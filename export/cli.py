@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -51,15 +50,14 @@ def main(source: Path, output: Path, opset: int, verify: bool, trt: bool, fp16: 
         click.echo(f"wrote {onnx_path}: {meta.bits} bits, input {meta.channels}x"
                    f"{meta.input_size}x{meta.input_size}, backbone {meta.backbone}")
         if verify:
-            from hashsdk.export.verify import validation_images
+            from hashsdk.export.verify import validation_images, write_report
             from hashsdk.export.verify import verify as run_verify
 
             model, ckpt = HashNet.from_checkpoint(source)
             images, labels = validation_images(ckpt, str(source))
             report = run_verify(str(onnx_path), model, images, labels)
             click.echo(f"verify: {report.summary()}")
-            with open(Path(str(onnx_path) + ".verify.json"), "w") as f:
-                json.dump(report.as_dict(), f, indent=1)
+            write_report(onnx_path, report)
             if not report.passed:
                 raise HashsdkError(f"verification failed: only {100 * report.bit_agreement:.3f}%"
                                    f" of bits agree, below the {100 * report.target:.1f}% "

@@ -8,12 +8,16 @@ least 99.9%), and the mAP of both on a small retrieval set cut from the same ima
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from hashsdk import Encoder, mean_average_precision
+from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 
 BIT_AGREEMENT_TARGET = 0.999
@@ -40,6 +44,14 @@ class VerifyReport:
                 f"bits agree {100 * self.bit_agreement:.3f}% (target "
                 f"{100 * self.target:.1f}%), mAP torch {self.map_torch:.4f} vs exported "
                 f"{self.map_exported:.4f}")
+
+
+def write_report(onnx_path: str | os.PathLike, report: VerifyReport) -> Path:
+    """``<onnx_path>.verify.json``, written atomically; returns its path."""
+    path = Path(os.fspath(onnx_path) + ".verify.json")
+    with atomic_write(path) as f:
+        f.write((json.dumps(report.as_dict(), indent=1) + "\n").encode())
+    return path
 
 
 def compare(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray,
@@ -76,8 +88,6 @@ def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
     The dataset comes from the checkpoint's config; the split from the run directory
     (split.npz beside or above the checkpoint), else a fresh one from the same config.
     """
-    from pathlib import Path
-
     from hashsdk.train.config import from_saved
     from hashsdk.train.data import Split, load_dataset, make_split
 

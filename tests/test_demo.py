@@ -12,8 +12,8 @@ pytest.importorskip("onnx")
 
 from hashsdk import HammingIndex  # noqa: E402
 from hashsdk.train import config  # noqa: E402
-from hashsdk.train.demo import demo  # noqa: E402
 from hashsdk.train.report import SECTIONS  # noqa: E402
+from hashsdk.train.ship import main_job as demo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ["split.npz", "gan/fakes.npz", "gan/generator.pt", "gan/losses.png",
@@ -65,7 +65,7 @@ def test_demo_pipeline_artifacts_report_and_skipping(tmp_path):
     # a changed fake-loss weight reruns what it affects, and only that
     third = demo(tiny(tmp_path, lam=0.5), run, progress=False, log=lambda _: None)
     assert {k for k, v in third.items() if v == "ran"} == {
-        "hash-fakes", "export", "index", "search", "report"}
+        "hash-fakes", "comparison", "export", "index", "search", "report"}
     assert json.loads((run / "hash-fakes" / "config.json").read_text())["hash"]["lam"] == 0.5
 
 

@@ -10,7 +10,7 @@ from conftest import write_fashion_like
 
 torch = pytest.importorskip("torch")
 
-from hashsdk.train.pipeline import paired_difference  # noqa: E402
+from hashsdk.train.comparison import paired_difference  # noqa: E402
 
 
 def write_tiny_run(tmp_path: Path) -> None:
@@ -52,6 +52,14 @@ def test_train_all_from_raw_images_to_comparison(tmp_path):
     with_cfg = json.loads((run / "hash-fakes" / "config.json").read_text())
     assert with_cfg["hash"]["fakes"].endswith("fakes.npz")
     assert json.loads((run / "hash-nofakes" / "config.json").read_text())["hash"]["fakes"] is None
+    # a second `all` finds every stage done and prints the same table
+    again = subprocess.run([str(exe), "all", "--config", str(tmp_path / "run.toml"),
+                            "--root", str(tmp_path), "--run-dir", str(run), "--quiet"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "skipped (up to date): gan, hash-fakes, hash-nofakes, baselines, comparison" in \
+        again.stdout
+    assert (run / "comparison.md").read_text() in again.stdout
 
     # export the trained network and verify it on the run's own real images
     pytest.importorskip("onnx")

@@ -206,7 +206,8 @@ def test_split_file_round_trip_and_corruption(tmp_path):
 
 
 def test_baselines_on_trained_backbone_features(tmp_path, cifar_subset):
-    from hashsdk.train.pipeline import backbone_features, run_baselines
+    from hashsdk.train.comparison import run_baselines
+    from hashsdk.train.evaluate import backbone_features
 
     cfg = tiny_cfg(tmp_path)
     split = make_split(cifar_subset, cfg.data)

@@ -95,7 +95,7 @@ def main() -> None:
 def gan(**kw) -> None:
     """Stage 1: train the DCGAN on the training split and write the fake bank."""
     from hashsdk.train.gan import train_gan
-    from hashsdk.train.pipeline import prepare
+    from hashsdk.train.stages import prepare
 
     cfg = _config(kw)
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
@@ -113,7 +113,7 @@ def gan(**kw) -> None:
 def hash_cmd(**kw) -> None:
     """Stage 2: train the hashing network, with or without the fake bank."""
     from hashsdk.train.loop import train_hash
-    from hashsdk.train.pipeline import prepare
+    from hashsdk.train.stages import prepare
 
     cfg = _config(kw)
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
@@ -134,7 +134,9 @@ def baseline(**kw) -> None:
     """LSH, ITQ and SH on pixels (or a trained backbone's features), fitted on the training
     split."""
     from hashsdk._atomic import atomic_write
-    from hashsdk.train.pipeline import backbone_features, prepare, run_baselines
+    from hashsdk.train.comparison import run_baselines
+    from hashsdk.train.evaluate import backbone_features
+    from hashsdk.train.stages import prepare
 
     cfg = _config(kw)
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
@@ -159,7 +161,7 @@ def eval_cmd(checkpoint_path: str, **kw) -> None:
     from hashsdk.train.device import resolve_device
     from hashsdk.train.evaluate import evaluate_model
     from hashsdk.train.model import HashNet
-    from hashsdk.train.pipeline import prepare
+    from hashsdk.train.stages import prepare
 
     model, ckpt = HashNet.from_checkpoint(checkpoint_path)
     cfg = _config(kw) if kw.get("config_path") or kw.get("dataset") else None
@@ -178,28 +180,13 @@ def eval_cmd(checkpoint_path: str, **kw) -> None:
 @_options(COMMON + HASH + GAN)
 @user_errors('train')
 def all_cmd(**kw) -> None:
-    """GAN, hashing with fakes, hashing without fakes, baselines, then the comparison."""
-    import dataclasses
+    """GAN, hashing with fakes, hashing without fakes, baselines, then the comparison.
+    Finished stages are skipped, and a changed setting reruns what it affects."""
+    from hashsdk.train.stages import Pipeline, run_stages
 
-    from hashsdk._atomic import atomic_write
-    from hashsdk.train.gan import train_gan
-    from hashsdk.train.loop import train_hash
-    from hashsdk.train.pipeline import compare, prepare, run_baselines
-
-    cfg = _config(kw)
-    run_dir, progress = kw["run_dir"], not kw["quiet"]
-    data, split = prepare(run_dir, cfg, progress)
-    fakes = run_dir / "gan" / "fakes.npz"
-    if not fakes.exists():
-        train_gan(cfg, data, split, run_dir / "gan", progress=progress)
-    with_fakes = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, fakes=str(fakes)))
-    without = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, fakes=None))
-    train_hash(with_fakes, data, split, run_dir / "hash-fakes", progress=progress)
-    train_hash(without, data, split, run_dir / "hash-nofakes", progress=progress)
-    results = run_baselines(data, split, cfg.hash.bits, cfg.data.seed)
-    with atomic_write(run_dir / "baselines.json") as f:
-        f.write(json.dumps(results).encode())
-    click.echo(compare(run_dir, cfg.hash.bits, results))
+    p = Pipeline.open(kw["run_dir"], _config(kw), progress=not kw["quiet"])
+    _report_status(run_stages(p.ablation(), p.run_dir, _log(kw)))
+    click.echo((p.run_dir / "comparison.md").read_text())
 
 
 @main.command("demo")
@@ -207,15 +194,22 @@ def all_cmd(**kw) -> None:
 @user_errors('train')
 def demo_cmd(**kw) -> None:
     """The main job: GAN, hashing with and without fakes, export, index, search, report."""
-    from hashsdk.train.demo import demo
+    from hashsdk.train.ship import main_job
 
-    cfg = _config(kw)
-    status = demo(cfg, kw["run_dir"], progress=not kw["quiet"])
+    status = main_job(_config(kw), kw["run_dir"], progress=not kw["quiet"], log=_log(kw))
     _print_summary(kw["run_dir"])
+    _report_status(status)
+    click.echo(f"report: {kw['run_dir'] / 'report.md'}")
+
+
+def _log(kw: dict) -> Callable[[str], None]:
+    return (lambda _: None) if kw["quiet"] else click.echo
+
+
+def _report_status(status: dict[str, str]) -> None:
     skipped = [name for name, s in status.items() if s == "skipped"]
     if skipped:
         click.echo(f"skipped (up to date): {', '.join(skipped)}")
-    click.echo(f"report: {kw['run_dir'] / 'report.md'}")
 
 
 def _print_summary(run_dir: Path) -> None:

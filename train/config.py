@@ -219,14 +219,15 @@ def from_saved(tables: dict[str, Any], where: str = "checkpoint config") -> RunC
     return from_dict(saved_tables({k: tables[k] for k in ("data", "hash") if k in tables}), where)
 
 
-def differences(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
-    """``section.key`` for each data or hash setting where a saved config (a checkpoint's or
-    a run's config.json) differs from ``cfg``, a key on one side only included; retired keys
-    do not count."""
+def differences(saved: dict[str, Any], cfg: RunConfig,
+                sections: tuple[str, ...] = ("data", "hash")) -> list[str]:
+    """``section.key`` for each setting of ``sections`` where a saved config (a checkpoint's
+    or a run's config.json) differs from ``cfg``, a key on one side only included; retired
+    keys do not count."""
     saved, wanted = saved_tables(saved), cfg.to_dict()
     missing = object()
     out = []
-    for section in ("data", "hash"):
+    for section in sections:
         have, want = saved.get(section, {}), wanted[section]
         out += [f"{section}.{k}" for k in sorted(set(have) | set(want))
                 if have.get(k, missing) != want.get(k, missing)]

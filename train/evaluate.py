@@ -42,6 +42,17 @@ def encode(model: torch.nn.Module, images: np.ndarray, device: torch.device,
     return np.concatenate(out) if out else np.empty((0, args["bits"]), np.float32)
 
 
+def backbone_features(checkpoint_path: str | Path, data: ImageSet, device: str = "auto",
+                      progress: bool = True) -> np.ndarray:
+    """A trained hashing network's backbone features for every image, float32 (N, F)."""
+    from hashsdk.train.device import resolve_device
+    from hashsdk.train.model import HashNet
+
+    model, _ = HashNet.from_checkpoint(checkpoint_path)
+    dev = resolve_device(device)
+    return encode(model.to(dev), data.images, dev, progress=progress, features=True)
+
+
 def score(query_outputs: np.ndarray, db_outputs: np.ndarray, data: ImageSet,
           split: Split) -> tuple[RetrievalMetrics, np.ndarray]:
     """Metrics and per-query average precision (NaN where a query has no relevant item)."""

@@ -1,13 +1,9 @@
-"""The stages on one run directory, and the with/without-fakes comparison.
+"""The with/without-fakes table of a run directory: baselines, paired differences, pictures.
 
-    runs/NAME/
-        split.npz, split.json     the protocol (made once, shared by every stage)
-        gan/                      stage 1 (gan.py)
-        hash-fakes/               stage 2 with the fake bank (loop.py)
-        hash-nofakes/             stage 2 without it: the ablation
-        baselines.json            LSH, ITQ, SH on pixels
-        comparison.json, .md      the table, with paired differences over queries
-        pr.png                    precision-recall, with and without fakes
+    baselines.json            LSH, ITQ, SH fitted on the training split, scored on the protocol
+    comparison.json, .md      mAP@all, P@r=2 and P@100 of each model and baseline, and with
+                              minus without fakes paired over the same queries
+    pr.png                    precision-recall, with and without fakes
 """
 
 from __future__ import annotations
@@ -18,32 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from hashsdk._atomic import atomic_write
-from hashsdk.errors import HashsdkError
 from hashsdk.train import baselines, plots
-from hashsdk.train.config import RunConfig
-from hashsdk.train.data import ImageSet, Split, load_dataset, make_split
+from hashsdk.train.data import ImageSet, Split
 from hashsdk.train.evaluate import score
-
-
-def prepare(run_dir: Path, cfg: RunConfig, progress: bool = True) -> tuple[ImageSet, Split]:
-    """Loads the dataset and the run's split, making and saving the split the first time."""
-    run_dir = Path(run_dir)
-    data = load_dataset(cfg.data, progress)
-    split_path, meta_path = run_dir / "split.npz", run_dir / "split.json"
-    keys = ("dataset", "queries_per_class", "train_per_class", "database", "seed")
-    wanted = {k: getattr(cfg.data, k) for k in keys} | {"n_images": len(data.labels)}
-    if split_path.exists():
-        made = json.loads(meta_path.read_text()) if meta_path.exists() else None
-        if made != wanted:
-            raise HashsdkError(f"{split_path} was made for {made}, not {wanted}; use another "
-                               "run directory")
-        return data, Split.load(split_path)
-    split = make_split(data, cfg.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    split.save(split_path)
-    with atomic_write(meta_path) as f:
-        f.write(json.dumps(wanted, indent=1).encode())
-    return data, split
 
 
 def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0,
@@ -60,18 +33,6 @@ def run_baselines(data: ImageSet, split: Split, bits: int, seed: int = 0,
                              data, split)
         out[method] = dict(metrics.as_dict(), ap=aps.tolist())
     return out
-
-
-def backbone_features(checkpoint_path: str | Path, data: ImageSet, device: str = "auto",
-                      progress: bool = True) -> np.ndarray:
-    """A trained hashing network's backbone features for every image, float32 (N, F)."""
-    from hashsdk.train.device import resolve_device
-    from hashsdk.train.evaluate import encode
-    from hashsdk.train.model import HashNet
-
-    model, _ = HashNet.from_checkpoint(checkpoint_path)
-    dev = resolve_device(device)
-    return encode(model.to(dev), data.images, dev, progress=progress, features=True)
 
 
 def paired_difference(ap_a: np.ndarray, ap_b: np.ndarray, rounds: int = 2000,
