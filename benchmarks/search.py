@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hashsdk import HammingIndex, _search
+from hashsdk._atomic import atomic_write
 
 BITS = (16, 32, 48, 64, 128, 256)
 BATCHES = (1, 256)
@@ -80,40 +81,7 @@ def main() -> None:
     import faiss  # the bench extra
 
     rng = np.random.default_rng(0)
-    cells = []
-    for bits in BITS:
-        cs = bits // 8
-        db = rng.integers(0, 256, (args.n, cs), dtype=np.uint8)
-        ours = HammingIndex(bits)
-        ours.add(db)
-        theirs = faiss.IndexBinaryFlat(bits)
-        theirs.add(db)
-        copy_dst = np.empty_like(db)
-        copy_s = median_time(lambda: np.copyto(copy_dst, db), args.runs)  # noqa: B023
-        for nq in BATCHES:
-            q = rng.integers(0, 256, (nq, cs), dtype=np.uint8)
-            for k in KS:
-                for threads in THREADS:
-                    faiss.omp_set_num_threads(threads)
-                    d_ours, _ = ours.search(q, k, threads=threads)
-                    d_theirs, _ = theirs.search(q, k)
-                    if not (d_ours == d_theirs).all():
-                        sys.exit(f"distances differ from faiss at bits={bits} nq={nq} k={k}")
-                    t_ours, t_theirs = alternating_blocks(
-                        lambda: ours.search(q, k, threads=threads),  # noqa: B023
-                        lambda: theirs.search(q, k),  # noqa: B023
-                        args.runs)
-                    cell = dict(bits=bits, batch=nq, k=k, threads=threads,
-                                hashsdk_ms=t_ours * 1e3, faiss_ms=t_theirs * 1e3,
-                                ratio=t_theirs / t_ours,
-                                scan_gbps=args.n * cs * nq / t_ours / 1e9,
-                                numpy_copy_gbps=args.n * cs / copy_s / 1e9)
-                    cells.append(cell)
-                    print(f"bits={bits:3d} batch={nq:3d} k={k:3d} threads={threads}  "
-                          f"hashsdk {cell['hashsdk_ms']:8.2f} ms  faiss {cell['faiss_ms']:8.2f} ms"
-                          f"  ratio {cell['ratio']:6.2f}  scan {cell['scan_gbps']:7.1f} GB/s "
-                          f"(numpy copy {cell['numpy_copy_gbps']:.1f} GB/s)", flush=True)
-
+    cells = [cell for bits in BITS for cell in measure_bits(faiss, bits, args.n, args.runs, rng)]
     ratios = [c["ratio"] for c in cells]
     one_thread = [c["ratio"] for c in cells if c["threads"] == 1]
     summary = dict(min_ratio=min(ratios), median_ratio=statistics.median(ratios),
@@ -126,9 +94,48 @@ def main() -> None:
         numpy=np.__version__, faiss=faiss.__version__, python=platform.python_version(),
         summary=summary, cells=cells)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "search.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "search.md").write_text(markdown(report))
+    with atomic_write(args.out / "search.json") as f:
+        f.write((json.dumps(report, indent=1) + "\n").encode())
+    with atomic_write(args.out / "search.md") as f:
+        f.write(markdown(report).encode())
     print(json.dumps(summary, indent=1))
+
+
+def measure_bits(faiss, bits: int, n: int, runs: int, rng: np.random.Generator) -> list[dict]:
+    """Every (batch, k, threads) cell at one code length, against faiss's IndexBinaryFlat on
+    the same n random codes; exits if the distances ever differ."""
+    cs = bits // 8
+    db = rng.integers(0, 256, (n, cs), dtype=np.uint8)
+    ours = HammingIndex(bits)
+    ours.add(db)
+    theirs = faiss.IndexBinaryFlat(bits)
+    theirs.add(db)
+    copy_dst = np.empty_like(db)
+    copy_s = median_time(lambda: np.copyto(copy_dst, db), runs)
+    cells = []
+    for nq in BATCHES:
+        q = rng.integers(0, 256, (nq, cs), dtype=np.uint8)
+        for k in KS:
+            for threads in THREADS:
+                faiss.omp_set_num_threads(threads)
+                d_ours, _ = ours.search(q, k, threads=threads)
+                d_theirs, _ = theirs.search(q, k)
+                if not (d_ours == d_theirs).all():
+                    sys.exit(f"distances differ from faiss at bits={bits} nq={nq} k={k}")
+                t_ours, t_theirs = alternating_blocks(
+                    lambda: ours.search(q, k, threads=threads),  # noqa: B023
+                    lambda: theirs.search(q, k),  # noqa: B023
+                    runs)
+                cell = dict(bits=bits, batch=nq, k=k, threads=threads,
+                            hashsdk_ms=t_ours * 1e3, faiss_ms=t_theirs * 1e3,
+                            ratio=t_theirs / t_ours, scan_gbps=n * cs * nq / t_ours / 1e9,
+                            numpy_copy_gbps=n * cs / copy_s / 1e9)
+                cells.append(cell)
+                print(f"bits={bits:3d} batch={nq:3d} k={k:3d} threads={threads}  "
+                      f"hashsdk {cell['hashsdk_ms']:8.2f} ms  faiss {cell['faiss_ms']:8.2f} ms"
+                      f"  ratio {cell['ratio']:6.2f}  scan {cell['scan_gbps']:7.1f} GB/s "
+                      f"(numpy copy {cell['numpy_copy_gbps']:.1f} GB/s)", flush=True)
+    return cells
 
 
 def markdown(report: dict) -> str:

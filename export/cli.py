@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from hashsdk._cli import user_errors
+from hashsdk._cli_errors import user_errors
 from hashsdk.errors import HashsdkError
 
 

@@ -63,13 +63,38 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike, fp16
                            f"{opt_batch}, {max_batch}")
     meta = read_metadata(onnx_path)
     trt = _import_tensorrt()
-    major = int(trt.__version__.split(".")[0])
-    strongly_typed = major >= 11
+    strongly_typed = int(trt.__version__.split(".")[0]) >= 11
     with open(onnx_path, "rb") as f:
         model_bytes = f.read()
     if fp16 and strongly_typed:
         model_bytes = to_fp16(model_bytes)
+    shape = (meta.channels, meta.input_size, meta.input_size)
+    serialized = _serialize(trt, model_bytes, onnx_path, meta.input_name, shape,
+                            (min_batch, opt_batch, max_batch), fp16 and not strongly_typed,
+                            strongly_typed, workspace_bytes)
+    with atomic_write(out_path) as f:
+        f.write(serialized)
+    props = meta.to_props()
+    props["hashsdk.engine"] = json.dumps(dict(precision="fp16" if fp16 else "fp32",
+                                              tensorrt=trt.__version__,
+                                              strongly_typed=strongly_typed,
+                                              batch=[min_batch, opt_batch, max_batch]))
+    with atomic_write(os.fspath(out_path) + ".json") as f:
+        f.write(json.dumps(props, indent=1).encode())
+    agreement = None
+    if fp16:
+        if check_images is None:
+            rng = np.random.default_rng(0)
+            check_images = rng.standard_normal((256, *shape)).astype(np.float32)
+        agreement = _bit_agreement(out_path, onnx_path, check_images, max_batch)
+    return EngineReport(os.fspath(out_path), "fp16" if fp16 else "fp32", trt.__version__,
+                        strongly_typed, agreement)
 
+
+def _serialize(trt, model_bytes: bytes, onnx_path: str | os.PathLike, input_name: str,
+               shape: tuple[int, int, int], batches: tuple[int, int, int], fp16_flag: bool,
+               strongly_typed: bool, workspace_bytes: int) -> bytes:
+    """The engine's bytes: the parsed ONNX graph, one optimization profile over the batch."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
@@ -80,39 +105,27 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike, fp16
         raise HashsdkError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    if fp16 and not strongly_typed:
+    if fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
-    shape = (meta.channels, meta.input_size, meta.input_size)
     profile = builder.create_optimization_profile()
-    profile.set_shape(meta.input_name, (min_batch, *shape), (opt_batch, *shape),
-                      (max_batch, *shape))
+    low, opt, high = batches
+    profile.set_shape(input_name, (low, *shape), (opt, *shape), (high, *shape))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise HashsdkError("TensorRT failed to build the engine; see its log above")
-    with atomic_write(out_path) as f:
-        f.write(bytes(serialized))
-    props = meta.to_props()
-    props["hashsdk.engine"] = json.dumps(dict(precision="fp16" if fp16 else "fp32",
-                                              tensorrt=trt.__version__,
-                                              strongly_typed=strongly_typed,
-                                              batch=[min_batch, opt_batch, max_batch]))
-    with atomic_write(os.fspath(out_path) + ".json") as f:
-        f.write(json.dumps(props, indent=1).encode())
+    return bytes(serialized)
 
-    agreement = None
-    if fp16:
-        from hashsdk.backends.onnxruntime import OnnxRuntimeBackend
-        from hashsdk.backends.tensorrt import TensorRTBackend
 
-        if check_images is None:
-            rng = np.random.default_rng(0)
-            check_images = rng.standard_normal((256, *shape)).astype(np.float32)
-        engine = TensorRTBackend(out_path)
-        reference = OnnxRuntimeBackend(onnx_path, "cpu")
-        half = np.concatenate([engine.run(check_images[i:i + max_batch])
-                               for i in range(0, len(check_images), max_batch)])
-        full = reference.run(check_images)
-        agreement = float(((half > 0) == (full > 0)).mean())
-    return EngineReport(os.fspath(out_path), "fp16" if fp16 else "fp32", trt.__version__,
-                        strongly_typed, agreement)
+def _bit_agreement(engine_path: str | os.PathLike, onnx_path: str | os.PathLike,
+                   images: np.ndarray, max_batch: int) -> float:
+    """The share of bits on which the engine and the FP32 ONNX model agree on ``images``."""
+    from hashsdk.backends.onnxruntime import OnnxRuntimeBackend
+    from hashsdk.backends.tensorrt import TensorRTBackend
+
+    engine = TensorRTBackend(engine_path)
+    reference = OnnxRuntimeBackend(onnx_path, "cpu")
+    half = np.concatenate([engine.run(images[i:i + max_batch])
+                           for i in range(0, len(images), max_batch)])
+    full = reference.run(images)
+    return float(((half > 0) == (full > 0)).mean())

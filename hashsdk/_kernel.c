@@ -3,8 +3,12 @@
  * Codes are rows of `cs` bytes (cs = ceil(bits / 8)), packed MSB-first with zero pad bits, so
  * the Hamming distance of two rows is the popcount of their XOR, taken 64 bits at a time.
  *
- * Three entry points share one scan loop (_kernel_scan.h) and differ only in the per-query sink
- * that receives distances:
+ * The file reads top to bottom: sinks; the one scan loop (hk_scan, an inline function that
+ * macros instantiate for codes of 1 to 8, 12, 16, 24, 32 and 64 bytes plus a catch-all, in a
+ * generic and a popcnt build); the AVX-512 transposed scan; run-time dispatch; tasks and the
+ * thread pool; the Python entry points.
+ * Three entry points share the scan loop and differ only in the per-query sink that receives
+ * distances:
  *   knn(...)          top-k by counting: distances are integers in [0, bits], so a histogram
  *                     gives the k-th smallest distance exactly, with no heap;
  *   range_search(...) every code within a radius;

@@ -25,7 +25,7 @@ try:
 except ImportError:  # the extension is optional: no compiler at install time
     _kernel = None
 
-BACKENDS = ("auto", "c", "numpy")
+SEARCH_BACKENDS = ("auto", "c", "numpy")
 MISSING_DISTANCE = np.iinfo(np.int32).max
 
 # numpy fallback: bytes of temporaries per chunk of queries, to bound memory
@@ -46,8 +46,8 @@ def default_threads() -> int:
 
 
 def resolve_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise HashsdkError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in SEARCH_BACKENDS:
+        raise HashsdkError(f"backend must be one of {SEARCH_BACKENDS}, got {backend!r}")
     if backend == "c" and _kernel is None:
         raise HashsdkError("backend 'c' asked for, but hashsdk._kernel did not build or import; "
                            "reinstall with a C compiler, or use backend='numpy'")

@@ -21,7 +21,7 @@ import numpy as np
 
 from hashsdk import index_file
 from hashsdk._atomic import atomic_write
-from hashsdk._cli import user_errors
+from hashsdk._cli_errors import user_errors
 from hashsdk.codes import infer_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex
@@ -55,7 +55,8 @@ def index() -> None:
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
               help="Encode INPUTS (images or folders) with this .onnx / .engine model.")
 @click.option("--bits", type=int, default=None,
-              help="Code length. Default: 8 x width for packed uint8 codes, else the width.")
+              help="Code length. Default: 8 x width for packed uint8 codes, else the width; "
+                   "with --model, the model's (a different value is refused).")
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), default=None,
               help="int64 .npy of one unique id per code. Default: 0, 1, 2, ...")
 @click.option("--batch-size", type=int, default=256, show_default=True)
@@ -75,8 +76,8 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
         idx.save(output)
         click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits")
         return
-    codes, paths, model_bits = _encode_paths(model, inputs, batch_size)
-    idx = HammingIndex(model_bits if bits is None else bits)
+    codes, paths, model_bits = _encode_paths(model, inputs, batch_size, expect_bits=bits)
+    idx = HammingIndex(model_bits)
     idx.add(codes)
     idx.save(output)
     _write_lines(output + ".paths.txt", paths)
@@ -104,8 +105,10 @@ def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool,
 
 
 def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
-                  packed: bool = True) -> tuple[np.ndarray, list[str], int]:
+                  packed: bool = True, expect_bits: int | None = None
+                  ) -> tuple[np.ndarray, list[str], int]:
     """Encodes every image under ``inputs``; unreadable files are reported and left out.
+    ``expect_bits`` (a user's --bits), where given, must be the model's code length.
 
     Returns the codes, the path of each row, and the model's code length."""
     from hashsdk.encoder import Encoder
@@ -118,6 +121,9 @@ def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
     if not paths:
         raise HashsdkError(f"no images found in {', '.join(inputs)}")
     encoder = Encoder(model)
+    if expect_bits is not None and expect_bits != encoder.bits:
+        raise HashsdkError(f"--bits {expect_bits} disagrees with {model}, which makes "
+                           f"{encoder.bits}-bit codes; leave --bits out with --model")
     rows, kept = [], []
     for batch in encoder.encode_iter(paths, batch_size, packed, show_progress=True):
         rows.append(batch.codes)

@@ -28,7 +28,7 @@ from hashsdk.errors import HashsdkError
 from hashsdk.model_metadata import ModelMetadata
 from hashsdk.preprocess import UnreadableImage, is_single, iter_items, load_uint8, to_input
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+ENCODER_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
 @dataclass
@@ -57,8 +57,8 @@ class Encoder:
 
     def __init__(self, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
                  threads: int | None = None):
-        if backend not in BACKENDS:
-            raise HashsdkError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in ENCODER_BACKENDS:
+            raise HashsdkError(f"backend must be one of {ENCODER_BACKENDS}, got {backend!r}")
         path = os.fspath(path)
         if backend == "auto":
             backend = "tensorrt" if path.endswith((".engine", ".plan", ".trt")) else "onnxruntime"

@@ -203,6 +203,13 @@ def precision_recall_curve(query_codes: np.ndarray, db_codes: np.ndarray,
 # ---- internals ---------------------------------------------------------------------------
 
 
+def relevant(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
+    """bool (nq, n): the relevance rule every metric here uses. Class ids (n,): the same
+    class; multi-hot rows (n, classes): at least one shared label."""
+    ql, dl = np.asarray(query_labels), np.asarray(db_labels)
+    return _relevance(ql, dl, None, len(ql), len(dl))(0, len(ql))
+
+
 def _chunks(query_codes, db_codes, query_labels, db_labels, relevance, bits, threads,
             backend) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Yields (distances uint16 (c, n), relevance bool (c, n), bits) per chunk of queries."""

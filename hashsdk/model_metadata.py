@@ -17,6 +17,14 @@ PREFIX = "hashsdk."
 BIT_CONVENTION = "bit i = 1 where output i > 0; packed MSB-first as np.packbits"
 
 
+def _parse(raw: str):
+    """A JSON value, or the string itself where it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """What the Encoder needs to turn images into codes.
@@ -25,6 +33,8 @@ class ModelMetadata:
     mean, std: per-channel, in [0, 1] pixel units; the model's input is (x / 255 - mean) / std,
         float32 NCHW.
     input_name, output_name: the graph's tensors; the output is float (N, bits) in (-1, 1).
+    extra: keys this version has no field for, kept as read (JSON values parsed): a TensorRT
+        sidecar's ``engine`` (precision, TensorRT version, batch profile), or a later version's.
     """
 
     bits: int
@@ -42,9 +52,11 @@ class ModelMetadata:
     extra: dict = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
-        """String key-value pairs for ONNX metadata_props or a JSON sidecar."""
+        """String key-value pairs for ONNX metadata_props or a JSON sidecar; each ``extra``
+        entry is a key of its own."""
+        fields = asdict(self)
         out = {}
-        for key, value in asdict(self).items():
+        for key, value in (fields | fields.pop("extra")).items():
             out[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
         return out
 
@@ -62,10 +74,14 @@ class ModelMetadata:
                                    f"reads {FORMAT_VERSION}")
             kwargs = {}
             for name in cls.__dataclass_fields__:
-                if name in ours:
+                if name in ours and name != "extra":
                     raw = ours[name]
                     kind = cls.__dataclass_fields__[name].type
                     kwargs[name] = raw if kind == "str" else json.loads(raw)
+            # keys of later versions or of other writers (a TensorRT sidecar's "engine"): kept
+            # (files of earlier versions hold them in one "extra" key)
+            kwargs["extra"] = json.loads(ours.get("extra", "{}")) | {
+                k: _parse(v) for k, v in ours.items() if k not in cls.__dataclass_fields__}
             kwargs["mean"], kwargs["std"] = tuple(kwargs["mean"]), tuple(kwargs["std"])
             meta = cls(**kwargs)
         except (KeyError, ValueError, TypeError) as exc:

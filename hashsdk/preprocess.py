@@ -117,13 +117,17 @@ def to_input(items: list[np.ndarray], meta: ModelMetadata) -> np.ndarray:
     return out
 
 
+# the file names taken as images inside folders, here and by the training data loaders
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
 def list_images(paths: Iterable[str | Path]) -> list[Path]:
     """Files, and the image files inside folders (recursively, sorted)."""
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in suffixes and f.is_file())
+            out += sorted(f for f in p.rglob("*")
+                          if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         else:
             out.append(p)
     return out

@@ -18,12 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hashsdk.train.data import FASHION_DEBIAN
+
 ROOT = Path(__file__).resolve().parent.parent
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def fashion_mnist_args() -> list[str]:
-    if (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").exists():
+    if (FASHION_DEBIAN / "train-images-idx3-ubyte.gz").exists():
         return []
     if shutil.which("apt-get") and os.geteuid() == 0:
         print("installing Debian's dataset-fashion-mnist ...", flush=True)
@@ -31,7 +32,7 @@ def fashion_mnist_args() -> list[str]:
                     ["apt-get", "update", "-qq"],
                     ["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"]):
             done = subprocess.run(cmd, capture_output=True).returncode == 0
-            if done and (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").exists():
+            if done and (FASHION_DEBIAN / "train-images-idx3-ubyte.gz").exists():
                 return []
     print("Fashion-MNIST is not installed here; trying torchvision's download", flush=True)
     return ["--download"]

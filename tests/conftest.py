@@ -65,3 +65,19 @@ def blocking_imports(*names: str) -> str:
         "            raise ImportError(f'{name} is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
     )
+
+
+def synthetic_cifar(train_per_class: int = 24, test_per_class: int = 6):
+    """A CIFAR-10-shaped ImageSet (32x32 RGB, 10 classes) generated here, so that training
+    tests need no dataset: class c is a coloured square at its own place on noise, which a
+    few epochs learn."""
+    from hashsdk.train.data import CIFAR10_CLASSES, ImageSet
+
+    rng = np.random.default_rng(0)
+    per_class = train_per_class + test_per_class
+    labels = np.repeat(np.arange(10), per_class)
+    images = rng.integers(0, 60, (len(labels), 32, 32, 3), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 2 * c:2 * c + 12, 2 * c:2 * c + 12] = (25 * c, 250 - 20 * c, 120)
+    is_test = np.tile(np.arange(per_class) >= train_per_class, 10)
+    return ImageSet(images, labels.astype(np.int64), is_test, CIFAR10_CLASSES, "cifar10")

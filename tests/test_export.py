@@ -227,6 +227,25 @@ def test_encoder_is_safe_to_share_between_threads(exported):
     assert all((a == b).all() for a, b in zip(alone, together, strict=True))
 
 
+def test_metadata_keeps_keys_it_has_no_field_for():
+    from hashsdk.model_metadata import ModelMetadata
+
+    meta = ModelMetadata(bits=48, input_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    props = meta.to_props()
+    # what the TensorRT builder writes into an engine's sidecar beside the model's keys
+    props["hashsdk.engine"] = json.dumps({"precision": "fp16", "batch": [1, 64, 256]})
+    props["hashsdk.note"] = "not json"
+    read = ModelMetadata.from_props(props, "engine.json")
+    assert read.extra == {"engine": {"precision": "fp16", "batch": [1, 64, 256]},
+                          "note": "not json"}
+    assert ModelMetadata.from_props(read.to_props(), "again") == read
+    # files of earlier versions kept extras in one "hashsdk.extra" key
+    old = meta.to_props() | {"hashsdk.extra": json.dumps({"engine": {"precision": "fp32"}})}
+    assert ModelMetadata.from_props(old, "old").extra == {"engine": {"precision": "fp32"}}
+    with pytest.raises(HashsdkError, match="bits must be from 1 to 4096"):
+        ModelMetadata.from_props(meta.to_props() | {"hashsdk.bits": "5000"}, "big")
+
+
 def test_verify_reports_and_detects_disagreement(exported):
     root, model, _ = exported
     images, labels = structured_images(220, seed=3)
@@ -286,6 +305,12 @@ def test_cli_export_then_folder_to_index_to_search(tmp_path):
     found = json.loads(run.stdout)
     assert found["distances"][0][0] == 0 and paths[found["ids"][0][0]] == paths[3]
     assert HammingIndex.load(tmp_path / "db.hidx").ntotal == 12
+    # --bits that disagrees with the model is refused, before anything is encoded
+    run = subprocess.run([str(BIN / "hashsdk"), "index", "build", "--model",
+                          str(tmp_path / "model.onnx"), "--bits", "48", str(tmp_path / "photos"),
+                          "-o", str(tmp_path / "other.hidx")], capture_output=True, text=True)
+    assert run.returncode != 0 and not (tmp_path / "other.hidx").exists()
+    assert "--bits 48 disagrees with" in run.stderr and "24-bit codes" in run.stderr
 
 
 def test_cli_export_errors(tmp_path, exported):

@@ -53,3 +53,15 @@ def test_numpy_fallback_when_the_kernel_cannot_import():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_export_loads_nothing_of_the_training_loop():
+    # hashsdk.export needs the model module only; the loop and the GAN stay unloaded
+    code = ("import sys, hashsdk.export, hashsdk.export.cli, hashsdk.export.onnx_export, "
+            "hashsdk.export.verify, hashsdk.export.tensorrt_build\n"
+            "loaded = [m for m in ('hashsdk.train.loop', 'hashsdk.train.gan', "
+            "'hashsdk.train.stages', 'hashsdk.train.ship') if m in sys.modules]\n"
+            "assert not loaded, loaded\n"
+            "assert 'hashsdk.train.model' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

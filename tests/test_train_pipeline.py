@@ -97,3 +97,49 @@ def test_torchrun_ddp_on_cpu_shards_batches_and_rank0_reports(tmp_path):
     states = ckpt["rng"]["augment"]
     assert len(states) == 2 and not torch.equal(states[0], states[1])
     assert json.loads((run / "hash-fakes" / "eval.json").read_text())["map"] > 0
+
+
+def test_eval_and_baseline_commands_reproduce_the_runs_numbers(tmp_path):
+    write_tiny_run(tmp_path)
+    exe = Path(sys.executable).parent / "hashsdk-train"
+    run = tmp_path / "run"
+    common = ["--config", str(tmp_path / "run.toml"), "--root", str(tmp_path), "--run-dir",
+              str(run), "--quiet"]
+    assert subprocess.run([str(exe), "all", *common], capture_output=True).returncode == 0
+    # eval: the checkpoint on the run's split gives the numbers training wrote
+    done = subprocess.run([str(exe), "eval", str(run / "hash-fakes" / "checkpoint.pt"),
+                           "--run-dir", str(run), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    trained = json.loads((run / "hash-fakes" / "eval.json").read_text())
+    assert json.loads(done.stdout)["map"] == pytest.approx(trained["map"], abs=1e-12)
+    # baseline: LSH, ITQ and SH again, the same as the run's own, on pixels; then on the
+    # trained backbone's features into a file of their own
+    pixels = json.loads((run / "baselines.json").read_text())
+    (run / "baselines.json").unlink()
+    done = subprocess.run([str(exe), "baseline", *common, "--bits", "12"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    again = json.loads((run / "baselines.json").read_text())
+    assert {m: r["map"] for m, r in again.items()} == {m: r["map"] for m, r in pixels.items()}
+    assert f"itq: mAP@all {pixels['itq']['map']:.4f}" in done.stdout
+    done = subprocess.run([str(exe), "baseline", *common, "--bits", "12", "--features",
+                           str(run / "hash-nofakes" / "checkpoint.pt")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    learned = json.loads((run / "baselines-features.json").read_text())
+    assert set(learned) == {"lsh", "itq", "sh"} and learned != pixels
+
+
+def test_query_grid_marks_results_by_the_metrics_rule():
+    from hashsdk.train.data import ImageSet
+    from hashsdk.train.report import RIGHT, WRONG, query_grid
+
+    # multi-label: sharing any one label is right (the metrics' rule), sharing none is wrong
+    labels = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0]], np.uint8)
+    data = ImageSet(np.zeros((4, 8, 8, 3), np.uint8), labels, np.zeros(4, bool),
+                    ("a", "b", "c"), "filelist")
+    grid = query_grid(data, [0], [[1, 2, 3]])
+    tile = 8 * 2 + 2 * 3  # a framed tile: scaled 2x, a 3-pixel border
+    first = tile + 8  # after the query's tile and the gap
+    corners = [tuple(grid[0, first + i * tile]) for i in range(3)]
+    assert corners == [RIGHT, WRONG, RIGHT]

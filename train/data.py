@@ -41,9 +41,9 @@ from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
+from hashsdk.preprocess import IMAGE_SUFFIXES
 from hashsdk.train.config import DataConfig
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",

@@ -120,38 +120,19 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
     d = Discriminator(gc.width, channels).to(device)
     opt_g = torch.optim.Adam(g.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
-    bce = nn.BCEWithLogitsLoss()
     # the training images live where the networks run (on CUDA: decoded once, on the GPU);
     # the draws come from the CPU generator on every device, so CPU and CUDA runs draw alike
     real_x = place_images(torch.from_numpy(images), device)
     fixed_z = torch.randn(64, gc.z_dim, generator=gen).to(device)
-    real_target = 1.0 - gc.label_smoothing
     rows: list[tuple] = []
     pending: list[torch.Tensor] = []  # per-step statistics, read back at each sample
     for step in tqdm(range(1, gc.steps + 1), desc="GAN", disable=not progress):
         xb = take(real_x, torch.randint(len(real_x), (gc.batch_size,), generator=gen), device)
         xb = xb.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         z = to_device(torch.randn(gc.batch_size, gc.z_dim, generator=gen), device)
-        fake = g(z)
-        # discriminator: real toward 1 - smoothing, fake toward 0
-        d_real, d_fake = d(xb), d(fake.detach())
-        loss_d = bce(d_real, torch.full_like(d_real, real_target)) + \
-            bce(d_fake, torch.zeros_like(d_fake))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # generator: make the discriminator call fakes real
-        d_fake = d(fake)
-        loss_g = bce(d_fake, torch.ones_like(d_fake))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        pending.append(torch.stack([loss_d.detach(), loss_g.detach(),
-                                    torch.sigmoid(d_real.detach()).mean(),
-                                    torch.sigmoid(d_fake.detach()).mean()]))
+        pending.append(_step(g, d, opt_g, opt_d, xb, z, 1.0 - gc.label_smoothing))
         if step % gc.sample_every == 0 or step == gc.steps:
-            first = len(rows) + 1
-            rows += [(first + k, *values) for k, values in
+            rows += [(len(rows) + 1 + k, *values) for k, values in
                      enumerate(torch.stack(pending).tolist())]
             pending.clear()
             g.eval()
@@ -165,8 +146,36 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
                     step=gc.steps, epoch=0, config=cfg.to_dict(),
                     rng=dict(data=gen.get_state()),
                     extra=dict(discriminator=d.state_dict(), optimizer_d=opt_d.state_dict()))
-    n = gc.num_fakes or len(images)
-    fakes = generate(g, n, gc.seed + 1, device)
+    return _write_fakes(g, out_dir, gc.num_fakes or len(images), gc.seed + 1, device)
+
+
+def _step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer,
+          opt_d: torch.optim.Optimizer, xb: torch.Tensor, z: torch.Tensor,
+          real_target: float) -> torch.Tensor:
+    """One discriminator and one generator update; returns (loss_d, loss_g, D(real),
+    D(fake)) as a tensor on the device, so that the loop need not wait for it."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    fake = g(z)
+    # discriminator: real toward 1 - smoothing, fake toward 0
+    d_real, d_fake = d(xb), d(fake.detach())
+    loss_d = bce(d_real, torch.full_like(d_real, real_target)) + \
+        bce(d_fake, torch.zeros_like(d_fake))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    # generator: make the discriminator call fakes real
+    d_fake = d(fake)
+    loss_g = bce(d_fake, torch.ones_like(d_fake))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(),
+                        torch.sigmoid(d_fake.detach()).mean()])
+
+
+def _write_fakes(g: Generator, out_dir: Path, n: int, seed: int, device: torch.device) -> Path:
+    """The fake bank (fakes.npz) and a grid of its first 64 (fakes.png)."""
+    fakes = generate(g, n, seed, device)
     with atomic_write(out_dir / "fakes.npz") as f:
         np.savez(f, images=fakes)
     plots.save_png(out_dir / "fakes.png", plots.image_grid(fakes[:64]), scale=2)

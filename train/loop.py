@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
-from hashsdk.train.config import RunConfig, differences, write
+from hashsdk.train.config import HashConfig, RunConfig, differences, write
 from hashsdk.train.data import ImageSet, Split, channel_stats
 from hashsdk.train.device import (
     Distributed,
@@ -42,7 +43,7 @@ from hashsdk.train.device import (
 )
 from hashsdk.train.evaluate import evaluate_model, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
-from hashsdk.train.model import KIND, create_model
+from hashsdk.train.model import KIND, HashNet, create_model
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -89,6 +90,31 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds: data where the model runs, the model and its
+    optimizer, schedule and scaler, the loss, and the two random generators."""
+
+    hc: HashConfig
+    device: torch.device
+    train_x: torch.Tensor          # uint8 (n, H, W, C), placed by place_images
+    train_y: torch.Tensor          # labels, on the device
+    fakes: torch.Tensor | None     # uint8 (m, H, W, C) or None
+    fake_batch: int
+    per_step: int                  # images per step over all ranks
+    steps_per_epoch: int
+    model: HashNet
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None      # autocast dtype, None for full precision
+    real_loss: RealLoss
+    gen: torch.Generator           # data order and fake sampling
+    aug_gen: torch.Generator       # augmentation, one per rank
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
 def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
                resume: bool = True, progress: bool = True, evaluate: bool = True) -> dict:
     """Trains and evaluates a hashing network; returns the final metrics as a dict, with
@@ -104,29 +130,49 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write(cfg, run_dir / "config.json")
+    r = _build(hc, data, split, device, dist)
+    ckpt_path = run_dir / "checkpoint.pt"
+    start_epoch, history = 0, []
+    if resume and ckpt_path.exists():
+        start_epoch, history = _restore(r, ckpt_path, cfg, dist)
+    net = r.model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            r.model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # ---- data: the training split as one uint8 tensor; fakes likewise. On CUDA both live
-    # on the GPU, decoded once, and each step moves only its indices ---------------------
+    for epoch in range(start_epoch, hc.epochs):
+        row = _epoch(r, net, epoch, dist, progress and dist.main)
+        if dist.main and hc.eval_every and (epoch + 1) % hc.eval_every == 0 \
+                and epoch + 1 < hc.epochs:
+            row["map"] = evaluate_model(r.model, data, split, device, progress=False).map
+        history.append(row)
+        _save(r, ckpt_path, cfg, epoch + 1, history, dist)
+
+    result = _finish(r, data, split, run_dir, history, evaluate, progress) if dist.main else {}
+    dist.barrier()
+    dist.stop()
+    return result
+
+
+def _build(hc: HashConfig, data: ImageSet, split: Split, device: torch.device,
+           dist: Distributed) -> _Run:
+    """The data on the device, the model, optimizer, schedule, loss and generators."""
+    # the training split as one uint8 tensor; fakes likewise. On CUDA both live on the GPU,
+    # decoded once, and each step moves only its indices
     train_x = place_images(torch.from_numpy(data.images[split.train]), device)
     labels = data.labels[split.train]
     train_y = torch.from_numpy(labels.astype(np.int64) if labels.ndim == 1 else labels)
-    train_y = train_y.to(device)
     fakes = None
     if hc.fakes is not None and hc.lam > 0 and hc.fake_ratio > 0:
         fakes = place_images(torch.from_numpy(load_fakes(hc.fakes, data.images)), device)
     mean, std = channel_stats(data.images[split.train])
-    n = len(train_x)
     per_step = hc.batch_size * dist.world_size
-    steps_per_epoch = max(1, n // per_step)
-    total_steps = steps_per_epoch * hc.epochs
-    fake_batch = max(1, round(hc.batch_size * hc.fake_ratio)) if fakes is not None else 0
+    steps_per_epoch = max(1, len(train_x) // per_step)
 
-    # ---- model, optimizer, schedule --------------------------------------------------------
     model = create_model(hc.backbone, hc.bits, in_channels=data.channels,
                          image_size=data.images.shape[1],
                          num_classes=len(data.classes) if hc.loss == "ce" else 0,
                          stem32=hc.stem32, mean=mean, std=std, pretrained=hc.pretrained)
-    model_args = model.model_args
     model.to(device)
     if device.type == "cuda" and hc.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -135,134 +181,151 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     else:
         opt = torch.optim.SGD(model.parameters(), lr=hc.lr, momentum=hc.momentum,
                               weight_decay=hc.weight_decay, nesterov=True)
-    warmup = int(hc.warmup_epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
+    total, warmup = steps_per_epoch * hc.epochs, int(hc.warmup_epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warmup))
     dtype = amp_dtype(device, hc.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    real_loss = RealLoss(hc.loss, hc.quantization, hc.margin, train_y, hc.bits,
-                         memory=hc.pairwise_memory)
-    gen = torch.Generator().manual_seed(hc.seed)
-    aug_gen = torch.Generator().manual_seed(hc.seed * 1000 + dist.rank)
-    mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
+    train_y = train_y.to(device)
+    return _Run(
+        hc, device, train_x, train_y, fakes,
+        max(1, round(hc.batch_size * hc.fake_ratio)) if fakes is not None else 0,
+        per_step, steps_per_epoch, model, opt, sched,
+        torch.amp.GradScaler("cuda", enabled=dtype == torch.float16), dtype,
+        RealLoss(hc.loss, hc.quantization, hc.margin, train_y, hc.bits,
+                 memory=hc.pairwise_memory),
+        torch.Generator().manual_seed(hc.seed),
+        torch.Generator().manual_seed(hc.seed * 1000 + dist.rank),
+        torch.tensor(mean, device=device), torch.tensor(std, device=device))
 
-    # ---- resume ----------------------------------------------------------------------------
-    start_epoch, history = 0, []
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = checkpoint.load(ckpt_path, KIND)
-        changed = differences(ckpt["config"], cfg)
-        if changed:
-            raise HashsdkError(f"{ckpt_path} was trained with another config "
-                               f"({', '.join(changed)}); use a new run directory, or pass "
-                               "--no-resume to start over")
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["extra"]["scaler"])
-        gen.set_state(ckpt["rng"]["data"])
-        # one augmentation state per rank; a run resumed on another number of processes
-        # keeps its fresh per-rank seeds, so that ranks never augment alike
-        aug_states = ckpt["rng"]["augment"]
-        aug_states = aug_states if isinstance(aug_states, list) else [aug_states]
-        if len(aug_states) == dist.world_size:
-            aug_gen.set_state(aug_states[dist.rank])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if real_loss.memory_codes is not None:
-            real_loss.memory_codes.copy_(ckpt["extra"]["memory_codes"].to(device))
-        start_epoch, history = ckpt["epoch"], ckpt["extra"]["history"]
-    net = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    with_logits = model.classifier is not None
+def _restore(r: _Run, ckpt_path: Path, cfg: RunConfig, dist: Distributed
+             ) -> tuple[int, list[dict]]:
+    """Loads every state of the checkpoint into ``r``; returns (epochs done, history)."""
+    ckpt = checkpoint.load(ckpt_path, KIND)
+    changed = differences(ckpt["config"], cfg)
+    if changed:
+        raise HashsdkError(f"{ckpt_path} was trained with another config "
+                           f"({', '.join(changed)}); use a new run directory, or pass "
+                           "--no-resume to start over")
+    r.model.load_state_dict(ckpt["state_dict"])
+    r.opt.load_state_dict(ckpt["optimizer"])
+    r.sched.load_state_dict(ckpt["scheduler"])
+    r.scaler.load_state_dict(ckpt["extra"]["scaler"])
+    r.gen.set_state(ckpt["rng"]["data"])
+    # one augmentation state per rank; a run resumed on another number of processes keeps
+    # its fresh per-rank seeds, so that ranks never augment alike
+    aug_states = ckpt["rng"]["augment"]
+    aug_states = aug_states if isinstance(aug_states, list) else [aug_states]
+    if len(aug_states) == dist.world_size:
+        r.aug_gen.set_state(aug_states[dist.rank])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if r.real_loss.memory_codes is not None:
+        r.real_loss.memory_codes.copy_(ckpt["extra"]["memory_codes"].to(r.device))
+    return ckpt["epoch"], ckpt["extra"]["history"]
 
-    # ---- train -----------------------------------------------------------------------------
-    for epoch in range(start_epoch, hc.epochs):
-        net.train()
-        order = torch.randperm(n, generator=gen)
-        # the epoch's loss sums stay on the device; reading them (every 10 steps) is the
-        # loop's only synchronization, so the CPU queues steps ahead of the GPU
-        sums = torch.zeros(2, device=device)
-        t0 = time.perf_counter()
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{hc.epochs}",
-                   disable=not (progress and dist.main), leave=False)
-        for i in bar:
-            idx = order[i * per_step:(i + 1) * per_step][dist.rank::dist.world_size]
-            xb = take(train_x, idx, device)
-            if hc.augment:
-                xb = augment(xb, aug_gen)
-            x = to_input(xb, mean_t, std_t)
-            idx = to_device(idx, device)
-            y = train_y[idx]
-            xf = None
-            if fakes is not None:
-                fb = take(fakes, torch.randint(len(fakes), (fake_batch,), generator=gen), device)
-                if hc.augment:
-                    fb = augment(fb, aug_gen)
-                xf = to_input(fb, mean_t, std_t)
-            if device.type == "cuda" and hc.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-                xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
-            with autocast(device, dtype):
-                if xf is not None and hc.fake_bn == "shared":
-                    h, logits = forward(net, torch.cat([x, xf]), with_logits)
-                    h, hf = h[:len(x)], h[len(x):]
-                    logits = None if logits is None else logits[:len(x)]
-                else:
-                    h, logits = forward(net, x, with_logits)
-                    hf = None
-                    if xf is not None:
-                        with frozen_bn_statistics(model):
-                            hf = forward(net, xf, False)[0]
-            loss_r = real_loss(h, y, logits, idx)
-            loss_f = (fake_loss(hf, hc.fake_loss) if hf is not None
-                      else torch.zeros((), device=device))
-            loss = loss_r + hc.lam * loss_f
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            sums += torch.stack([loss_r.detach(), loss_f.detach()])
-            if i % 10 == 0 or i == steps_per_epoch - 1:
-                real, fake = (sums / (i + 1)).tolist()
-                if not math.isfinite(real + fake):
-                    raise HashsdkError(f"loss became {real + fake} by epoch {epoch + 1}, step "
-                                       f"{i}; lower the learning rate or lambda")
-                bar.set_postfix(real=f"{real:.4f}", fake=f"{fake:.4f}")
-        row = dict(epoch=epoch + 1, loss_real=real, loss_fake=fake, lr=sched.get_last_lr()[0],
-                   seconds=time.perf_counter() - t0)
-        if dist.main and hc.eval_every and (epoch + 1) % hc.eval_every == 0 \
-                and epoch + 1 < hc.epochs:
-            row["map"] = evaluate_model(model, data, split, device, progress=False).map
-        history.append(row)
-        aug_states = dist.gather(aug_gen.get_state())
-        if dist.main:
-            print(json.dumps(row), flush=True)
-            checkpoint.save(
-                ckpt_path, kind=KIND, model_args=model_args, state_dict=model.state_dict(),
-                optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                step=(epoch + 1) * steps_per_epoch, epoch=epoch + 1, config=cfg.to_dict(),
-                rng=dict(data=gen.get_state(), augment=aug_states,
-                         torch=torch.get_rng_state()),
-                extra=dict(history=history, scaler=scaler.state_dict(),
-                           memory_codes=(real_loss.memory_codes.cpu()
-                                         if real_loss.memory_codes is not None else None)))
-            _write_history(run_dir, history)
 
-    # ---- evaluate --------------------------------------------------------------------------
+def _epoch(r: _Run, net: torch.nn.Module, epoch: int, dist: Distributed,
+           progress: bool) -> dict:
+    """One pass over the training split; returns the epoch's history row."""
+    net.train()
+    order = torch.randperm(len(r.train_x), generator=r.gen)
+    # the epoch's loss sums stay on the device; reading them (every 10 steps) is the loop's
+    # only synchronization, so the CPU queues steps ahead of the GPU
+    sums = torch.zeros(2, device=r.device)
+    t0 = time.perf_counter()
+    bar = tqdm(range(r.steps_per_epoch), desc=f"epoch {epoch + 1}/{r.hc.epochs}",
+               disable=not progress, leave=False)
+    for i in bar:
+        idx = order[i * r.per_step:(i + 1) * r.per_step][dist.rank::dist.world_size]
+        loss_r, loss_f = _step(r, net, *_batch(r, idx))
+        sums += torch.stack([loss_r.detach(), loss_f.detach()])
+        if i % 10 == 0 or i == r.steps_per_epoch - 1:
+            real, fake = (sums / (i + 1)).tolist()
+            if not math.isfinite(real + fake):
+                raise HashsdkError(f"loss became {real + fake} by epoch {epoch + 1}, step {i}; "
+                                   "lower the learning rate or lambda")
+            bar.set_postfix(real=f"{real:.4f}", fake=f"{fake:.4f}")
+    return dict(epoch=epoch + 1, loss_real=real, loss_fake=fake, lr=r.sched.get_last_lr()[0],
+                seconds=time.perf_counter() - t0)
+
+
+def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                 torch.Tensor | None]:
+    """The step's inputs on the device: real images x (B, C, H, W), labels y, indices idx,
+    and fakes xf (F, C, H, W) or None; augmented, normalized and in the model's layout."""
+    xb = take(r.train_x, idx, r.device)
+    if r.hc.augment:
+        xb = augment(xb, r.aug_gen)
+    x = to_input(xb, r.mean, r.std)
+    idx = to_device(idx, r.device)
+    xf = None
+    if r.fakes is not None:
+        fb = take(r.fakes, torch.randint(len(r.fakes), (r.fake_batch,), generator=r.gen),
+                  r.device)
+        if r.hc.augment:
+            fb = augment(fb, r.aug_gen)
+        xf = to_input(fb, r.mean, r.std)
+    if r.device.type == "cuda" and r.hc.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
+    return x, r.train_y[idx], idx, xf
+
+
+def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+          xf: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """L = L_real + lambda * L_fake, one optimizer step; returns (L_real, L_fake)."""
+    with_logits = r.model.classifier is not None
+    with autocast(r.device, r.dtype):
+        if xf is not None and r.hc.fake_bn == "shared":
+            h, logits = forward(net, torch.cat([x, xf]), with_logits)
+            h, hf = h[:len(x)], h[len(x):]
+            logits = None if logits is None else logits[:len(x)]
+        else:
+            h, logits = forward(net, x, with_logits)
+            hf = None
+            if xf is not None:
+                with frozen_bn_statistics(r.model):
+                    hf = forward(net, xf, False)[0]
+    loss_r = r.real_loss(h, y, logits, idx)
+    loss_f = (fake_loss(hf, r.hc.fake_loss) if hf is not None
+              else torch.zeros((), device=r.device))
+    r.opt.zero_grad(set_to_none=True)
+    r.scaler.scale(loss_r + r.hc.lam * loss_f).backward()
+    r.scaler.step(r.opt)
+    r.scaler.update()
+    r.sched.step()
+    return loss_r, loss_f
+
+
+def _save(r: _Run, ckpt_path: Path, cfg: RunConfig, epochs_done: int, history: list[dict],
+          dist: Distributed) -> None:
+    """The checkpoint and history after an epoch (rank 0 writes; every rank's augmentation
+    state is gathered first, a collective)."""
+    aug_states = dist.gather(r.aug_gen.get_state())
+    if not dist.main:
+        return
+    print(json.dumps(history[-1]), flush=True)
+    memory = r.real_loss.memory_codes
+    checkpoint.save(
+        ckpt_path, kind=KIND, model_args=r.model.model_args, state_dict=r.model.state_dict(),
+        optimizer=r.opt.state_dict(), scheduler=r.sched.state_dict(),
+        step=epochs_done * r.steps_per_epoch, epoch=epochs_done, config=cfg.to_dict(),
+        rng=dict(data=r.gen.get_state(), augment=aug_states, torch=torch.get_rng_state()),
+        extra=dict(history=history, scaler=r.scaler.state_dict(),
+                   memory_codes=memory.cpu() if memory is not None else None))
+    _write_history(ckpt_path.parent, history)
+
+
+def _finish(r: _Run, data: ImageSet, split: Split, run_dir: Path, history: list[dict],
+            evaluate: bool, progress: bool) -> dict:
+    """The final metrics (eval.json, ap.npy, pr.png) and the median epoch time."""
     result = {}
-    if dist.main and not evaluate:
-        result["epoch_seconds"] = _median_epoch_seconds(history)
-    elif dist.main:
-        metrics = evaluate_model(model, data, split, device, out_dir=run_dir,
-                                 label="with fakes" if fakes is not None else "without fakes",
+    if evaluate:
+        metrics = evaluate_model(r.model, data, split, r.device, out_dir=run_dir,
+                                 label="with fakes" if r.fakes is not None else "without fakes",
                                  progress=progress)
         result = metrics.as_dict()
-        result["epoch_seconds"] = _median_epoch_seconds(history)
-    dist.barrier()
-    dist.stop()
+    result["epoch_seconds"] = (float(np.median([row["seconds"] for row in history]))
+                               if history else None)
     return result
 
 
@@ -286,10 +349,6 @@ def forward(net: torch.nn.Module, x: torch.Tensor,
     if with_logits:
         return net(x, with_logits=True)
     return net(x), None
-
-
-def _median_epoch_seconds(history: list[dict]) -> float | None:
-    return float(np.median([r["seconds"] for r in history])) if history else None
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hashsdk._atomic import atomic_write
+from hashsdk.metrics import relevant
 from hashsdk.train import plots
 from hashsdk.train.config import RunConfig
 from hashsdk.train.data import ImageSet, Split
@@ -53,10 +54,9 @@ def query_grid(data: ImageSet, queries: list[int], results: list[list[int]]) -> 
         tiles = [_framed(_rgb(data.images[q:q + 1])[0], QUERY)]
         gap = np.full_like(tiles[0][:, :8], 255)
         tiles.append(gap)
-        for j in found:
-            relevant = (data.labels[j] == data.labels[q]).all() if data.multi_label else \
-                data.labels[j] == data.labels[q]
-            tiles.append(_framed(_rgb(data.images[j:j + 1])[0], RIGHT if relevant else WRONG))
+        right = relevant(data.labels[[q]], data.labels[found])[0]  # the metrics' rule
+        for j, is_right in zip(found, right, strict=True):
+            tiles.append(_framed(_rgb(data.images[j:j + 1])[0], RIGHT if is_right else WRONG))
         rows.append(np.concatenate(tiles, axis=1))
         rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
     return np.concatenate(rows[:-1])
@@ -117,52 +117,44 @@ def environment() -> list[tuple[str, str]]:
 
 
 def write_report(run_dir: Path, cfg: RunConfig, data: ImageSet, split: Split) -> Path:
+    """report.md and its pictures, one function per section (SECTIONS, in order)."""
     run_dir = Path(run_dir)
-    read = lambda name: json.loads((run_dir / name).read_text())  # noqa: E731
-    index_info, search_info = read("index.json"), read("search.json")
-    verify_info = read("model.onnx.verify.json")
-    comparison = (run_dir / "comparison.md").read_text()
-
-    # pictures
     with np.load(run_dir / "gan" / "fakes.npz") as f:
         fakes = f["images"]
     rng = np.random.default_rng(0)
-    real = data.images[rng.choice(split.train, 64, replace=False)]
-    plots.save_png(run_dir / "fakes_vs_real.png", side_by_side(
-        _rgb(plots.image_grid(fakes[:64])[None])[0], _rgb(plots.image_grid(real)[None])[0]),
-        scale=2)
-
-    histories = {name: read(f"{name}/history.json") for name in ("hash-fakes", "hash-nofakes")}
-    series = {}
-    for name, history in histories.items():
-        epochs = [r["epoch"] for r in history]
-        series[f"{name}: real loss"] = (epochs, [r["loss_real"] for r in history])
-        if name == "hash-fakes":
-            series[f"{name}: fake loss"] = (epochs, [r["loss_fake"] for r in history])
-    plots.curves(run_dir / "hash_losses.png", series, "epoch", "hashing losses")
-
-    plots.save_png(run_dir / "queries.png",
-                   query_grid(data, search_info["queries"], search_info["ids"]))
-
-    sample_real = data.images[rng.choice(split.database, min(1000, len(split.database)),
-                                         replace=False)]
-    sample_fake = fakes[:1000]
-    outputs = {}
-    for name, label in (("hash-fakes", "with fakes"), ("hash-nofakes", "without fakes")):
-        outputs[f"{label}: real"] = _outputs(run_dir, name, sample_real)
-        outputs[f"{label}: fakes"] = _outputs(run_dir, name, sample_fake)
-    bit_figure(run_dir / "bits.png", outputs)
-    near_half = {k: float((np.abs(v) < 0.2).mean()) for k, v in outputs.items()}
-
-    ev = {name: read(f"{name}/eval.json") for name in ("hash-fakes", "hash-nofakes")}
     lines = [
         f"# hashsdk demo report: {cfg.data.dataset}, {cfg.hash.bits} bits", "",
         f"Protocol: {len(split.query):,} queries, {len(split.train):,} training images, "
         f"{len(split.database):,} database images. Backbone `{cfg.hash.backbone}` from "
         f"scratch, loss `{cfg.hash.loss}`, {cfg.hash.epochs} epochs; fakes: "
         f"`{cfg.hash.fake_loss}` at lambda {cfg.hash.lam}, {cfg.hash.fake_ratio} per real "
-        f"image, BatchNorm `{cfg.hash.fake_bn}`; DCGAN {cfg.gan.steps} steps.", "",
-        "## Results", "", comparison.strip(), "",
+        f"image, BatchNorm `{cfg.hash.fake_bn}`; DCGAN {cfg.gan.steps} steps.", ""]
+    lines += _results(run_dir)
+    lines += _fakes_and_real(run_dir, fakes, data.images[rng.choice(split.train, 64,
+                                                                     replace=False)])
+    lines += _loss_curves(run_dir)
+    lines += ["## Precision-recall", "", "Precision and recall within Hamming radius r, r = 0 "
+              f"to {cfg.hash.bits}.", "", "![precision-recall](pr.png)", ""]
+    lines += _query_results(run_dir, data)
+    sample = data.images[rng.choice(split.database, min(1000, len(split.database)),
+                                    replace=False)]
+    lines += _bit_activations(run_dir, sample, fakes[:1000])
+    lines += _commands_and_environment(run_dir, cfg)
+    with atomic_write(run_dir / "report.md") as f:
+        f.write("\n".join(lines).encode())
+    return run_dir / "report.md"
+
+
+def _read(run_dir: Path, name: str) -> dict:
+    return json.loads((run_dir / name).read_text())
+
+
+def _results(run_dir: Path) -> list[str]:
+    ev = {name: _read(run_dir, f"{name}/eval.json") for name in ("hash-fakes", "hash-nofakes")}
+    index_info, search_info = _read(run_dir, "index.json"), _read(run_dir, "search.json")
+    verify_info = _read(run_dir, "model.onnx.verify.json")
+    return [
+        "## Results", "", (run_dir / "comparison.md").read_text().strip(), "",
         "| measure | value |", "|---|---:|",
         f"| mAP@all with fakes | {ev['hash-fakes']['map']:.4f} |",
         f"| mAP@all without fakes | {ev['hash-nofakes']['map']:.4f} |",
@@ -171,34 +163,61 @@ def write_report(run_dir: Path, cfg: RunConfig, data: ImageSet, split: Split) ->
         f"{index_info['images_per_second']:,.0f} images/s |",
         f"| search latency (1 query, k=10, {search_info['database']:,} codes) | "
         f"{search_info['latency_ms']:.3f} ms |",
-        f"| ONNX vs torch bit agreement | {100 * verify_info['bit_agreement']:.3f}% |", "",
-        "## GAN fakes and real images", "",
-        "Left: 64 fakes from the DCGAN. Right: 64 real training images.", "",
-        "![fakes and real images](fakes_vs_real.png)", "",
-        "## Loss curves", "", "![GAN losses](gan/losses.png)", "",
-        "![hashing losses](hash_losses.png)", "",
-        "## Precision-recall", "", "Precision and recall within Hamming radius r, r = 0 to "
-        f"{cfg.hash.bits}.", "", "![precision-recall](pr.png)", "",
-        "## Query results", "",
-        "Each row: a query (blue) and its 10 nearest database images by Hamming distance, "
-        "green where the class matches, red where it does not.", "",
-        "![query results](queries.png)", "",
-        "## Bit activations", "",
-        "Left: the share of 1s of each bit over 1,000 real database images and 1,000 fakes. "
-        "Right: every bit's p = (h + 1) / 2. The max-entropy loss pushes the with-fakes model's "
-        "outputs on fakes toward p = 0.5. Share of outputs with |h| < 0.2: "
-        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in near_half.items()) + ".", "",
-        "![bit activations](bits.png)", "",
-        "## Commands and environment", "",
-        "```sh", "make demo" + (f" DATASET={cfg.data.dataset}" if cfg.data.dataset !=
-                                "fashion-mnist" else "")
-        + (f" BITS={cfg.hash.bits}" if cfg.hash.bits != 32 else ""),
-        f"# which runs: hashsdk-train demo --dataset {cfg.data.dataset} --bits "
-        f"{cfg.hash.bits} --run-dir {run_dir}", "```", "",
-        "| | |", "|---|---|",
-    ]
+        f"| ONNX vs torch bit agreement | {100 * verify_info['bit_agreement']:.3f}% |", ""]
+
+
+def _fakes_and_real(run_dir: Path, fakes: np.ndarray, real: np.ndarray) -> list[str]:
+    plots.save_png(run_dir / "fakes_vs_real.png", side_by_side(
+        _rgb(plots.image_grid(fakes[:64])[None])[0], _rgb(plots.image_grid(real)[None])[0]),
+        scale=2)
+    return ["## GAN fakes and real images", "",
+            "Left: 64 fakes from the DCGAN. Right: 64 real training images.", "",
+            "![fakes and real images](fakes_vs_real.png)", ""]
+
+
+def _loss_curves(run_dir: Path) -> list[str]:
+    series = {}
+    for name in ("hash-fakes", "hash-nofakes"):
+        history = json.loads((run_dir / name / "history.json").read_text())
+        epochs = [r["epoch"] for r in history]
+        series[f"{name}: real loss"] = (epochs, [r["loss_real"] for r in history])
+        if name == "hash-fakes":
+            series[f"{name}: fake loss"] = (epochs, [r["loss_fake"] for r in history])
+    plots.curves(run_dir / "hash_losses.png", series, "epoch", "hashing losses")
+    return ["## Loss curves", "", "![GAN losses](gan/losses.png)", "",
+            "![hashing losses](hash_losses.png)", ""]
+
+
+def _query_results(run_dir: Path, data: ImageSet) -> list[str]:
+    search_info = _read(run_dir, "search.json")
+    plots.save_png(run_dir / "queries.png",
+                   query_grid(data, search_info["queries"], search_info["ids"]))
+    return ["## Query results", "",
+            "Each row: a query (blue) and its 10 nearest database images by Hamming distance, "
+            "green where it shares a label with the query (the metrics' rule), red where it "
+            "does not.", "", "![query results](queries.png)", ""]
+
+
+def _bit_activations(run_dir: Path, real: np.ndarray, fakes: np.ndarray) -> list[str]:
+    outputs = {}
+    for name, label in (("hash-fakes", "with fakes"), ("hash-nofakes", "without fakes")):
+        outputs[f"{label}: real"] = _outputs(run_dir, name, real)
+        outputs[f"{label}: fakes"] = _outputs(run_dir, name, fakes)
+    bit_figure(run_dir / "bits.png", outputs)
+    near_half = {k: float((np.abs(v) < 0.2).mean()) for k, v in outputs.items()}
+    return ["## Bit activations", "",
+            "Left: the share of 1s of each bit over 1,000 real database images and 1,000 "
+            "fakes. Right: every bit's p = (h + 1) / 2. The max-entropy loss pushes the "
+            "with-fakes model's outputs on fakes toward p = 0.5. Share of outputs with |h| < "
+            "0.2: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in near_half.items()) + ".", "",
+            "![bit activations](bits.png)", ""]
+
+
+def _commands_and_environment(run_dir: Path, cfg: RunConfig) -> list[str]:
+    make = "make demo" + (f" DATASET={cfg.data.dataset}" if cfg.data.dataset != "fashion-mnist"
+                          else "") + (f" BITS={cfg.hash.bits}" if cfg.hash.bits != 32 else "")
+    lines = ["## Commands and environment", "", "```sh", make,
+             f"# which runs: hashsdk-train demo --dataset {cfg.data.dataset} --bits "
+             f"{cfg.hash.bits} --run-dir {run_dir}", "```", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in environment()]
-    lines += ["", "Resolved configuration: `hash-fakes/config.json`.", ""]
-    with atomic_write(run_dir / "report.md") as f:
-        f.write("\n".join(lines).encode())
-    return run_dir / "report.md"
+    return lines + ["", "Resolved configuration: `hash-fakes/config.json`.", ""]
