@@ -54,8 +54,8 @@ def main(source: Path, output: Path, opset: int, verify: bool, trt: bool, fp16: 
             from hashsdk.export.verify import verify as run_verify
 
             model, ckpt = HashNet.from_checkpoint(source)
-            images, labels = validation_images(ckpt, str(source))
-            report = run_verify(str(onnx_path), model, images, labels)
+            images, labels, queries = validation_images(ckpt, str(source))
+            report = run_verify(str(onnx_path), model, images, labels, queries)
             click.echo(f"verify: {report.summary()}")
             write_report(onnx_path, report)
             if not report.passed:

@@ -46,6 +46,9 @@ def metadata_for(ckpt: dict, checkpoint_path: str | os.PathLike) -> ModelMetadat
     return ModelMetadata(
         bits=args["bits"], input_size=args["image_size"], channels=args["in_channels"],
         mean=tuple(args["mean"]), std=tuple(args["std"]), backbone=args["backbone"],
+        # checkpoints from before the input contract were trained on squashed images (0)
+        resize_size=args.get("resize_size", 0),
+        interpolation=args.get("interpolation", "bilinear"),
         dataset=ckpt.get("config", {}).get("data", {}).get("dataset", "unknown"),
         checkpoint_sha256=sha256(checkpoint_path), input_name=INPUT, output_name=OUTPUT)
 

@@ -74,16 +74,18 @@ def verify(onnx_path: str, model: torch.nn.Module, images: np.ndarray, labels: n
     """uint8 images (N, H, W, C) with labels (N,) through torch and onnxruntime."""
     from hashsdk.train.evaluate import encode
 
-    if len(images) <= queries:
-        raise HashsdkError(f"verify needs more than {queries} images, got {len(images)}")
+    if not 0 < queries < len(images):
+        raise HashsdkError(f"verify needs at least one query and one database image; got "
+                           f"{queries} queries among {len(images)} images")
     reference = encode(model, images, torch.device("cpu"))
     exported = Encoder(onnx_path, device="cpu").encode(images, packed=False)
     return compare(reference, exported, labels, queries)
 
 
 def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real images for verification: the training run's queries first, then database images.
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Real images for verification: up to 100 of the training run's queries first, then
+    database images, up to ``count`` in all; returns (images, labels, number of queries).
 
     The dataset comes from the checkpoint's config; the split from the run directory
     (split.npz beside or above the checkpoint), else a fresh one from the same config.
@@ -103,4 +105,4 @@ def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
     labels = data.labels[chosen]
     if labels.ndim != 1:
         raise HashsdkError("verify scores single-label data; this run is multi-label")
-    return data.images[chosen], labels
+    return data.images[chosen], labels, len(q)

@@ -30,6 +30,9 @@ class ModelMetadata:
     """What the Encoder needs to turn images into codes.
 
     input_size: side of the square input (pixels); channels: 1 (grey) or 3 (RGB).
+    resize_size, interpolation: images reach the input size as in training evaluation: the
+        shorter side resized to resize_size, then a centre crop (hashsdk.preprocess.fit);
+        0, in models exported before this was recorded, squashes the image to the input size.
     mean, std: per-channel, in [0, 1] pixel units; the model's input is (x / 255 - mean) / std,
         float32 NCHW.
     input_name, output_name: the graph's tensors; the output is float (N, bits) in (-1, 1).
@@ -45,6 +48,8 @@ class ModelMetadata:
     backbone: str = "unknown"
     dataset: str = "unknown"
     checkpoint_sha256: str = ""
+    resize_size: int = 0
+    interpolation: str = "bilinear"
     input_name: str = "images"
     output_name: str = "outputs"
     bit_convention: str = BIT_CONVENTION
@@ -91,6 +96,8 @@ class ModelMetadata:
         except HashsdkError as exc:
             raise HashsdkError(f"{where}: corrupt hashsdk metadata ({exc})") from None
         if meta.channels not in (1, 3) or len(meta.mean) != meta.channels \
-                or len(meta.std) != meta.channels or meta.input_size < 1:
+                or len(meta.std) != meta.channels or meta.input_size < 1 \
+                or (meta.resize_size and meta.resize_size < meta.input_size) \
+                or meta.interpolation not in ("bilinear", "bicubic"):
             raise HashsdkError(f"{where}: inconsistent hashsdk metadata {meta}")
         return meta

@@ -5,8 +5,14 @@ Accepted, one item or a batch:
     PIL images;
     uint8 arrays: (H, W, C) or (H, W) one image, (N, H, W, C) a batch;
     float arrays already normalized, NCHW: (C, H, W) one image, (N, C, H, W) a batch.
-Images are converted to RGB or grey as the model wants, resized (bilinear) to its input size
-and normalized with its mean and std. The result is float32 (N, C, H, W), C-contiguous.
+Images are converted to RGB or grey as the model wants and brought to its input size by
+``fit``, the model's own evaluation transform: the shorter side resized to ``resize_size`` with
+its interpolation (as torchvision's ``Resize(int)`` on a PIL image), then a centre crop (as
+``CenterCrop``); models exported before the metadata named a ``resize_size`` squash the whole
+image to the input size instead. uint8 arrays already at the input size are taken as fitted.
+Then they are normalized with the model's mean and std. The result is float32 (N, C, H, W),
+C-contiguous. Training decodes its images with the same ``fit`` (hashsdk.train.data), so that
+the Encoder sees the pixels the network was trained and evaluated on.
 """
 
 from __future__ import annotations
@@ -55,10 +61,37 @@ def iter_items(images: Any) -> Iterator[Any]:
                            f"{type(images).__name__}")
 
 
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def fit(image: Image.Image, size: int, resize_size: int,
+        interpolation: str = "bilinear") -> Image.Image:
+    """``image`` at ``size`` x ``size``: its shorter side resized to ``resize_size`` (the
+    longer in proportion, rounded down), then the centre ``size`` x ``size`` crop, with
+    torchvision's rounding. ``resize_size`` 0 squashes the whole image to the size instead (the
+    transform of models exported before it was recorded)."""
+    if interpolation not in INTERPOLATIONS:
+        raise HashsdkError(f"interpolation: expected one of {tuple(INTERPOLATIONS)}, got "
+                           f"{interpolation!r}")
+    resample = INTERPOLATIONS[interpolation]
+    if resize_size == 0:
+        return image if image.size == (size, size) else image.resize((size, size), resample)
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short != resize_size:
+        new_long = int(resize_size * long / short)
+        image = image.resize((resize_size, new_long) if w <= h else (new_long, resize_size),
+                             resample)
+        w, h = image.size
+    if (w, h) == (size, size):
+        return image
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
 def _from_pil(image: Image.Image, meta: ModelMetadata) -> np.ndarray:
-    image = image.convert("L" if meta.channels == 1 else "RGB")
-    if image.size != (meta.input_size, meta.input_size):
-        image = image.resize((meta.input_size, meta.input_size), Image.BILINEAR)
+    image = fit(image.convert("L" if meta.channels == 1 else "RGB"), meta.input_size,
+                meta.resize_size, meta.interpolation)
     array = np.asarray(image, np.uint8)
     return array[..., None] if array.ndim == 2 else array
 

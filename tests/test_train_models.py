@@ -28,7 +28,7 @@ def test_backbone_batch_matches_one_image_at_a_time(name, size, channels):
 
 
 def test_model_errors():
-    with pytest.raises(HashsdkError, match="backbone must be one of"):
+    with pytest.raises(HashsdkError, match="unknown backbone 'vit'"):
         create_model("vit", 12)
     with pytest.raises(HashsdkError, match="at least 63 pixels"):
         create_model("alexnet", 12, image_size=32)

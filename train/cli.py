@@ -43,7 +43,8 @@ COMMON = [
 HASH = [
     click.option("--bits", type=int, default=None),
     click.option("--backbone", default=None,
-                 help="A name of the backbone table (train/model.py): cnn, resnet18, ..."),
+                 help="cnn, timm/<name> or torchvision/<name>; `hashsdk-train backbones` "
+                      "lists them."),
     click.option("--loss", type=_choice("hash", "loss"), default=None),
     click.option("--epochs", type=int, default=None),
     click.option("--batch-size", type=int, default=None),
@@ -53,7 +54,16 @@ HASH = [
     click.option("--fake-loss", type=_choice("hash", "fake_loss"), default=None),
     click.option("--fake-ratio", type=float, default=None, help="Fakes per real image."),
     click.option("--fake-bn", type=_choice("hash", "fake_bn"), default=None),
-    click.option("--pretrained", default=None, help="Local backbone weights file."),
+    click.option("--pretrained", default=None,
+                 help="imagenet (the library's default weights, downloaded once) or a local "
+                      ".pth, .pt or .safetensors file."),
+    click.option("--backbone-lr", type=float, default=None,
+                 help="The backbone's learning rate over --lr (default 0.1 when pretrained, "
+                      "else 1)."),
+    click.option("--freeze-backbone-epochs", type=int, default=None,
+                 help="Epochs that train the head only."),
+    click.option("--image-size", type=int, default=None,
+                 help="Input side in pixels (default: the pretrained backbone's, else 32)."),
 ]
 GAN = [
     click.option("--gan-steps", type=int, default=None, help="DCGAN training steps."),
@@ -72,12 +82,14 @@ def _options(options: list) -> Callable:
 def _config(kw: dict):
     from hashsdk.train import config
 
-    data = {k: kw.get(k) for k in ("dataset", "root", "download", "seed")}
+    data = {k: kw.get(k) for k in ("dataset", "root", "download", "seed", "image_size")}
     hash_ = {"bits": kw.get("bits"), "backbone": kw.get("backbone"), "loss": kw.get("loss"),
              "epochs": kw.get("epochs"), "batch_size": kw.get("batch_size"), "lr": kw.get("lr"),
              "lam": kw.get("lam"), "fake_loss": kw.get("fake_loss"),
              "fake_ratio": kw.get("fake_ratio"), "fake_bn": kw.get("fake_bn"),
              "pretrained": kw.get("pretrained"), "device": kw.get("device"),
+             "backbone_lr": kw.get("backbone_lr"),
+             "freeze_backbone_epochs": kw.get("freeze_backbone_epochs"),
              "seed": kw.get("seed"), "fakes": kw.get("fakes")}
     gan = {"steps": kw.get("gan_steps"), "num_fakes": kw.get("num_fakes"),
            "device": kw.get("device"), "seed": kw.get("seed")}
@@ -87,6 +99,21 @@ def _config(kw: dict):
 @click.group()
 def main() -> None:
     """Train GAN-regularized deep hashing networks."""
+
+
+@main.command()
+@click.argument("pattern", default="*")
+@user_errors('train')
+def backbones(pattern: str) -> None:
+    """List the backbone names that match PATTERN (shell-style, e.g. 'timm/resnet*' or
+    '*convnext*'): cnn, the names of earlier versions, timm/<name> and torchvision/<name>."""
+    from hashsdk.train.backbones import ALIASES, list_backbones
+
+    names = list_backbones(pattern)
+    if not names:
+        raise click.ClickException(f"no backbone matches {pattern!r}")
+    for name in names:
+        click.echo(f"{name}  (as {ALIASES[name]})" if name in ALIASES else name)
 
 
 @main.command()

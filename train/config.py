@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,11 @@ class DataConfig:
     queries_per_class, train_per_class: the protocol; 100 and 500 for CIFAR-10.
     database: "all-but-queries" (59,000 for CIFAR-10, training images included) or
         "exclude-train" (DeepHash-pytorch's variant, the training images left out).
-    image_size: side of the square images the network sees (28 pads to 32).
+    image_size, resize_size, interpolation: the network's input contract. Images are fitted
+        to image_size x image_size as the Encoder fits them (hashsdk.preprocess.fit): the
+        shorter side resized to resize_size with that interpolation, then a centre crop
+        (Fashion-MNIST's 28 pads to 32). None: the pretrained backbone's (its input size,
+        resize and interpolation, train/backbones.py), else 32, image_size and "bilinear".
     """
 
     dataset: str = "cifar10"
@@ -44,7 +49,9 @@ class DataConfig:
     queries_per_class: int = 100
     train_per_class: int = 500
     database: str = "all-but-queries"
-    image_size: int = 32
+    image_size: int | None = None
+    resize_size: int | None = None
+    interpolation: str | None = None
     seed: int = 0
     cache_dir: str | None = None  # None: $HASHSDK_CACHE, else the user cache (~/.cache/hashsdk)
 
@@ -71,10 +78,13 @@ class GanConfig:
 class HashConfig:
     """Stage 2: the hashing network, trained with a real-image loss plus the fake-image loss."""
 
-    backbone: str = "cnn"
+    backbone: str = "cnn"          # cnn, timm/<name>, torchvision/<name> (train/backbones.py)
     bits: int = 48
-    pretrained: str | None = None  # a local weights file for the backbone
-    stem32: bool = True            # resnet18: 3x3 stride-1 stem, no max-pool, for 32x32 inputs
+    pretrained: str | None = None  # "imagenet" (downloaded once), or a local weights file
+    backbone_lr: float | None = None   # the backbone's learning rate over lr; None: 0.1 when
+    #                                    pretrained, else 1
+    freeze_backbone_epochs: int = 0    # epochs with the backbone's learning rate at 0
+    stem32: bool = True            # torchvision ResNets at <= 64 px: 3x3 stride-1 stem, no pool
     loss: str = "pairwise"         # "pairwise" (DPSH), "triplet" (DNNH) or "ce"
     quantization: float = 0.1      # weight of mean((h - sign(h))^2)
     margin: float = 8.0            # triplet margin, in relaxed Hamming units (h in [-1, 1])
@@ -93,7 +103,11 @@ class HashConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0
-    augment: bool = True           # random crop (pad 4) and horizontal flip
+    augment: bool = True           # a random crop and a horizontal flip
+    # the crop: "pad" (4 pixels, then a random crop of the input size, for small inputs),
+    # "resized" (a random-resized crop, scale 0.25 to 1, as ImageNet training does), or
+    # "auto": pad up to 64 pixels, resized above
+    crop: str = "auto"
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     channels_last: bool = True     # CUDA only
     seed: int = 0
@@ -114,11 +128,13 @@ class RunConfig:
 CHOICES = {
     ("data", "dataset"): ("cifar10", "fashion-mnist", "imagefolder", "filelist"),
     ("data", "database"): ("all-but-queries", "exclude-train"),
+    ("data", "interpolation"): ("bilinear", "bicubic"),
     ("hash", "loss"): ("pairwise", "triplet", "ce"),
     ("hash", "fake_loss"): ("entropy", "uniform-ce"),
     ("hash", "fake_bn"): ("shared", "separate"),
     ("hash", "optimizer"): ("adamw", "sgd"),
     ("hash", "amp"): ("auto", "bf16", "fp16", "off"),
+    ("hash", "crop"): ("pad", "resized"),
 }
 
 
@@ -147,6 +163,9 @@ def _same_kind(default: Any, value: Any) -> bool:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
+    """Resolves the settings left to the backbone, then checks every value; returns the
+    resolved config."""
+    cfg = resolve(cfg)
     for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
@@ -159,21 +178,47 @@ def validate(cfg: RunConfig) -> RunConfig:
                          ("gan", "batch_size")):
         if getattr(getattr(cfg, section), key) < 1:
             raise HashsdkError(f"{section}.{key}: expected >= 1")
-    _check_backbone(cfg.hash.backbone)
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
+    if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
+        raise HashsdkError("hash.backbone_lr and hash.freeze_backbone_epochs must be >= 0")
+    d = cfg.data
+    for key in ("image_size", "resize_size"):
+        if not isinstance(getattr(d, key), int) or isinstance(getattr(d, key), bool) \
+                or getattr(d, key) < 1:
+            raise HashsdkError(f"data.{key}: expected a positive integer, got "
+                               f"{getattr(d, key)!r}")
+    if d.resize_size < d.image_size:
+        raise HashsdkError(f"data.resize_size ({d.resize_size}) must be at least "
+                           f"data.image_size ({d.image_size}): the crop is cut from it")
     return cfg
 
 
-def _check_backbone(name: str) -> None:
-    """hash.backbone must name a row of the backbone table (imports torch: every command that
-    reads a config trains or loads a network anyway)."""
-    from hashsdk.train.model import lookup_backbone
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fills what was left to the backbone (None or "auto") from its row of the table: the
+    input contract of a pretrained backbone (its size, resize, interpolation), or 32 pixels,
+    no resize and bilinear; the backbone's learning rate (0.1 when pretrained, else 1); and
+    the crop. Unknown backbones are refused here, before any stage runs."""
+    from hashsdk.train.backbones import lookup_backbone
 
+    d, h = cfg.data, cfg.hash
     try:
-        lookup_backbone(name)
+        spec = lookup_backbone(h.backbone).spec(h.pretrained)
     except HashsdkError as exc:
         raise HashsdkError(f"hash.backbone: {exc}") from None
+    size = d.image_size or (spec.size if spec else 32)
+    resize = d.resize_size
+    if resize is None:  # the pretrained crop ratio, at this size
+        resize = size if spec is None else (spec.resize_size if size == spec.size else
+                                            math.floor(size * spec.resize_size / spec.size))
+    data = dataclasses.replace(d, image_size=size, resize_size=resize,
+                               interpolation=d.interpolation or (spec.interpolation if spec
+                                                                 else "bilinear"))
+    hash_ = dataclasses.replace(
+        h, backbone_lr=h.backbone_lr if h.backbone_lr is not None else
+        (0.1 if h.pretrained else 1.0),
+        crop=h.crop if h.crop != "auto" else ("pad" if size <= 64 else "resized"))
+    return dataclasses.replace(cfg, data=data, hash=hash_)
 
 
 def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None
@@ -219,12 +264,26 @@ def from_saved(tables: dict[str, Any], where: str = "checkpoint config") -> RunC
     return from_dict(saved_tables({k: tables[k] for k in ("data", "hash") if k in tables}), where)
 
 
+def normalized(tables: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (a dict of sections) as this version reads it: retired keys dropped,
+    keys added since at their defaults, and what the backbone decides resolved, so that a run
+    saved before a key existed compares equal to the same run today. Sections that are not
+    the config's are kept as they are."""
+    clean = saved_tables(tables)
+    ours = {k: v for k, v in clean.items() if k in ("data", "gan", "hash")}
+    try:
+        resolved = from_dict(ours, where="saved config").to_dict()
+    except HashsdkError:
+        return clean  # not a config this version reads: compared as it is
+    return clean | {k: resolved[k] for k in ours}
+
+
 def differences(saved: dict[str, Any], cfg: RunConfig,
                 sections: tuple[str, ...] = ("data", "hash")) -> list[str]:
     """``section.key`` for each setting of ``sections`` where a saved config (a checkpoint's
     or a run's config.json) differs from ``cfg``, a key on one side only included; retired
-    keys do not count."""
-    saved, wanted = saved_tables(saved), cfg.to_dict()
+    keys and keys added since (at their defaults) do not count."""
+    saved, wanted = normalized(saved), cfg.to_dict()
     missing = object()
     out = []
     for section in sections:

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
-from hashsdk.preprocess import IMAGE_SUFFIXES
+from hashsdk.preprocess import IMAGE_SUFFIXES, fit
 from hashsdk.train.config import DataConfig
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -49,7 +49,28 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                    "sneaker", "bag", "ankle-boot")
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images of another size are fitted (resize, centre crop), not squashed
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How decoded images reach the network's square input: hashsdk.preprocess.fit's
+    arguments (the shorter side to ``resize_size``, then the centre ``size`` crop)."""
+
+    size: int
+    resize_size: int
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def of(cls, cfg: DataConfig) -> Fit:
+        size = cfg.image_size or 32
+        return cls(size, cfg.resize_size or size, cfg.interpolation or "bilinear")
+
+    def pil(self, image: Image.Image) -> np.ndarray:
+        """A decoded PIL image (L or RGB) as uint8 (size, size, C)."""
+        array = np.asarray(fit(image, self.size, self.resize_size, self.interpolation),
+                           np.uint8)
+        return array[..., None] if array.ndim == 2 else array
 
 
 @dataclass
@@ -177,7 +198,9 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
     source = find_source(cfg)
     if cfg.download and not source.exists():
         source = _download(cfg.dataset, source)
-    key = f"{cfg.dataset}-{_digest(source)}-{cfg.image_size}-v{CACHE_VERSION}"
+    shape = Fit.of(cfg)
+    key = (f"{cfg.dataset}-{_digest(source)}-{shape.size}-{shape.resize_size}-"
+           f"{shape.interpolation}-v{CACHE_VERSION}")
     cache = cache_dir(cfg) / f"{key}.npz"
     if cache.exists():
         try:
@@ -186,8 +209,8 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
             pass  # a cache from an interrupted write or another version: decode again
     loaders = {"cifar10": _load_cifar10, "fashion-mnist": _load_fashion_mnist,
                "imagefolder": _load_imagefolder, "filelist": _load_filelist}
-    data = loaders[cfg.dataset](source, cfg.image_size, progress)
-    data = _fit_size(data, cfg.image_size)
+    data = loaders[cfg.dataset](source, shape, progress)
+    data = _fit_arrays(data, shape)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(cache) as f:
         extra = {f"preset_{k}": v for k, v in (data.preset or {}).items()}
@@ -213,31 +236,34 @@ def _read_cache(path: Path, name: str) -> ImageSet:
                         name, preset)
 
 
-def _fit_size(data: ImageSet, size: int) -> ImageSet:
-    """Pads smaller images to ``size`` (28 -> 32) and resizes others to it."""
+def _fit_arrays(data: ImageSet, shape: Fit) -> ImageSet:
+    """Images decoded at another size, to the network's input: padded where they are a little
+    smaller and nothing is resized (Fashion-MNIST's 28 to 32), else fitted as the Encoder
+    fits (Fit.pil)."""
     h, w = data.images.shape[1:3]
-    if (h, w) == (size, size):
+    size = shape.size
+    if (h, w) == (size, size) and shape.resize_size == size:
         return data
-    if h <= size and w <= size and (size - h) % 2 == 0 and (size - w) % 2 == 0:
+    if shape.resize_size == size and h <= size and w <= size and (size - h) % 2 == 0 \
+            and (size - w) % 2 == 0:
         ph, pw = (size - h) // 2, (size - w) // 2
         data.images = np.pad(data.images, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         return data
-    data.images = np.stack([_resize(im, (size, size)) for im in data.images])
+    grey = data.images.shape[3] == 1
+    data.images = np.stack([shape.pil(Image.fromarray(im.squeeze(-1) if grey else im))
+                            for im in data.images])
     return data
 
 
-def _resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W, C), C = 1 or 3, resized (bilinear) to (h, w, C)."""
-    grey = image.shape[2] == 1
-    out = np.asarray(Image.fromarray(image.squeeze(-1) if grey else image)
-                     .resize((hw[1], hw[0]), Image.BILINEAR), np.uint8)
-    return out[..., None] if grey else out
-
-
-def _decode(raw: bytes, where: str) -> np.ndarray:
+def _decode(raw: bytes, where: str, shape: Fit | None = None) -> np.ndarray:
+    """An image file's bytes as uint8 (H, W, C); with ``shape``, fitted to the network's input
+    (as hashsdk.preprocess.fit fits a file for the Encoder)."""
     try:
         image = Image.open(io.BytesIO(raw))
         image = image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
+        if shape is not None and (image.size != (shape.size, shape.size)
+                                  or shape.resize_size != shape.size):
+            return shape.pil(image)
         array = np.asarray(image, np.uint8)
     except (OSError, ValueError) as exc:
         raise HashsdkError(f"{where}: not a readable image ({exc})") from None
@@ -245,24 +271,25 @@ def _decode(raw: bytes, where: str) -> np.ndarray:
 
 
 def _stack(images: list[np.ndarray], where: str) -> np.ndarray:
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:  # mixed sizes: resize to the most common one
-        common = max(shapes, key=lambda s: sum(im.shape == s for im in images))
-        images = [im if im.shape == common else _resize(im, common[:2]) for im in images]
     if not images:
         raise HashsdkError(f"{where}: no images found")
+    if len({im.shape[2] for im in images}) > 1:  # grey among colour images: as RGB
+        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:  # every loader fits its images to one size; this is a bug guard
+        raise HashsdkError(f"{where}: images of several shapes {sorted(shapes)[:3]}")
     return np.stack(images)
 
 
-def _load_cifar10(source: Path, size: int, progress: bool) -> ImageSet:
+def _load_cifar10(source: Path, shape: Fit, progress: bool) -> ImageSet:
     if source.is_file():
-        return _load_tar_imagefolder(source, "cifar10", progress)
+        return _load_tar_imagefolder(source, "cifar10", progress, shape)
     if (source / "data_batch_1").exists() or (source / "cifar-10-batches-py").exists():
         return _load_cifar10_batches(source)
-    return _load_imagefolder(source, size, progress, name="cifar10")
+    return _load_imagefolder(source, shape, progress, name="cifar10")
 
 
-def _load_tar_imagefolder(archive: Path, name: str, progress: bool) -> ImageSet:
+def _load_tar_imagefolder(archive: Path, name: str, progress: bool, shape: Fit) -> ImageSet:
     """An archive of ``<top>/{train,test}/<class>/<image>``, read without unpacking."""
     images, labels, is_test, class_names = [], [], [], []
     try:
@@ -282,7 +309,8 @@ def _load_tar_imagefolder(archive: Path, name: str, progress: bool) -> ImageSet:
                 class_names = list(CIFAR10_CLASSES)
             for m, split, cls in tqdm(parsed, desc=f"decoding {archive.name}", unit="img",
                                       disable=not progress):
-                images.append(_decode(tar.extractfile(m).read(), f"{archive}:{m.name}"))
+                images.append(_decode(tar.extractfile(m).read(), f"{archive}:{m.name}",
+                                      shape))
                 labels.append(class_names.index(cls))
                 is_test.append(split == "test")
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -360,7 +388,7 @@ def _idx_file(folder: Path, stem: str) -> Path:
     raise HashsdkError(f"{folder}: no {stem}[.gz]; expected the four Fashion-MNIST IDX files")
 
 
-def _load_fashion_mnist(source: Path, size: int, progress: bool) -> ImageSet:
+def _load_fashion_mnist(source: Path, shape: Fit, progress: bool) -> ImageSet:
     parts = []
     for split, is_test in (("train", False), ("t10k", True)):
         x = read_idx(_idx_file(source, f"{split}-images-idx3-ubyte"))
@@ -372,7 +400,7 @@ def _load_fashion_mnist(source: Path, size: int, progress: bool) -> ImageSet:
     return ImageSet(images, labels, is_test, FASHION_CLASSES, "fashion-mnist")
 
 
-def _load_imagefolder(source: Path, size: int, progress: bool,
+def _load_imagefolder(source: Path, shape: Fit, progress: bool,
                       name: str = "imagefolder") -> ImageSet:
     if not source.is_dir():
         raise HashsdkError(f"{source}: expected a folder of <class>/<image> files")
@@ -385,14 +413,14 @@ def _load_imagefolder(source: Path, size: int, progress: bool,
     files = [(p, class_names.index(d.name), is_test)
              for root, is_test in splits for d in sorted(root.iterdir()) if d.is_dir()
              for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-    images = [_decode(p.read_bytes(), str(p))
+    images = [_decode(p.read_bytes(), str(p), shape)
               for p, _, _ in tqdm(files, desc=f"decoding {source.name}", unit="img",
                                   disable=not progress)]
     return ImageSet(_stack(images, str(source)), np.array([c for _, c, _ in files], np.int64),
                     np.array([t for _, _, t in files], bool), tuple(class_names), name)
 
 
-def _load_filelist(source: Path, size: int, progress: bool) -> ImageSet:
+def _load_filelist(source: Path, shape: Fit, progress: bool) -> ImageSet:
     lists = {}
     for part in ("train", "test", "database"):
         path = source / f"{part}.txt"
@@ -415,10 +443,7 @@ def _load_filelist(source: Path, size: int, progress: bool) -> ImageSet:
             except OSError as exc:
                 raise HashsdkError(f"{source / (part + '.txt')}: cannot read {path} ({exc})"
                                    ) from None
-            image = _decode(raw, str(path))
-            if image.shape[:2] != (size, size):
-                image = _resize(image, (size, size))
-            images.append(image)
+            images.append(_decode(raw, str(path), shape))
             labels.append([int(v) for v in row[1:]])
             is_test.append(part == "test")
         at += len(lists[part])

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
-from hashsdk.train.config import HashConfig, RunConfig, differences, write
+from hashsdk.train.backbones import lookup_backbone
+from hashsdk.train.config import DataConfig, HashConfig, RunConfig, differences, write
 from hashsdk.train.data import ImageSet, Split, channel_stats
 from hashsdk.train.device import (
     Distributed,
@@ -46,13 +47,18 @@ from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.model import KIND, HashNet, create_model
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of uint8 (B, H, W, C) images.
+def augment(x: torch.Tensor, gen: torch.Generator, crop: str = "pad",
+            pad: int = 4) -> torch.Tensor:
+    """A random crop and a horizontal flip of uint8 (B, H, W, C) images; ``crop`` "pad" pads
+    ``pad`` pixels and cuts the input size back out (for small inputs), "resized" is
+    resized_crop's (for large ones).
 
     The draws come from ``gen`` (a CPU generator) wherever ``x`` lives, so a run draws the same
     numbers on every device; on CUDA only the crop indices cross over, and the images stay on
     the GPU.
     """
+    if crop == "resized":
+        return resized_crop(x, gen)
     b, h, w, _ = x.shape
     padded = torch.nn.functional.pad(x, (0, 0, pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
@@ -64,6 +70,29 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
     rows, cols = to_device(rows, x.device), to_device(cols, x.device)
     batch = torch.arange(b, device=x.device)
     return padded[batch[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def resized_crop(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float] = (0.25, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Random-resized crop and flip of uint8 (B, H, W, C) images, back to (H, W): each crop
+    covers ``scale`` of the area at an aspect ratio in ``ratio`` (log-uniform), clipped to the
+    image, at a uniform place; bilinear (torchvision's roi_align). Returns float (B, H, W, C)
+    in [0, 255]. The draws come from ``gen`` on the CPU, as in augment."""
+    from torchvision.ops import roi_align
+
+    b, h, w, _ = x.shape
+    area = torch.empty(b).uniform_(*scale, generator=gen) * h * w
+    log_r = torch.empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
+    cw = (area * log_r.exp()).sqrt().clamp(1, w)
+    ch = (area / log_r.exp()).sqrt().clamp(1, h)
+    x0 = torch.rand(b, generator=gen) * (w - cw)
+    y0 = torch.rand(b, generator=gen) * (h - ch)
+    flip = torch.rand(b, generator=gen) < 0.5
+    boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], 1)
+    out = roi_align(x.permute(0, 3, 1, 2).float(), to_device(boxes, x.device), (h, w),
+                    sampling_ratio=2, aligned=True)
+    out = torch.where(to_device(flip, x.device)[:, None, None, None], out.flip(3), out)
+    return out.permute(0, 2, 3, 1)
 
 
 def load_fakes(path: str | Path, like: np.ndarray) -> np.ndarray:
@@ -130,7 +159,7 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write(cfg, run_dir / "config.json")
-    r = _build(hc, data, split, device, dist)
+    r = _build(hc, cfg.data, data, split, device, dist)
     ckpt_path = run_dir / "checkpoint.pt"
     start_epoch, history = 0, []
     if resume and ckpt_path.exists():
@@ -154,8 +183,8 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     return result
 
 
-def _build(hc: HashConfig, data: ImageSet, split: Split, device: torch.device,
-           dist: Distributed) -> _Run:
+def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
+           device: torch.device, dist: Distributed) -> _Run:
     """The data on the device, the model, optimizer, schedule, loss and generators."""
     # the training split as one uint8 tensor; fakes likewise. On CUDA both live on the GPU,
     # decoded once, and each step moves only its indices
@@ -165,24 +194,23 @@ def _build(hc: HashConfig, data: ImageSet, split: Split, device: torch.device,
     fakes = None
     if hc.fakes is not None and hc.lam > 0 and hc.fake_ratio > 0:
         fakes = place_images(torch.from_numpy(load_fakes(hc.fakes, data.images)), device)
-    mean, std = channel_stats(data.images[split.train])
+    # a pretrained backbone keeps the normalization it was trained with; one trained from
+    # scratch takes the training images' own
+    spec = lookup_backbone(hc.backbone).spec(hc.pretrained)
+    mean, std = (spec.mean, spec.std) if spec else channel_stats(data.images[split.train])
     per_step = hc.batch_size * dist.world_size
     steps_per_epoch = max(1, len(train_x) // per_step)
 
     model = create_model(hc.backbone, hc.bits, in_channels=data.channels,
                          image_size=data.images.shape[1],
                          num_classes=len(data.classes) if hc.loss == "ce" else 0,
-                         stem32=hc.stem32, mean=mean, std=std, pretrained=hc.pretrained)
+                         stem32=hc.stem32, mean=list(mean), std=list(std),
+                         pretrained=hc.pretrained, resize_size=cfg_data.resize_size,
+                         interpolation=cfg_data.interpolation)
     model.to(device)
     if device.type == "cuda" and hc.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if hc.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=hc.lr, weight_decay=hc.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=hc.lr, momentum=hc.momentum,
-                              weight_decay=hc.weight_decay, nesterov=True)
-    total, warmup = steps_per_epoch * hc.epochs, int(hc.warmup_epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warmup))
+    opt, sched = _optimizer(model, hc, steps_per_epoch)
     dtype = amp_dtype(device, hc.amp)
     train_y = train_y.to(device)
     return _Run(
@@ -197,6 +225,29 @@ def _build(hc: HashConfig, data: ImageSet, split: Split, device: torch.device,
         torch.tensor(mean, device=device), torch.tensor(std, device=device))
 
 
+def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Two parameter groups, the backbone's at ``backbone_lr`` times the head's (and at 0
+    for the first ``freeze_backbone_epochs``); warmup, then cosine decay, for both."""
+    groups = [{"params": list(model.features.parameters())},
+              {"params": [p for n, p in model.named_parameters()
+                          if not n.startswith("features.")]}]
+    if hc.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=hc.lr, weight_decay=hc.weight_decay)
+    else:
+        opt = torch.optim.SGD(groups, lr=hc.lr, momentum=hc.momentum,
+                              weight_decay=hc.weight_decay, nesterov=True)
+    total, warmup = steps_per_epoch * hc.epochs, int(hc.warmup_epochs * steps_per_epoch)
+    frozen = hc.freeze_backbone_epochs * steps_per_epoch
+
+    def backbone(step: int) -> float:
+        return 0.0 if step < frozen else hc.backbone_lr * _lr_factor(step, total, warmup)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, [backbone, lambda step: _lr_factor(step, total, warmup)])
+    return opt, sched
+
+
 def _restore(r: _Run, ckpt_path: Path, cfg: RunConfig, dist: Distributed
              ) -> tuple[int, list[dict]]:
     """Loads every state of the checkpoint into ``r``; returns (epochs done, history)."""
@@ -207,8 +258,9 @@ def _restore(r: _Run, ckpt_path: Path, cfg: RunConfig, dist: Distributed
                            f"({', '.join(changed)}); use a new run directory, or pass "
                            "--no-resume to start over")
     r.model.load_state_dict(ckpt["state_dict"])
-    r.opt.load_state_dict(ckpt["optimizer"])
-    r.sched.load_state_dict(ckpt["scheduler"])
+    optimizer, scheduler = _two_groups(ckpt["optimizer"], ckpt["scheduler"], r.opt)
+    r.opt.load_state_dict(optimizer)
+    r.sched.load_state_dict(scheduler)
     r.scaler.load_state_dict(ckpt["extra"]["scaler"])
     r.gen.set_state(ckpt["rng"]["data"])
     # one augmentation state per rank; a run resumed on another number of processes keeps
@@ -221,6 +273,21 @@ def _restore(r: _Run, ckpt_path: Path, cfg: RunConfig, dist: Distributed
     if r.real_loss.memory_codes is not None:
         r.real_loss.memory_codes.copy_(ckpt["extra"]["memory_codes"].to(r.device))
     return ckpt["epoch"], ckpt["extra"]["history"]
+
+
+def _two_groups(optimizer: dict, scheduler: dict, opt: torch.optim.Optimizer
+                ) -> tuple[dict, dict]:
+    """Optimizer and scheduler states of checkpoints from before the backbone had a group of
+    its own (one group) in today's two groups. Parameters keep their order (backbone first),
+    so the per-parameter state carries over as it is."""
+    if len(optimizer["param_groups"]) != 1 or len(opt.param_groups) != 2:
+        return optimizer, scheduler
+    old = optimizer["param_groups"][0]
+    groups = [dict(old, params=g["params"]) for g in opt.state_dict()["param_groups"]]
+    scheduler = dict(scheduler, base_lrs=scheduler["base_lrs"] * 2,
+                     _last_lr=scheduler["_last_lr"] * 2,
+                     lr_lambdas=[None, None])
+    return dict(optimizer, param_groups=groups), scheduler
 
 
 def _epoch(r: _Run, net: torch.nn.Module, epoch: int, dist: Distributed,
@@ -244,7 +311,7 @@ def _epoch(r: _Run, net: torch.nn.Module, epoch: int, dist: Distributed,
                 raise HashsdkError(f"loss became {real + fake} by epoch {epoch + 1}, step {i}; "
                                    "lower the learning rate or lambda")
             bar.set_postfix(real=f"{real:.4f}", fake=f"{fake:.4f}")
-    return dict(epoch=epoch + 1, loss_real=real, loss_fake=fake, lr=r.sched.get_last_lr()[0],
+    return dict(epoch=epoch + 1, loss_real=real, loss_fake=fake, lr=r.sched.get_last_lr()[-1],
                 seconds=time.perf_counter() - t0)
 
 
@@ -254,7 +321,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     and fakes xf (F, C, H, W) or None; augmented, normalized and in the model's layout."""
     xb = take(r.train_x, idx, r.device)
     if r.hc.augment:
-        xb = augment(xb, r.aug_gen)
+        xb = augment(xb, r.aug_gen, r.hc.crop)
     x = to_input(xb, r.mean, r.std)
     idx = to_device(idx, r.device)
     xf = None
@@ -262,7 +329,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
         fb = take(r.fakes, torch.randint(len(r.fakes), (r.fake_batch,), generator=r.gen),
                   r.device)
         if r.hc.augment:
-            fb = augment(fb, r.aug_gen)
+            fb = augment(fb, r.aug_gen, r.hc.crop)
         xf = to_input(fb, r.mean, r.std)
     if r.device.type == "cuda" and r.hc.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
-from hashsdk.train.config import HashConfig, RunConfig, differences, saved_tables
+from hashsdk.train.config import HashConfig, RunConfig, differences, normalized
 from hashsdk.train.data import ImageSet, Split, load_dataset, make_split
 
 # the hashing settings that only matter with fakes; a without-fakes run keeps them at their
@@ -57,8 +57,9 @@ class Stage:
 
 
 def digest(settings: dict, inputs: list[str]) -> str:
-    """A stage's identity: its settings less retired keys, and its inputs' digests."""
-    raw = json.dumps({"settings": saved_tables(settings), "inputs": inputs}, sort_keys=True,
+    """A stage's identity: its settings as this version reads them (config.normalized: less
+    retired keys, with keys added since at their defaults), and its inputs' digests."""
+    raw = json.dumps({"settings": normalized(settings), "inputs": inputs}, sort_keys=True,
                      default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
