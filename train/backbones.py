@@ -56,14 +56,15 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Backbone:
-    """One row of the table. ``build(in_channels, stem32, pretrained)`` returns (module mapping
-    (B, C, H, W) to (B, features), number of features); ``spec(pretrained)`` the input
-    contract, or None; inputs smaller than ``min_size`` pixels are refused."""
+    """One row of the table. ``build(in_channels, stem32, pretrained, width)`` returns (module
+    mapping (B, C, H, W) to (B, features), number of features); ``width`` is cnn's (the
+    others take their own). ``spec(pretrained)`` is the input contract, or None; inputs
+    smaller than ``min_size`` pixels are refused."""
 
     name: str
     min_size: int
     about: str
-    build: Callable[[int, bool, str | None], tuple[nn.Module, int]]
+    build: Callable[[int, bool, str | None, int], tuple[nn.Module, int]]
     spec: Callable[[str | None], InputSpec | None]
 
 
@@ -102,11 +103,12 @@ class SmallCNN(nn.Module):
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
 
 
-def _cnn(in_channels: int, stem32: bool, pretrained: str | None) -> tuple[nn.Module, int]:
+def _cnn(in_channels: int, stem32: bool, pretrained: str | None,
+         width: int = 32) -> tuple[nn.Module, int]:
     if pretrained == "imagenet":
         raise HashsdkError("backbone 'cnn' has no ImageNet weights; pass a local weights file "
                            "or choose a timm/ or torchvision/ backbone")
-    net = SmallCNN(in_channels)
+    net = SmallCNN(in_channels, width)
     load_weights(net, pretrained)
     return net, net.out_features
 
@@ -126,7 +128,8 @@ def _torchvision(name: str) -> Backbone:
         except (ValueError, AttributeError):
             return None
 
-    def build(in_channels: int, stem32: bool, pretrained: str | None) -> tuple[nn.Module, int]:
+    def build(in_channels: int, stem32: bool, pretrained: str | None,
+              width: int = 32) -> tuple[nn.Module, int]:
         if pretrained == "imagenet":
             net = _download(f"torchvision/{name}", torch.hub.get_dir(),
                             lambda: torchvision.models.get_model(name, weights="DEFAULT"))
@@ -171,7 +174,8 @@ def _timm(name: str) -> Backbone:
     if not timm.is_model(name):
         raise HashsdkError(f"timm has no model {name!r}; {LIST_HINT}")
 
-    def build(in_channels: int, stem32: bool, pretrained: str | None) -> tuple[nn.Module, int]:
+    def build(in_channels: int, stem32: bool, pretrained: str | None,
+              width: int = 32) -> tuple[nn.Module, int]:
         if pretrained == "imagenet":
             from huggingface_hub.constants import HF_HUB_CACHE
 

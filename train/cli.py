@@ -62,6 +62,9 @@ HASH = [
                       "else 1)."),
     click.option("--freeze-backbone-epochs", type=int, default=None,
                  help="Epochs that train the head only."),
+    click.option("--width", type=int, default=None, help="cnn's width (32: 0.3M parameters)."),
+    click.option("--no-augment", "augment", flag_value=False, default=None,
+                 help="Train without the random crop and flip."),
     click.option("--image-size", type=int, default=None,
                  help="Input side in pixels (default: the pretrained backbone's, else 32)."),
 ]
@@ -88,7 +91,8 @@ def _config(kw: dict):
              "lam": kw.get("lam"), "fake_loss": kw.get("fake_loss"),
              "fake_ratio": kw.get("fake_ratio"), "fake_bn": kw.get("fake_bn"),
              "pretrained": kw.get("pretrained"), "device": kw.get("device"),
-             "backbone_lr": kw.get("backbone_lr"),
+             "backbone_lr": kw.get("backbone_lr"), "width": kw.get("width"),
+             "augment": kw.get("augment"),
              "freeze_backbone_epochs": kw.get("freeze_backbone_epochs"),
              "seed": kw.get("seed"), "fakes": kw.get("fakes")}
     gan = {"steps": kw.get("gan_steps"), "num_fakes": kw.get("num_fakes"),

@@ -84,6 +84,7 @@ class HashConfig:
     backbone_lr: float | None = None   # the backbone's learning rate over lr; None: 0.1 when
     #                                    pretrained, else 1
     freeze_backbone_epochs: int = 0    # epochs with the backbone's learning rate at 0
+    width: int = 32                # cnn: channels of its first stage (then 2x and 4x)
     stem32: bool = True            # torchvision ResNets at <= 64 px: 3x3 stride-1 stem, no pool
     loss: str = "pairwise"         # "pairwise" (DPSH), "triplet" (DNNH) or "ce"
     quantization: float = 0.1      # weight of mean((h - sign(h))^2)
@@ -174,8 +175,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         check_bits(cfg.hash.bits)
     except HashsdkError as exc:
         raise HashsdkError(f"hash.bits: {exc}") from None
-    for section, key in (("hash", "epochs"), ("hash", "batch_size"), ("gan", "steps"),
-                         ("gan", "batch_size")):
+    for section, key in (("hash", "epochs"), ("hash", "batch_size"), ("hash", "width"),
+                         ("gan", "steps"), ("gan", "batch_size")):
         if getattr(getattr(cfg, section), key) < 1:
             raise HashsdkError(f"{section}.{key}: expected >= 1")
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:

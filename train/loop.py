@@ -206,7 +206,7 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
                          num_classes=len(data.classes) if hc.loss == "ce" else 0,
                          stem32=hc.stem32, mean=list(mean), std=list(std),
                          pretrained=hc.pretrained, resize_size=cfg_data.resize_size,
-                         interpolation=cfg_data.interpolation)
+                         interpolation=cfg_data.interpolation, width=hc.width)
     model.to(device)
     if device.type == "cuda" and hc.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -35,7 +35,8 @@ class HashNet(nn.Module):
     def __init__(self, backbone: str, bits: int, in_channels: int = 3, image_size: int = 32,
                  num_classes: int = 0, stem32: bool = True, mean: list[float] | None = None,
                  std: list[float] | None = None, pretrained: str | None = None,
-                 resize_size: int | None = None, interpolation: str = "bilinear"):
+                 resize_size: int | None = None, interpolation: str = "bilinear",
+                 width: int = 32):
         super().__init__()
         check_bits(bits)
         row = lookup_backbone(backbone)
@@ -45,7 +46,9 @@ class HashNet(nn.Module):
         # stem32 (a 3x3 stride-1 stem, no max-pool, on torchvision's ResNets) is for small
         # inputs; the resnet18 of earlier versions took it at any size, and still does
         small_stem = stem32 and (backbone in ALIASES or image_size <= 64)
-        self.features, dim = row.build(in_channels, small_stem, pretrained)
+        if width != 32 and backbone != "cnn":
+            raise HashsdkError(f"width sets cnn's channels; {backbone!r} has its own")
+        self.features, dim = row.build(in_channels, small_stem, pretrained, width)
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
         # pretrained is not kept: a rebuilt network takes its weights from the checkpoint
@@ -54,7 +57,7 @@ class HashNet(nn.Module):
                                mean=list(mean or [0.5] * in_channels),
                                std=list(std or [0.5] * in_channels),
                                resize_size=resize_size or image_size,
-                               interpolation=interpolation)
+                               interpolation=interpolation, width=width)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
