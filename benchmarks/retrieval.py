@@ -64,6 +64,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lam", type=float, nargs="+", default=[1.0])
     p.add_argument("--fake-ratio", type=float, nargs="+", default=[0.5])
     p.add_argument("--fake-bn", nargs="+", default=["shared"])
+    p.add_argument("--setting", action="append", default=None, metavar="LOSS:LAMBDA:RATIO:BN",
+                   help="one fake setting, e.g. entropy:0.1:0.5:separate; repeat for a sweep "
+                        "that is not a product of the four lists")
     p.add_argument("--only-nofakes", action="store_true",
                    help="no GAN and no with-fakes runs (calibration of a regime)")
     p.add_argument("--gan-width", type=int, default=64)
@@ -78,11 +81,31 @@ def parse_args() -> argparse.Namespace:
     args.explicit_root, args.explicit_out = args.run_root, args.out
     args.run_root = args.run_root or Path(f"runs/ablation-{args.dataset}{low}")
     args.out = args.out or RESULTS / f"retrieval-{args.dataset}"
-    args.settings = [] if args.only_nofakes else [
-        dict(fake_loss=f, lam=lam, fake_ratio=r, fake_bn=bn) for f in args.fake_loss
-        for lam in args.lam for r in args.fake_ratio for bn in args.fake_bn]
+    if args.only_nofakes:
+        args.settings = []
+    elif args.setting:
+        args.settings = [parse_setting(p, text) for text in args.setting]
+    else:
+        args.settings = [dict(fake_loss=f, lam=lam, fake_ratio=r, fake_bn=bn)
+                         for f in args.fake_loss for lam in args.lam for r in args.fake_ratio
+                         for bn in args.fake_bn]
     args.variants = [Variant(a, st) for a in args.augment for st in [None, *args.settings]]
     return args
+
+
+def parse_setting(p: argparse.ArgumentParser, text: str) -> dict:
+    parts = text.split(":")
+    try:
+        loss, lam, ratio, bn = parts
+        setting = dict(fake_loss=loss, lam=float(lam), fake_ratio=float(ratio), fake_bn=bn)
+    except ValueError:
+        p.error(f"--setting {text!r}: expected LOSS:LAMBDA:RATIO:BN, e.g. "
+                "entropy:0.1:0.5:separate")
+    for key, allowed in (("fake_loss", config.CHOICES[("hash", "fake_loss")]),
+                         ("fake_bn", config.CHOICES[("hash", "fake_bn")])):
+        if setting[key] not in allowed:
+            p.error(f"--setting {text!r}: {key} must be one of {allowed}")
+    return setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,10 +201,14 @@ def table(args: argparse.Namespace, runs: dict, baselines: dict) -> dict:
 
 def command(args: argparse.Namespace) -> str:
     low = args.train_per_class != 500
-    fakes = " --only-nofakes" if args.only_nofakes else (
-        " --fake-loss " + " ".join(args.fake_loss) + " --lam " + " ".join(map(str, args.lam))
-        + " --fake-ratio " + " ".join(map(str, args.fake_ratio))
-        + " --fake-bn " + " ".join(args.fake_bn))
+    if args.only_nofakes:
+        fakes = " --only-nofakes"
+    elif args.setting:
+        fakes = "".join(f" --setting {text}" for text in args.setting)
+    else:
+        fakes = (" --fake-loss " + " ".join(args.fake_loss) + " --lam "
+                 + " ".join(map(str, args.lam)) + " --fake-ratio "
+                 + " ".join(map(str, args.fake_ratio)) + " --fake-bn " + " ".join(args.fake_bn))
     return ("python benchmarks/retrieval.py --dataset " + args.dataset + " --bits "
             + " ".join(map(str, args.bits)) + " --seeds " + " ".join(map(str, args.seeds))
             + f" --epochs {args.epochs} --gan-steps {args.gan_steps} --gan-width {args.gan_width}"
