@@ -23,7 +23,7 @@ BITS ?= 32
 $(STAMP): pyproject.toml setup.py hashsdk/_kernel.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,export,bench,dev]'
+	$(PY) -m pip install -q -e '.[train,export,bench,dev,milvus]'
 	touch $(STAMP)
 
 test: $(STAMP)

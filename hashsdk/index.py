@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from hashsdk import _search, index_file
+from hashsdk import _search, _storage, index_file
 from hashsdk._args import check_int
 from hashsdk.codes import as_packed, check_bits, code_size
 from hashsdk.errors import HashsdkError
@@ -39,14 +39,17 @@ class HammingIndex:
     unpacked (shape (n, bits), float outputs, {-1, +1}, {0, 1} or bool; bit = output > 0).
 
     Searching is thread-safe, also while another thread adds or removes: a search works on the
-    arrays it started with, and ``add`` and ``remove`` swap in new ones.
+    snapshot it started with, and ``add`` and ``remove`` publish new ones. Adding codes with
+    ids above every id present (the default ids) costs amortized O(1) a code, and removing
+    O(log n); see hashsdk._storage.
     """
 
     def __init__(self, bits: int, *, threads: int | None = None, backend: str = "auto"):
         self._bits = check_bits(bits)
         self._threads = _search.resolve_threads(threads)
         self._backend = _search.resolve_backend(backend)
-        self._data = (np.empty((0, code_size(bits)), np.uint8), np.empty(0, np.int64))
+        self._snap = _storage.empty(code_size(bits))
+        self._store = _storage.Store(self._snap)
         self._next_id = 0
         self._write_lock = threading.Lock()
 
@@ -65,7 +68,7 @@ class HammingIndex:
     @property
     def ntotal(self) -> int:
         """Number of codes in the index."""
-        return len(self._data[1])
+        return self._snap.ntotal
 
     def __len__(self) -> int:
         return self.ntotal
@@ -78,12 +81,12 @@ class HammingIndex:
     @property
     def codes(self) -> np.ndarray:
         """Packed codes, uint8 (ntotal, code_size), in ascending id order; read-only."""
-        return _readonly(self._data[0])
+        return _readonly(self._snap.live()[0])
 
     @property
     def ids(self) -> np.ndarray:
         """Ids, int64 (ntotal,), ascending; read-only."""
-        return _readonly(self._data[1])
+        return _readonly(self._snap.live()[1])
 
     def __repr__(self) -> str:
         return f"HammingIndex(bits={self._bits}, ntotal={self.ntotal}, backend={self._backend!r})"
@@ -105,17 +108,12 @@ class HammingIndex:
         if len(packed) == 0:
             raise HashsdkError("add: expected at least one code, got an empty batch")
         with self._write_lock:
-            old_codes, old_ids = self._data
+            snap = self._snap
             if ids is None:
                 new_ids = np.arange(self._next_id, self._next_id + len(packed), dtype=np.int64)
             else:
-                new_ids = _check_ids(ids, len(packed), old_ids)
-            all_codes = np.concatenate([old_codes, packed])
-            all_ids = np.concatenate([old_ids, new_ids])
-            if (len(old_ids) and new_ids.min() < old_ids[-1]) or not _ascending(new_ids):
-                order = np.argsort(all_ids, kind="stable")
-                all_codes, all_ids = all_codes[order], all_ids[order]
-            self._data = (all_codes, all_ids)
+                new_ids = _storage.check_new_ids(_as_int64(ids, "add"), len(packed), snap)
+            self._snap = self._store.add(snap, packed, new_ids)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return new_ids
 
@@ -125,19 +123,19 @@ class HammingIndex:
         Returns:
             how many codes were removed.
         """
-        ids = _as_int64(ids, "remove")
+        ids = np.unique(_as_int64(ids, "remove"))
         with self._write_lock:
-            codes, have = self._data
-            keep = ~np.isin(have, ids)
-            removed = int(len(have) - keep.sum())
-            if removed:
-                self._data = (codes[keep], have[keep])
-        return removed
+            snap = self._snap
+            rows = snap.find(ids)
+            if len(rows):
+                self._snap = self._store.remove(snap, rows)
+        return len(rows)
 
     def reset(self) -> None:
         """Removes every code; the next default id stays where it was."""
         with self._write_lock:
-            self._data = (np.empty((0, self.code_size), np.uint8), np.empty(0, np.int64))
+            self._snap = _storage.empty(self.code_size)
+            self._store = _storage.Store(self._snap)
 
     # ---- search ------------------------------------------------------------------------
 
@@ -156,10 +154,12 @@ class HammingIndex:
         """
         q = self._queries(queries, "search")
         k = check_int(k, "k", minimum=1)
-        codes, ids = self._data
-        dist, rows = _search.knn(q, codes, self._bits, k, self._threads_for(threads),
-                                 self._backend)
-        return dist, _rows_to_ids(rows, ids)
+        snap = self._snap
+        # removed rows not yet dropped can take at most len(dead) places: ask for that many more
+        dist, rows = _search.knn(q, snap.codes, self._bits, k + len(snap.dead),
+                                 self._threads_for(threads), self._backend)
+        dist, rows = _storage.without_dead_knn(dist, rows, snap.dead, k)
+        return dist, _rows_to_ids(rows, snap.ids)
 
     def range_search(self, queries: np.ndarray, radius: int, *,
                      threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,16 +172,17 @@ class HammingIndex:
         """
         q = self._queries(queries, "range_search")
         radius = check_int(radius, "radius", minimum=0)
-        codes, ids = self._data
-        lims, dist, rows = _search.range_search(q, codes, self._bits, radius,
+        snap = self._snap
+        lims, dist, rows = _search.range_search(q, snap.codes, self._bits, radius,
                                                 self._threads_for(threads), self._backend)
-        return lims, dist, ids[rows]
+        lims, dist, rows = _storage.without_dead_range(lims, dist, rows, snap.dead)
+        return lims, dist, snap.ids[rows]
 
     # ---- files -------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the index to ``path`` atomically; see ``hashsdk.index_file`` for the format."""
-        codes, ids = self._data
+        codes, ids = self._snap.live()
         index_file.write(path, self._bits, codes, ids, self._next_id)
 
     @classmethod
@@ -200,7 +201,8 @@ class HammingIndex:
         verify = not mmap if verify is None else verify
         head, codes, ids = index_file.read(path, mmap, verify)
         index = cls(head.bits, threads=threads, backend=backend)
-        index._data = (codes, ids)
+        index._snap = _storage.Snapshot(codes, ids, np.empty(0, np.int64))
+        index._store = _storage.Store(index._snap)
         index._next_id = head.next_id
         return index
 
@@ -218,7 +220,7 @@ class HammingIndex:
         if self._bits % 8:
             raise HashsdkError(f"faiss binary indexes need a multiple of 8 bits, not "
                                f"{self._bits}; pad the codes with zero bits first")
-        codes, ids = self._data
+        codes, ids = self._snap.live()
         codes = np.ascontiguousarray(codes)
         if kind == "flat":
             index = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(self._bits))
@@ -271,12 +273,15 @@ class HammingIndex:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_write_lock"]
-        state["_data"] = tuple(np.asarray(a) for a in self._data)
+        del state["_write_lock"], state["_store"]
+        codes, ids = self._snap.live()
+        state["_snap"] = _storage.Snapshot(np.array(codes), np.array(ids),
+                                           np.empty(0, np.int64))
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._store = _storage.Store(self._snap)
         self._write_lock = threading.Lock()
 
     # ---- helpers -------------------------------------------------------------------------
@@ -297,10 +302,6 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return view
 
 
-def _ascending(ids: np.ndarray) -> bool:
-    return bool((ids[1:] > ids[:-1]).all())
-
-
 def _rows_to_ids(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
     if len(ids) == 0:
         return rows  # all -1
@@ -318,22 +319,6 @@ def _as_int64(ids: np.ndarray, what: str) -> np.ndarray:
     if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
         raise HashsdkError(f"{what}: ids must fit in int64")
     return ids.astype(np.int64)
-
-
-def _check_ids(ids: np.ndarray, n: int, existing: np.ndarray) -> np.ndarray:
-    ids = _as_int64(ids, "add")
-    if len(ids) != n:
-        raise HashsdkError(f"add: got {n} codes but {len(ids)} ids; expected one id per code")
-    if (ids < 0).any():
-        raise HashsdkError("add: ids must be >= 0 (-1 marks a missing result)")
-    unique = np.unique(ids)
-    if len(unique) != n:
-        raise HashsdkError(f"add: ids must be unique; {n - len(unique)} repeat within the batch")
-    clash = unique[np.isin(unique, existing)]
-    if len(clash):
-        raise HashsdkError(f"add: {len(clash)} ids are already in the index, "
-                           f"e.g. {clash[:5].tolist()}; remove them first")
-    return ids
 
 
 def _faiss():

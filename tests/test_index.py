@@ -244,3 +244,61 @@ def test_pickle_round_trip(tmp_path, rng):
         copy = pickle.loads(pickle.dumps(source))
         assert (copy.codes == index.codes).all() and (copy.ids == index.ids).all()
         assert copy.add(random_packed(rng, 1, 20)).tolist() == [index._next_id]
+
+
+@pytest.mark.parametrize("bits", [13, 64])
+def test_updates_in_any_order_match_brute_force(search_path, bits, rng):
+    # sequential and out-of-order adds, removals small (marked dead) and large (compacted),
+    # ids removed and added again: after every step, search and range search against the
+    # brute-force oracle on the live codes
+    index = HammingIndex(bits, backend=search_path)
+    live: dict[int, np.ndarray] = {}
+    queries = random_packed(rng, 5, bits)
+
+    def check() -> None:
+        ids = np.array(sorted(live), np.int64)
+        codes = np.array([live[i] for i in ids], np.uint8).reshape(-1, index.code_size)
+        assert index.ntotal == len(ids) and (index.ids == ids).all()
+        for k in (1, 7, 300):
+            want_d, want_i = reference.knn(queries, codes, ids, bits, k)
+            got_d, got_i = index.search(queries, k)
+            assert (got_d == want_d).all() and (got_i == want_i).all(), k
+        lims, dist, found = index.range_search(queries, bits // 3)
+        want = reference.range_search(queries, codes, ids, bits, bits // 3)
+        for qi, rows in enumerate(want):
+            got = list(zip(dist[lims[qi]:lims[qi + 1]].tolist(),
+                           found[lims[qi]:lims[qi + 1]].tolist(), strict=True))
+            assert got == rows
+
+    for step in range(12):
+        n = int(rng.integers(1, 60))
+        codes = random_packed(rng, n, bits, distinct=8)
+        if step % 3 == 2:  # ids anywhere, some below the largest present: a merge
+            free = np.setdiff1d(np.arange(2000), list(live))
+            ids = rng.choice(free, n, replace=False)
+            index.add(codes, ids)
+        else:  # default, sequential ids: an append
+            ids = index.add(codes)
+        live.update(zip(ids.tolist(), codes, strict=True))
+        drop = rng.choice(sorted(live), min(len(live), int(rng.integers(0, 90))),
+                          replace=False)
+        assert index.remove(np.concatenate([drop, [10_000_000]])) == len(drop)
+        for i in drop.tolist():
+            del live[i]
+        check()
+    # removed ids may come back
+    back = np.array([i for i in range(2000) if i not in live][:5])
+    index.add(random_packed(rng, 5, bits), back)
+    assert set(back.tolist()) <= set(index.ids.tolist())
+
+
+def test_single_adds_go_into_spare_capacity(rng):
+    # one code at a time: the buffers grow by doubling, not one copy per add
+    index = HammingIndex(32)
+    index.add(random_packed(rng, 5000, 32))
+    buffers = set()
+    for _ in range(3000):
+        index.add(random_packed(rng, 1, 32))
+        buffers.add(id(index._store._ids))
+    assert len(buffers) <= 2 and index.ntotal == 8000
+    assert (index.ids == np.arange(8000)).all()

@@ -25,7 +25,7 @@ def test_round_trip(saved, rng, mmap):
     q = random_packed(rng, 10, 48)
     for a, b in zip(loaded.search(q, 20), index.search(q, 20), strict=True):
         assert (a == b).all()
-    assert isinstance(loaded._data[0], np.memmap) == mmap
+    assert isinstance(loaded._snap.codes, np.memmap) == mmap
 
 
 def test_next_id_survives_a_round_trip(tmp_path, rng):

@@ -1,0 +1,120 @@
+"""Adds and removes on a large index: single-code adds, single-id removes, and what removed
+rows (marked dead until compaction, hashsdk._storage) cost a search.
+
+    .venv/bin/python benchmarks/index_updates.py [--n 1000000] [--bits 64]
+
+Targets (issue 12): 100,000 single-code adds to a 1M-code index in under 2 s; a removal of a
+few ids from 1M codes under 1 ms. faiss's IndexBinaryFlat takes the same single adds, for
+reference (its storage is a growing vector). One run on one machine; times are medians where
+a call repeats.
+
+Writes benchmarks/results/index-updates.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hashsdk import HammingIndex
+from hashsdk._atomic import atomic_write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def single_adds(index, codes: np.ndarray) -> float:
+    """Seconds to add ``codes`` one at a time."""
+    t0 = time.perf_counter()
+    for row in codes:
+        index.add(row[None])
+    return time.perf_counter() - t0
+
+
+def removes(index: HammingIndex, ids: np.ndarray) -> list[float]:
+    """Seconds of each one-id removal."""
+    times = []
+    for i in ids:
+        t0 = time.perf_counter()
+        index.remove(np.array([i]))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def search_ms(index: HammingIndex, queries: np.ndarray, runs: int = 9) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        index.search(queries, 10)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--bits", type=int, default=64)
+    p.add_argument("--adds", type=int, default=100_000)
+    p.add_argument("--removes", type=int, default=2_000)
+    args = p.parse_args()
+    rng = np.random.default_rng(0)
+    cs = args.bits // 8
+    base = rng.integers(0, 256, (args.n, cs), dtype=np.uint8)
+    extra = rng.integers(0, 256, (args.adds, cs), dtype=np.uint8)
+    query = base[:1]
+
+    index = HammingIndex(args.bits)
+    index.add(base)
+    ours = single_adds(index, extra)
+    before = search_ms(index, query)
+    remove_times = removes(index, rng.choice(args.n, args.removes, replace=False))
+    dead = len(index._snap.dead)
+    after = search_ms(index, query)
+    row = dict(n=args.n, bits=args.bits, adds=args.adds, hashsdk_add_seconds=ours,
+               hashsdk_add_us_each=1e6 * ours / args.adds, removes=args.removes,
+               remove_ms_median=1e3 * statistics.median(remove_times),
+               remove_ms_p99=1e3 * float(np.percentile(remove_times, 99)),
+               remove_ms_max=1e3 * max(remove_times), dead_rows_after=dead,
+               search_ms_before_removes=before, search_ms_with_dead_rows=after)
+    try:
+        import faiss
+
+        theirs = faiss.IndexBinaryFlat(args.bits)
+        theirs.add(base)
+        row["faiss_add_seconds"] = single_adds(theirs, extra)
+        row["faiss_version"] = faiss.__version__
+    except ImportError:
+        pass
+    given = [f"--{k} {v}" for k, v in vars(args).items() if v != p.get_default(k)]
+    report = dict(command=" ".join(["python benchmarks/index_updates.py", *given]),
+                  cores=os.cpu_count(), **row)
+    print(json.dumps(report, indent=1))
+    with atomic_write(RESULTS / "index-updates.json") as f:
+        f.write((json.dumps(report, indent=1) + "\n").encode())
+    with atomic_write(RESULTS / "index-updates.md") as f:
+        f.write(markdown(report).encode())
+
+
+def markdown(r: dict) -> str:
+    faiss_cell = (f"{r['faiss_add_seconds']:.2f} s" if "faiss_add_seconds" in r
+                  else "not installed")
+    return "\n".join([
+        f"{r['n']:,} codes of {r['bits']} bits; one run on {r['cores']} cores.", "",
+        "| measure | hashsdk | target |", "|---|---:|---:|",
+        f"| {r['adds']:,} single-code adds | {r['hashsdk_add_seconds']:.2f} s "
+        f"({r['hashsdk_add_us_each']:.1f} µs each; faiss IndexBinaryFlat {faiss_cell}) | < 2 s |",
+        f"| one-id removal, median / p99 / max of {r['removes']:,} | "
+        f"{r['remove_ms_median']:.3f} / {r['remove_ms_p99']:.3f} / {r['remove_ms_max']:.2f} ms"
+        " | < 1 ms |",
+        f"| search, 1 query, k = 10: before the removals / with {r['dead_rows_after']} removed "
+        f"rows awaiting compaction | {r['search_ms_before_removes']:.2f} / "
+        f"{r['search_ms_with_dead_rows']:.2f} ms | |", ""])
+
+
+if __name__ == "__main__":
+    main()

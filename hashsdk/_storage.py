@@ -1,0 +1,152 @@
+"""An index's codes and ids: appends in amortized O(1), removals in O(log n), and snapshots.
+
+The rows stay sorted by id, because the (distance, id) order of every result rests on it.
+Most adds come with ids above every id present (default ids are sequential), so their rows go
+into spare capacity at the end of the buffers, which double when full: amortized O(1) a code,
+as faiss's vectors. Ids below the largest present need a merge, one O(n) copy.
+
+A removal marks rows dead (their positions, kept sorted) instead of copying the buffers; once
+more than ``max(64, n / 1024)`` rows are dead, they are dropped in one O(n) copy, so a removal
+costs O(log n) plus O(1) amortized. Searches skip dead rows: a k-NN search asks the kernel for
+k + (dead rows) results and drops the dead ones, which stays exact.
+
+Readers work on a ``Snapshot``: views of the first n rows and the dead rows as they were when
+the search began. Writers (serialized by the index's lock) build a new Snapshot and publish it
+with one assignment. They never write a row that a published snapshot can see: within one
+buffer n only grows, and a merge or a compaction writes new buffers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from hashsdk.errors import HashsdkError
+
+PAD_DISTANCE = np.iinfo(np.int32).max  # a missing result's distance, as in faiss
+
+
+class Snapshot(NamedTuple):
+    """codes uint8 (n, code_size) and ids int64 (n,), ascending by id, dead rows included;
+    dead: int64, sorted positions of removed rows not yet dropped."""
+
+    codes: np.ndarray
+    ids: np.ndarray
+    dead: np.ndarray
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.ids) - len(self.dead)
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        """The codes and ids without the dead rows: views where none are dead, else copies."""
+        if not len(self.dead):
+            return self.codes, self.ids
+        keep = np.ones(len(self.ids), bool)
+        keep[self.dead] = False
+        return self.codes[keep], self.ids[keep]
+
+    def find(self, ids: np.ndarray) -> np.ndarray:
+        """Row positions of the live rows with these ids, int64 (ids not present left out)."""
+        if not len(self.ids):
+            return np.empty(0, np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        rows = pos[self.ids[pos] == ids]
+        return rows[~np.isin(rows, self.dead)] if len(self.dead) else rows
+
+
+def empty(code_size: int) -> Snapshot:
+    return Snapshot(np.empty((0, code_size), np.uint8), np.empty(0, np.int64),
+                    np.empty(0, np.int64))
+
+
+class Store:
+    """The growable buffers behind the snapshots; every method is called under the index's
+    write lock and returns the snapshot to publish."""
+
+    def __init__(self, snapshot: Snapshot):
+        # the buffers may be read-only (a mapped file): the first append copies them
+        self._codes, self._ids = snapshot.codes, snapshot.ids
+        self._writable = False
+
+    def add(self, snap: Snapshot, codes: np.ndarray, ids: np.ndarray) -> Snapshot:
+        """``snap`` (the published snapshot) plus these rows; ids are new and unique."""
+        n = len(snap.ids)
+        if len(snap.ids) and ids.min() <= snap.ids[-1] or not bool((ids[1:] > ids[:-1]).all()):
+            return self._merge(snap, codes, ids)
+        if not self._writable or n + len(ids) > len(self._ids):
+            self._grow(snap, n + len(ids))
+        self._codes[n:n + len(ids)] = codes
+        self._ids[n:n + len(ids)] = ids
+        return Snapshot(self._codes[:n + len(ids)], self._ids[:n + len(ids)], snap.dead)
+
+    def remove(self, snap: Snapshot, rows: np.ndarray) -> Snapshot:
+        """``snap`` less the live rows at these positions."""
+        dead = np.union1d(snap.dead, rows)
+        if len(dead) <= max(64, len(snap.ids) >> 10):
+            return Snapshot(snap.codes, snap.ids, dead)
+        keep = np.ones(len(snap.ids), bool)
+        keep[dead] = False  # too many dead rows: drop them, into new buffers
+        self._codes, self._ids = snap.codes[keep], snap.ids[keep]
+        self._writable = True
+        return Snapshot(self._codes, self._ids, np.empty(0, np.int64))
+
+    def _grow(self, snap: Snapshot, need: int) -> None:
+        """New buffers of at least twice the capacity, holding the snapshot's rows."""
+        n = len(snap.ids)
+        capacity = max(need, 2 * len(self._ids), 1024)
+        codes = np.empty((capacity, snap.codes.shape[1]), np.uint8)
+        ids = np.empty(capacity, np.int64)
+        codes[:n], ids[:n] = snap.codes, snap.ids
+        self._codes, self._ids, self._writable = codes, ids, True
+
+    def _merge(self, snap: Snapshot, codes: np.ndarray, ids: np.ndarray) -> Snapshot:
+        live_codes, live_ids = snap.live()
+        all_ids = np.concatenate([live_ids, ids])
+        order = np.argsort(all_ids, kind="stable")
+        self._codes = np.concatenate([live_codes, codes])[order]
+        self._ids = all_ids[order]
+        self._writable = True
+        return Snapshot(self._codes, self._ids, np.empty(0, np.int64))
+
+
+def without_dead_knn(dist: np.ndarray, rows: np.ndarray, dead: np.ndarray,
+                     k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first k results of each row that are not dead rows, from a k + len(dead) search;
+    padded as the kernel pads."""
+    if not len(dead):
+        return dist[:, :k], rows[:, :k]
+    is_dead = np.isin(rows, dead)
+    order = np.argsort(is_dead, axis=1, kind="stable")[:, :k]  # live first, in their order
+    dist, rows = np.take_along_axis(dist, order, 1), np.take_along_axis(rows, order, 1)
+    gone = np.take_along_axis(is_dead, order, 1)
+    dist[gone], rows[gone] = PAD_DISTANCE, -1
+    return dist, rows
+
+
+def without_dead_range(lims: np.ndarray, dist: np.ndarray, rows: np.ndarray,
+                       dead: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A range search's (lims, distances, rows) without the dead rows."""
+    if not len(dead):
+        return lims, dist, rows
+    keep = ~np.isin(rows, dead)
+    kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept results before each position
+    return kept_before[lims].astype(np.int64), dist[keep], rows[keep]
+
+
+def check_new_ids(ids: np.ndarray, n: int, snap: Snapshot) -> np.ndarray:
+    """``ids`` for n new codes: one each, >= 0, unique, and not in the snapshot; O(n log N)."""
+    if len(ids) != n:
+        raise HashsdkError(f"add: got {n} codes but {len(ids)} ids; expected one id per code")
+    if (ids < 0).any():
+        raise HashsdkError("add: ids must be >= 0 (-1 marks a missing result)")
+    unique = np.unique(ids)
+    if len(unique) != n:
+        raise HashsdkError(f"add: ids must be unique; {n - len(unique)} repeat within the batch")
+    rows = snap.find(unique)
+    if len(rows):
+        clash = snap.ids[rows]
+        raise HashsdkError(f"add: {len(clash)} ids are already in the index, "
+                           f"e.g. {clash[:5].tolist()}; remove them first")
+    return ids
