@@ -2,6 +2,7 @@
 
     hashsdk index build CODES.npy -o db.hidx [--bits N] [--ids IDS.npy]
     hashsdk index build --model model.onnx IMAGES_OR_DIR... -o db.hidx
+    hashsdk index push db.hidx --milvus URI --collection NAME [--index-type BIN_IVF_FLAT]
     hashsdk encode model.onnx IMAGES_OR_DIR... -o codes.npy [--float]
     hashsdk search db.hidx QUERIES.npy -k 10 [--json]
     hashsdk info db.hidx
@@ -83,6 +84,27 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
     _write_lines(output + ".paths.txt", paths)
     click.echo(f"wrote {output}: {idx.ntotal} images, {idx.bits} bits; paths in "
                f"{output}.paths.txt")
+
+
+@index.command("push")
+@click.argument("index_path", type=click.Path(dir_okay=False))
+@click.option("--milvus", "uri", required=True,
+              help="A local Milvus Lite file (codes.db) or a server, http://host:19530.")
+@click.option("--collection", required=True, help="Created if missing; must be empty or new.")
+@click.option("--index-type", type=click.Choice(["BIN_FLAT", "BIN_IVF_FLAT"]),
+              default="BIN_FLAT", show_default=True)
+@click.option("--nlist", type=int, default=128, show_default=True, help="BIN_IVF_FLAT lists.")
+@click.option("--batch-size", type=int, default=10_000, show_default=True)
+@user_errors("milvus")
+def index_push(index_path: str, uri: str, collection: str, index_type: str, nlist: int,
+               batch_size: int) -> None:
+    """Copy an index's codes and ids into a Milvus collection."""
+    from hashsdk.milvus import push
+
+    source = HammingIndex.load(index_path, mmap=True)
+    target = push(source, uri, collection, batch_size, index_type=index_type, nlist=nlist)
+    click.echo(f"pushed {source.ntotal} codes of {source.bits} bits to {uri} "
+               f"collection {collection!r} ({target.ntotal} there now)")
 
 
 @main.command()

@@ -206,6 +206,15 @@ class HammingIndex:
         index._next_id = head.next_id
         return index
 
+    # ---- Milvus ----------------------------------------------------------------------------
+
+    def to_milvus(self, uri: str, collection: str, **kwargs):
+        """The codes and ids in a Milvus collection (new, or of the same bits), batched, with a
+        progress bar; returns its ``hashsdk.milvus.MilvusIndex``. Needs the milvus extra."""
+        from hashsdk.milvus import push
+
+        return push(self, uri, collection, **kwargs)
+
     # ---- faiss ---------------------------------------------------------------------------
 
     def to_faiss(self, kind: str = "flat", nlist: int | None = None):
