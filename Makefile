@@ -20,7 +20,7 @@ BITS ?= 32
 
 .PHONY: test demo bench lint clean gpu-check
 
-$(STAMP): pyproject.toml setup.py hashsdk/_kernel.c
+$(STAMP): pyproject.toml setup.py hashsdk/_kernel.c hashsdk/_mih.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[train,export,bench,dev,milvus]'

@@ -1,7 +1,8 @@
-"""Build the optional C search kernel.
+"""Build the optional C extensions: the flat search kernel and multi-index hashing.
 
-The extension is marked optional: where no C compiler is at hand, the install still succeeds
-and hashsdk falls back to its numpy kernel (``np.bitwise_count``), which gives the same results.
+Both are marked optional: where no C compiler is at hand, the install still succeeds, hashsdk
+falls back to its numpy kernel (``np.bitwise_count``), which gives the same results, and
+MultiIndexHammingIndex scans instead.
 """
 
 import sys
@@ -21,6 +22,13 @@ setup(
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             optional=True,
-        )
+        ),
+        Extension(
+            "hashsdk._mih",
+            sources=["hashsdk/_mih.c"],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+            optional=True,
+        ),
     ]
 )

@@ -1,8 +1,9 @@
 """hashsdk: deep image hashing, from training to search.
 
 The inference side, which never imports torch or onnx: binary codes, the exact
-``HammingIndex``, retrieval metrics, and the ``Encoder`` (images to codes through an ONNX model
-on onnxruntime, imported when an Encoder is made, or a TensorRT engine). Training lives in
+``HammingIndex`` and ``MultiIndexHammingIndex``, retrieval metrics, and the ``Encoder``
+(images to codes through an ONNX model on onnxruntime, imported when an Encoder is made, or a
+TensorRT engine). Training lives in
 ``hashsdk.train`` and export in ``hashsdk.export``, installed with the ``train`` and ``export``
 extras.
 """
@@ -19,6 +20,7 @@ from hashsdk.metrics import (
     precision_at_radius,
     precision_recall_curve,
 )
+from hashsdk.mih import MultiIndexHammingIndex
 
 __version__ = "0.1.0"
 
@@ -26,6 +28,7 @@ __all__ = [
     "Encoder",
     "HammingIndex",
     "HashsdkError",
+    "MultiIndexHammingIndex",
     "RetrievalMetrics",
     "binarize",
     "code_size",

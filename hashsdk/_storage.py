@@ -29,11 +29,13 @@ PAD_DISTANCE = np.iinfo(np.int32).max  # a missing result's distance, as in fais
 
 class Snapshot(NamedTuple):
     """codes uint8 (n, code_size) and ids int64 (n,), ascending by id, dead rows included;
-    dead: int64, sorted positions of removed rows not yet dropped."""
+    dead: int64, sorted positions of removed rows not yet dropped; generation: changes when
+    rows are renumbered (a merge or a compaction), so that row-keyed tables know to rebuild."""
 
     codes: np.ndarray
     ids: np.ndarray
     dead: np.ndarray
+    generation: int = 0
 
     @property
     def ntotal(self) -> int:
@@ -79,18 +81,19 @@ class Store:
             self._grow(snap, n + len(ids))
         self._codes[n:n + len(ids)] = codes
         self._ids[n:n + len(ids)] = ids
-        return Snapshot(self._codes[:n + len(ids)], self._ids[:n + len(ids)], snap.dead)
+        return Snapshot(self._codes[:n + len(ids)], self._ids[:n + len(ids)], snap.dead,
+                        snap.generation)
 
     def remove(self, snap: Snapshot, rows: np.ndarray) -> Snapshot:
         """``snap`` less the live rows at these positions."""
         dead = np.union1d(snap.dead, rows)
         if len(dead) <= max(64, len(snap.ids) >> 10):
-            return Snapshot(snap.codes, snap.ids, dead)
+            return Snapshot(snap.codes, snap.ids, dead, snap.generation)
         keep = np.ones(len(snap.ids), bool)
         keep[dead] = False  # too many dead rows: drop them, into new buffers
         self._codes, self._ids = snap.codes[keep], snap.ids[keep]
         self._writable = True
-        return Snapshot(self._codes, self._ids, np.empty(0, np.int64))
+        return Snapshot(self._codes, self._ids, np.empty(0, np.int64), snap.generation + 1)
 
     def _grow(self, snap: Snapshot, need: int) -> None:
         """New buffers of at least twice the capacity, holding the snapshot's rows."""
@@ -108,7 +111,7 @@ class Store:
         self._codes = np.concatenate([live_codes, codes])[order]
         self._ids = all_ids[order]
         self._writable = True
-        return Snapshot(self._codes, self._ids, np.empty(0, np.int64))
+        return Snapshot(self._codes, self._ids, np.empty(0, np.int64), snap.generation + 1)
 
 
 def without_dead_knn(dist: np.ndarray, rows: np.ndarray, dead: np.ndarray,
