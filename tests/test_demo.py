@@ -107,3 +107,15 @@ def test_example_app_finds_similar_images(tmp_path):
     assert got == list(zip(ids[0].tolist(), dist[0].tolist(), strict=True))
     dist, ids = index.search(code, index.ntotal)
     assert dist[0][ids[0] == database[7]][0] == 0  # the image itself is at distance 0
+
+
+def test_the_report_says_plainly_what_the_fakes_did():
+    from hashsdk.train.report import verdict
+
+    assert "costs 1.1 mAP points (4.2 standard errors)" in verdict(
+        {"difference": -0.0113, "standard_error": 0.0027, "queries": 1000})
+    assert "gains 3.0 mAP points" in verdict(
+        {"difference": 0.03, "standard_error": 0.005, "queries": 1000})
+    assert "no difference that the 1000 queries can tell apart" in verdict(
+        {"difference": 0.004, "standard_error": 0.003, "queries": 1000})
+    assert "no without-fakes run" in verdict(None)

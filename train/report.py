@@ -155,6 +155,7 @@ def _results(run_dir: Path) -> list[str]:
     verify_info = _read(run_dir, "model.onnx.verify.json")
     return [
         "## Results", "", (run_dir / "comparison.md").read_text().strip(), "",
+        verdict(_read(run_dir, "comparison.json").get("fakes_minus_nofakes")), "",
         "| measure | value |", "|---|---:|",
         f"| mAP@all with fakes | {ev['hash-fakes']['map']:.4f} |",
         f"| mAP@all without fakes | {ev['hash-nofakes']['map']:.4f} |",
@@ -164,6 +165,19 @@ def _results(run_dir: Path) -> list[str]:
         f"| search latency (1 query, k=10, {search_info['database']:,} codes) | "
         f"{search_info['latency_ms']:.3f} ms |",
         f"| ONNX vs torch bit agreement | {100 * verify_info['bit_agreement']:.3f}% |", ""]
+
+
+def verdict(paired: dict | None) -> str:
+    """One plain sentence on the fake loss in this run, from the paired difference."""
+    if not paired:
+        return "There is no without-fakes run to compare with."
+    d, se = paired["difference"], paired["standard_error"]
+    size = f"{100 * abs(d):.1f} mAP points ({abs(d) / se:.1f} standard errors)"
+    if abs(d) < 2 * se:
+        return (f"In this run the fake-image loss makes no difference that the {paired['queries']}"
+                f" queries can tell apart: {d:+.4f} ± {se:.4f}, within two standard errors.")
+    word = "gains" if d > 0 else "costs"
+    return f"In this run the fake-image loss {word} {size}: {d:+.4f} ± {se:.4f}."
 
 
 def _fakes_and_real(run_dir: Path, fakes: np.ndarray, real: np.ndarray) -> list[str]:
