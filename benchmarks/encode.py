@@ -1,19 +1,27 @@
-"""Encode speed: hashsdk.Encoder on onnxruntime against torch eager, in the same run.
+"""Encode speed: hashsdk.Encoder on onnxruntime (FP32 and INT8) against torch eager, in the
+same run.
 
     .venv/bin/python benchmarks/encode.py [--backbone cnn] [--bits 48] [--runs 7]
+    .venv/bin/python benchmarks/encode.py --checkpoint RUN/48bits-nofakes/checkpoint.pt
     .venv/bin/python benchmarks/encode.py --backbone timm/resnet18 --image-size 224 \
         --threads 2 --runs 5                      # writes encode-224.json / .md
 
-The same network (random weights: speed does not depend on them) goes through torch eager
-(fp32, inference_mode) and through hashsdk-export's ONNX model in the Encoder. Both start
-from uint8 images at the input size and end with packed codes, so preprocessing counts on both
-sides. Above 32 pixels the network takes its backbone's pretrained input contract (resize,
-centre crop, interpolation) and a second source runs: JPEG files of 500x375 (CIFAR-10 test
-images upscaled, or synthetic ones without the archive), decoded and fitted by the Encoder,
-and by PIL and torchvision's transforms for torch; ``decode_share`` is the part of the
-Encoder's time spent decoding and fitting. Images per second, median of ``--runs`` timed runs,
-at batch 1, 64 and 256 with each of ``--threads``. On a GPU machine the CUDA rows run too:
-torch fp32, torch AMP (bf16), onnxruntime CUDA where installed.
+The same network goes through torch eager (fp32, inference_mode), through hashsdk-export's
+ONNX model in the Encoder, and through its INT8 model (hashsdk.export.quantize, calibrated on
+64 images of the source below). Weights are seeded random (speed does not depend on them), or
+a trained ``--checkpoint``'s, in which case the INT8 model is also scored against FP32 on
+that run's whole protocol (``int8_protocol``: bit agreement and both mAP@all). Above 32 pixels
+the network takes its backbone's pretrained input contract (resize, centre crop,
+interpolation).
+
+Two sources: uint8 arrays at the input size, and JPEG files (CIFAR-10 test images, at 32x32
+for a 32-pixel model and upscaled to 500x375 above; synthetic ones without the archive),
+decoded and fitted by the Encoder, and by PIL and torchvision's transforms for torch.
+``decode_share`` is the time one thread takes to decode and fit the files, over the Encoder's
+time from files; ``paths / arrays`` in the table is the Encoder's throughput from files over
+its throughput from arrays. Images per second, median of ``--runs`` timed runs, at batch 1, 64
+and 256 with each of ``--threads``. On a GPU machine the CUDA rows run too: torch fp32, torch
+AMP (bf16), onnxruntime CUDA where installed.
 
 Writes benchmarks/results/encode.json and encode.md (encode-<size>.* above 32 pixels).
 """
@@ -57,10 +65,17 @@ def images_per_second(fn, batch: np.ndarray, runs: int) -> float:
     return len(batch) / statistics.median(times)
 
 
-def exported_model(backbone: str, bits: int, folder: Path, size: int = 32) -> torch.nn.Module:
-    """A network with seeded random weights (speed does not depend on them), in eval mode, and
-    its ONNX export at folder/model.onnx. Above 32 pixels it takes the input contract that its
-    pretrained weights would bring (resolved as training resolves it; nothing is downloaded)."""
+def exported_model(backbone: str, bits: int, folder: Path, size: int = 32,
+                   checkpoint_path: Path | None = None) -> torch.nn.Module:
+    """A network in eval mode, and its ONNX export at folder/model.onnx: the trained
+    ``checkpoint_path``, or seeded random weights (speed does not depend on them). Above 32
+    pixels a random network takes the input contract that its pretrained weights would bring
+    (resolved as training resolves it; nothing is downloaded)."""
+    from hashsdk.train.model import HashNet
+
+    if checkpoint_path is not None:
+        export_onnx(checkpoint_path, folder / "model.onnx")
+        return HashNet.from_checkpoint(checkpoint_path)[0].eval()
     cfg = config.from_dict({"data": {"image_size": size}, "hash": {
         "backbone": backbone, "pretrained": "imagenet" if size > 32 else None}})
     spec = lookup_backbone(backbone).spec(cfg.hash.pretrained)
@@ -74,6 +89,21 @@ def exported_model(backbone: str, bits: int, folder: Path, size: int = 32) -> to
                     state_dict=model.state_dict(), config={})
     export_onnx(folder / "ckpt.pt", folder / "model.onnx")
     return model
+
+
+def int8_model(folder: Path, files: list[Path], checkpoint_path: Path | None) -> Path:
+    """folder/model.int8.onnx, calibrated on 64 images: of the checkpoint's training split, or
+    of ``files``."""
+    from hashsdk.export.quantize import quantize_int8, training_images
+    from hashsdk.preprocess import load_uint8
+
+    if checkpoint_path is not None:
+        images, where = training_images(checkpoint_path, 64)
+    else:
+        meta = Encoder(folder / "model.onnx", device="cpu").metadata
+        images, where = np.stack([load_uint8(p, meta) for p in files[:64]]), "benchmark JPEGs"
+    quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", images, where)
+    return folder / "model.int8.onnx"
 
 
 def torch_eager(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None):
@@ -114,9 +144,9 @@ def torch_from_files(model: torch.nn.Module):
     return run
 
 
-def jpeg_files(folder: Path, count: int, size: tuple[int, int] = (500, 375)) -> list[Path]:
-    """``count`` JPEGs of ``size``: CIFAR-10 test images upscaled where the archive is found,
-    else structured synthetic images; quality 90."""
+def jpeg_files(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` JPEGs of ``size``: CIFAR-10 test images (resized where ``size`` is not 32x32)
+    where the archive is found, else structured synthetic images; quality 90."""
     from PIL import Image
 
     from hashsdk.train.data import load_dataset
@@ -131,13 +161,17 @@ def jpeg_files(folder: Path, count: int, size: tuple[int, int] = (500, 375)) -> 
     paths = []
     for i, image in enumerate(source):
         paths.append(folder / f"{i:04d}.jpg")
-        Image.fromarray(image).resize(size, Image.BICUBIC).save(paths[-1], quality=90)
+        picture = Image.fromarray(image)
+        if picture.size != size:
+            picture = picture.resize(size, Image.BICUBIC)
+        picture.save(paths[-1], quality=90)
     return paths
 
 
-def cpu_rows(model: torch.nn.Module, onnx_path: Path, runs: int, threads_list: tuple[int, ...],
-             files: list[Path] | None = None) -> list[dict]:
-    """Encoder against torch eager on the CPU: from uint8 arrays, and from ``files``."""
+def cpu_rows(model: torch.nn.Module, folder: Path, runs: int, threads_list: tuple[int, ...],
+             files: list[Path]) -> list[dict]:
+    """torch eager, the FP32 Encoder and the INT8 Encoder on the CPU, from uint8 arrays and
+    from ``files``."""
     from hashsdk.preprocess import load_uint8
 
     rng = np.random.default_rng(0)
@@ -145,28 +179,30 @@ def cpu_rows(model: torch.nn.Module, onnx_path: Path, runs: int, threads_list: t
     rows = []
     for threads in threads_list:
         torch.set_num_threads(threads)
-        encoder = Encoder(onnx_path, device="cpu", threads=threads)
+        fp32 = Encoder(folder / "model.onnx", device="cpu", threads=threads)
+        int8 = Encoder(folder / "model.int8.onnx", device="cpu", threads=threads)
         for batch_size in BATCHES:
             sources = {"arrays": (rng.integers(0, 256, (batch_size, size, size, 3),
                                                dtype=np.uint8),
-                                  torch_eager(model, torch.device("cpu"), None))}
-            if files:
-                sources["jpeg"] = (files[:batch_size], torch_from_files(model))
+                                  torch_eager(model, torch.device("cpu"), None)),
+                       "paths": (files[:batch_size], torch_from_files(model))}
             for source, (batch, torch_fn) in sources.items():
-                t = images_per_second(torch_fn, batch, runs)
-                o = images_per_second(lambda b: encoder.encode(b, batch_size=256),  # noqa: B023
-                                      batch, runs)
                 row = dict(device="cpu", threads=threads, batch=batch_size, source=source,
-                           torch_eager=t, encoder_onnxruntime=o, ratio=o / t)
-                if source == "jpeg":  # the share of the Encoder's time in decode and fit
-                    d = images_per_second(lambda b: [load_uint8(p, encoder.metadata)  # noqa: B023
+                           torch_eager=images_per_second(torch_fn, batch, runs))
+                for key, encoder in (("encoder_onnxruntime", fp32), ("encoder_int8", int8)):
+                    row[key] = images_per_second(
+                        lambda b: encoder.encode(b, batch_size=256), batch, runs)  # noqa: B023
+                row["ratio"] = row["encoder_onnxruntime"] / row["torch_eager"]
+                row["int8_speedup"] = row["encoder_int8"] / row["encoder_onnxruntime"]
+                if source == "paths":  # one thread's decode and fit, against the Encoder
+                    d = images_per_second(lambda b: [load_uint8(p, fp32.metadata)  # noqa: B023
                                                      for p in b], batch, runs)
-                    row["decode_share"] = o / d
+                    row["decode_share"] = row["encoder_onnxruntime"] / d
                 rows.append(row)
-                print(f"cpu threads={threads} batch={batch_size:3d} {source}: torch {t:8.1f} "
-                      f"img/s, Encoder {o:8.1f} img/s, ratio {o / t:.2f}"
-                      + (f", decoding {100 * row['decode_share']:.0f}% of the Encoder's time"
-                         if "decode_share" in row else ""), flush=True)
+                print(f"cpu threads={threads} batch={batch_size:3d} {source:6s}: torch "
+                      f"{row['torch_eager']:7.1f}, FP32 {row['encoder_onnxruntime']:7.1f} "
+                      f"({row['ratio']:.2f}x torch), INT8 {row['encoder_int8']:7.1f} "
+                      f"({row['int8_speedup']:.2f}x FP32) img/s", flush=True)
     return rows
 
 
@@ -192,17 +228,30 @@ def cuda_rows(model: torch.nn.Module, onnx_path: Path, runs: int) -> list[dict]:
 
 def markdown(report: dict) -> str:
     size = report.get("image_size", 32)
-    lines = [f"Backbone `{report['backbone']}`, {report['bits']} bits, {size}x{size} RGB, from "
-             f"uint8 images (and JPEG files) to packed codes; images/s, median of "
-             f"{report['runs']} runs; torch {report['torch']}.", "",
-             "| device | threads | batch | source | torch eager | Encoder (onnxruntime) | ratio "
-             "| decoding share |", "|---|---:|---:|---|---:|---:|---:|---:|"]
-    for r in report["rows"]:
-        if r["device"] == "cpu":
-            share = f"{100 * r['decode_share']:.0f}%" if "decode_share" in r else ""
-            lines.append(f"| cpu | {r['threads']} | {r['batch']} | {r.get('source', 'arrays')} "
-                         f"| {r['torch_eager']:.0f} | {r['encoder_onnxruntime']:.0f} | "
-                         f"{r['ratio']:.2f} | {share} |")
+    weights = (f"trained weights of `{report['checkpoint']}`" if report.get("checkpoint")
+               else "random weights")
+    lines = [f"Backbone `{report['backbone']}`, {report['bits']} bits, {size}x{size} RGB, "
+             f"{weights}; from uint8 arrays or JPEG paths to packed codes; images/s, median "
+             f"of {report['runs']} runs; torch {report['torch']}, onnxruntime "
+             f"{report.get('onnxruntime', '?')}.", "",
+             "| threads | batch | source | torch eager | Encoder FP32 | FP32 / torch | "
+             "Encoder INT8 | INT8 / FP32 | paths / arrays (FP32) | decoding share |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cpu = [r for r in report["rows"] if r["device"] == "cpu"]
+    arrays = {(r["threads"], r["batch"]): r for r in cpu if r["source"] == "arrays"}
+    for r in cpu:
+        share = f"{100 * r['decode_share']:.0f}%" if "decode_share" in r else ""
+        base = arrays[r["threads"], r["batch"]]["encoder_onnxruntime"]
+        versus = f"{r['encoder_onnxruntime'] / base:.2f}" if r["source"] == "paths" else ""
+        lines.append(f"| {r['threads']} | {r['batch']} | {r['source']} | {r['torch_eager']:.0f} "
+                     f"| {r['encoder_onnxruntime']:.0f} | {r['ratio']:.2f} | "
+                     f"{r['encoder_int8']:.0f} | {r['int8_speedup']:.2f} | {versus} | {share} |")
+    if report.get("int8_protocol"):
+        p = report["int8_protocol"]
+        lines += ["", f"INT8 against FP32 on the run's protocol ({p['queries']} queries, "
+                  f"{p['database']} database images): bits agree on "
+                  f"{100 * p['bit_agreement']:.2f}%, mAP@all FP32 {p['map_fp32']:.4f}, INT8 "
+                  f"{p['map_int8']:.4f} ({100 * p['map_change']:+.2f} points)."]
     gpu_rows = [r for r in report["rows"] if r["device"] != "cpu"]
     if gpu_rows:
         lines += ["", "| GPU | batch | torch fp32 | torch AMP bf16 | onnxruntime CUDA |",
@@ -216,35 +265,57 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
+    import onnxruntime
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backbone", default="cnn")
     p.add_argument("--bits", type=int, default=48)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="a trained hashing checkpoint (its backbone, bits and size win)")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--threads", type=int, nargs="+", default=list(THREADS))
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    model = exported_model(args.backbone, args.bits, tmp, args.image_size)
-    files = jpeg_files(tmp / "jpeg", max(BATCHES)) if args.image_size > 32 else None
-    rows = cpu_rows(model, tmp / "model.onnx", args.runs, tuple(args.threads), files)
-    if torch.cuda.is_available() and args.image_size == 32:
+    model = exported_model(args.backbone, args.bits, tmp, args.image_size, args.checkpoint)
+    size, backbone, bits = (model.model_args[k] for k in ("image_size", "backbone", "bits"))
+    files = jpeg_files(tmp / "jpeg", max(BATCHES), (32, 32) if size == 32 else (500, 375))
+    int8_model(tmp, files, args.checkpoint)
+    rows = cpu_rows(model, tmp, args.runs, tuple(args.threads), files)
+    if torch.cuda.is_available() and size == 32:
         rows += cuda_rows(model, tmp / "model.onnx", args.runs)
-    extra = "" if args.image_size == 32 else f" --image-size {args.image_size}"
-    if tuple(args.threads) != THREADS:
-        extra += " --threads " + " ".join(map(str, args.threads))
-    if args.runs != 7:
-        extra += f" --runs {args.runs}"
-    report = dict(command=f"python benchmarks/encode.py --backbone {args.backbone} --bits "
-                          f"{args.bits}{extra}", backbone=args.backbone, bits=args.bits,
-                  image_size=args.image_size, runs=args.runs,
+    report = dict(command=command_line(args), backbone=backbone, bits=bits, image_size=size,
+                  runs=args.runs, checkpoint=args.checkpoint and str(args.checkpoint),
                   cpu=platform.processor() or platform.machine(), torch=torch.__version__,
-                  rows=rows)
-    name = "encode" if args.image_size == 32 else f"encode-{args.image_size}"
+                  onnxruntime=onnxruntime.__version__, rows=rows)
+    if args.checkpoint is not None:
+        from hashsdk.export.verify import verify_int8
+
+        check = verify_int8(tmp / "model.int8.onnx", tmp / "model.onnx", args.checkpoint)
+        print(f"INT8 on the run's protocol: {check.summary()}", flush=True)
+        report["int8_protocol"] = check.as_dict()
+    name = "encode" if size == 32 else f"encode-{size}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with atomic_write(RESULTS / f"{name}.json") as f:
         f.write((json.dumps(report, indent=1) + "\n").encode())
     with atomic_write(RESULTS / f"{name}.md") as f:
         f.write(markdown(report).encode())
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run."""
+    line = "python benchmarks/encode.py"
+    if args.checkpoint is not None:
+        line += f" --checkpoint {args.checkpoint}"
+    else:
+        line += f" --backbone {args.backbone} --bits {args.bits}"
+        if args.image_size != 32:
+            line += f" --image-size {args.image_size}"
+    if tuple(args.threads) != THREADS:
+        line += " --threads " + " ".join(map(str, args.threads))
+    if args.runs != 7:
+        line += f" --runs {args.runs}"
+    return line
 
 
 if __name__ == "__main__":

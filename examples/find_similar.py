@@ -7,9 +7,9 @@ built with `hashsdk index build --model` (which writes db.hidx.paths.txt).
 """
 
 import argparse
-from pathlib import Path
 
 from hashsdk import Encoder, HammingIndex
+from hashsdk.index_file import read_paths
 
 parser = argparse.ArgumentParser(description="find images like this one")
 parser.add_argument("model", help="model.onnx or model.engine from hashsdk-export")
@@ -22,8 +22,8 @@ encoder = Encoder(args.model)
 index = HammingIndex.load(args.index, mmap=True)
 distances, ids = index.search(encoder.encode(args.image), args.k)
 
-paths_file = Path(args.index + ".paths.txt")
-paths = paths_file.read_text().splitlines() if paths_file.exists() else None
+paths = read_paths(args.index, index.ntotal)  # None where the index has no paths file
+path_of = dict(zip(index.ids.tolist(), paths or [], strict=False))
 for i, d in zip(ids[0], distances[0], strict=True):
     if i >= 0:
-        print(i, d, paths[i] if paths else "")
+        print(i, d, path_of.get(int(i), ""))

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ import torch
 from hashsdk import Encoder, mean_average_precision
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
+
+if TYPE_CHECKING:
+    from hashsdk.train.data import ImageSet, Split
 
 BIT_AGREEMENT_TARGET = 0.999
 
@@ -46,7 +50,7 @@ class VerifyReport:
                 f"{self.map_exported:.4f}")
 
 
-def write_report(onnx_path: str | os.PathLike, report: VerifyReport) -> Path:
+def write_report(onnx_path: str | os.PathLike, report: VerifyReport | Int8Report) -> Path:
     """``<onnx_path>.verify.json``, written atomically; returns its path."""
     path = Path(os.fspath(onnx_path) + ".verify.json")
     with atomic_write(path) as f:
@@ -82,14 +86,9 @@ def verify(onnx_path: str, model: torch.nn.Module, images: np.ndarray, labels: n
     return compare(reference, exported, labels, queries)
 
 
-def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """Real images for verification: up to 100 of the training run's queries first, then
-    database images, up to ``count`` in all; returns (images, labels, number of queries).
-
-    The dataset comes from the checkpoint's config; the split from the run directory
-    (split.npz beside or above the checkpoint), else a fresh one from the same config.
-    """
+def run_split(ckpt: dict, checkpoint_path: str | os.PathLike) -> tuple[ImageSet, Split]:
+    """The dataset of a checkpoint's config and its run's split: split.npz beside or above the
+    checkpoint, else a fresh one from the same config."""
     from hashsdk.train.config import from_saved
     from hashsdk.train.data import Split, load_dataset, make_split
 
@@ -97,7 +96,14 @@ def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
     data = load_dataset(cfg.data)
     here = Path(checkpoint_path).resolve().parent
     found = [p / "split.npz" for p in (here, here.parent) if (p / "split.npz").exists()]
-    split = Split.load(found[0]) if found else make_split(data, cfg.data)
+    return data, (Split.load(found[0]) if found else make_split(data, cfg.data))
+
+
+def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Real images for verification: up to 100 of the training run's queries first, then
+    database images, up to ``count`` in all; returns (images, labels, number of queries)."""
+    data, split = run_split(ckpt, checkpoint_path)
     rng = np.random.default_rng(seed)
     q = split.query[:100]
     db = rng.choice(split.database, min(count - len(q), len(split.database)), replace=False)
@@ -106,3 +112,47 @@ def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,
     if labels.ndim != 1:
         raise HashsdkError("verify scores single-label data; this run is multi-label")
     return data.images[chosen], labels, len(q)
+
+
+@dataclass
+class Int8Report:
+    """An INT8 model against its FP32 model on the run's whole protocol (its queries against
+    its database): the share of code bits that agree, and both mAP@all."""
+
+    queries: int
+    database: int
+    bit_agreement: float
+    map_fp32: float
+    map_int8: float
+
+    @property
+    def map_change(self) -> float:
+        return self.map_int8 - self.map_fp32
+
+    def as_dict(self) -> dict:
+        return dict(asdict(self), map_change=self.map_change)
+
+    def summary(self) -> str:
+        return (f"{self.queries} queries against {self.database}: INT8 bits agree with FP32 "
+                f"on {100 * self.bit_agreement:.2f}%, mAP FP32 {self.map_fp32:.4f} vs INT8 "
+                f"{self.map_int8:.4f} ({100 * self.map_change:+.2f} points)")
+
+
+def verify_int8(int8_path: str | os.PathLike, fp32_path: str | os.PathLike,
+                checkpoint_path: str | os.PathLike) -> Int8Report:
+    """Both exported models through the Encoder on the checkpoint run's protocol."""
+    from hashsdk.train.model import HashNet
+
+    _, ckpt = HashNet.from_checkpoint(checkpoint_path)
+    data, split = run_split(ckpt, checkpoint_path)
+    if data.labels.ndim != 1:
+        raise HashsdkError("verify scores single-label data; this run is multi-label")
+    needed = np.concatenate([split.query, split.database])
+    outputs = [Encoder(p, device="cpu").encode(data.images[needed], packed=False)
+               for p in (fp32_path, int8_path)]
+    q, db = slice(0, len(split.query)), slice(len(split.query), None)
+    labels = data.labels[needed]
+    maps = [mean_average_precision(o[q], o[db], labels[q], labels[db]) for o in outputs]
+    agree = float(((outputs[0] > 0) == (outputs[1] > 0)).mean())
+    return Int8Report(len(split.query), len(split.database), agree, maps[0], maps[1])
+

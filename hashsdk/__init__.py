@@ -21,6 +21,7 @@ from hashsdk.metrics import (
     precision_recall_curve,
 )
 from hashsdk.mih import MultiIndexHammingIndex
+from hashsdk.preprocess import UnreadableImage
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "HashsdkError",
     "MultiIndexHammingIndex",
     "RetrievalMetrics",
+    "UnreadableImage",
     "binarize",
     "code_size",
     "evaluate",

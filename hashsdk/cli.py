@@ -5,6 +5,7 @@
     hashsdk index push db.hidx --milvus URI --collection NAME [--index-type BIN_IVF_FLAT]
     hashsdk encode model.onnx IMAGES_OR_DIR... -o codes.npy [--float]
     hashsdk search db.hidx QUERIES.npy -k 10 [--json]
+    hashsdk search db.hidx --model model.onnx QUERY_IMAGES... -k 10 [--json]
     hashsdk info db.hidx
 
 User mistakes (a missing or corrupt file, a wrong shape) print one line to stderr and exit
@@ -80,10 +81,9 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
     codes, paths, model_bits = _encode_paths(model, inputs, batch_size, expect_bits=bits)
     idx = HammingIndex(model_bits)
     idx.add(codes)
-    idx.save(output)
-    _write_lines(output + ".paths.txt", paths)
+    idx.save(output, paths=paths)
     click.echo(f"wrote {output}: {idx.ntotal} images, {idx.bits} bits; paths in "
-               f"{output}.paths.txt")
+               f"{index_file.paths_path(output)}")
 
 
 @index.command("push")
@@ -127,8 +127,8 @@ def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool,
 
 
 def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
-                  packed: bool = True, expect_bits: int | None = None
-                  ) -> tuple[np.ndarray, list[str], int]:
+                  packed: bool = True, expect_bits: int | None = None,
+                  show_progress: bool = True) -> tuple[np.ndarray, list[str], int]:
     """Encodes every image under ``inputs``; unreadable files are reported and left out.
     ``expect_bits`` (a user's --bits), where given, must be the model's code length.
 
@@ -147,7 +147,7 @@ def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
         raise HashsdkError(f"--bits {expect_bits} disagrees with {model}, which makes "
                            f"{encoder.bits}-bit codes; leave --bits out with --model")
     rows, kept = [], []
-    for batch in encoder.encode_iter(paths, batch_size, packed, show_progress=True):
+    for batch in encoder.encode_iter(paths, batch_size, packed, show_progress):
         rows.append(batch.codes)
         kept += [str(paths[i]) for i in batch.index]
         for path in batch.skipped:
@@ -164,22 +164,59 @@ def _write_lines(path: str, lines: list[str]) -> None:
 
 @main.command()
 @click.argument("index_path", type=click.Path(dir_okay=False))
-@click.argument("queries", type=click.Path(dir_okay=False))
+@click.argument("queries", nargs=-1, required=True, type=click.Path())
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="Encode QUERIES (images or folders) with this .onnx / .engine model.")
 @click.option("-k", type=int, default=10, show_default=True, help="Results per query.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: {distances, ids}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: {distances, ids}; with --model, one record per query image.")
 @click.option("--threads", type=int, default=None, help="Search threads (default: all cores).")
 @user_errors()
-def search(index_path: str, queries: str, k: int, as_json: bool, threads: int | None) -> None:
-    """Search INDEX_PATH for the k nearest codes of each row of QUERIES.npy."""
+def search(index_path: str, queries: tuple[str, ...], model: str | None, k: int,
+           as_json: bool, threads: int | None) -> None:
+    """Search INDEX_PATH for the k nearest codes of each row of QUERIES.npy, or, with --model,
+    of each query image; results name the images of INDEX_PATH.paths.txt where it has one."""
     idx = HammingIndex.load(index_path, mmap=True, threads=threads)
-    dist, ids = idx.search(_load_npy(queries, "queries"), k)
+    if model is None:
+        if len(queries) != 1:
+            raise HashsdkError("expected one QUERIES.npy, or --model MODEL with query images")
+        dist, ids = idx.search(_load_npy(queries[0], "queries"), k)
+        if as_json:
+            json.dump({"distances": dist.tolist(), "ids": ids.tolist()}, sys.stdout)
+            click.echo()
+            return
+        for i, (d_row, id_row) in enumerate(zip(dist, ids, strict=True)):
+            hits = " ".join(f"{j}:{d}" for j, d in zip(id_row, d_row, strict=True) if j >= 0)
+            click.echo(f"query {i}: {hits}")
+        return
+    paths = index_file.read_paths(index_path, idx.ntotal)
+    codes, query_paths, bits = _encode_paths(model, queries, 256, show_progress=False)
+    if bits != idx.bits:
+        raise HashsdkError(f"{model} makes {bits}-bit codes but {index_path} holds "
+                           f"{idx.bits}-bit codes: search with the model that built it")
+    dist, ids = idx.search(codes, k)
+    _print_image_results(query_paths, dist, ids, _id_paths(idx, paths), as_json)
+
+
+def _id_paths(idx: HammingIndex, paths: list[str] | None) -> dict[int, str]:
+    """id -> image path (line i of the paths file is the i-th id in ascending order)."""
+    return {} if paths is None else dict(zip(idx.ids.tolist(), paths, strict=True))
+
+
+def _print_image_results(queries: list[str], dist: np.ndarray, ids: np.ndarray,
+                         id_paths: dict[int, str], as_json: bool) -> None:
+    records = [{"query": q, "results": [{"id": int(j), "distance": int(d),
+                                         "path": id_paths.get(int(j))}
+                                        for j, d in zip(id_row, d_row, strict=True) if j >= 0]}
+               for q, d_row, id_row in zip(queries, dist, ids, strict=True)]
     if as_json:
-        json.dump({"distances": dist.tolist(), "ids": ids.tolist()}, sys.stdout)
+        json.dump(records, sys.stdout, indent=1)
         click.echo()
         return
-    for i, (d_row, id_row) in enumerate(zip(dist, ids, strict=True)):
-        hits = " ".join(f"{j}:{d}" for j, d in zip(id_row, d_row, strict=True) if j >= 0)
-        click.echo(f"query {i}: {hits}")
+    for record in records:
+        click.echo(record["query"])
+        for hit in record["results"]:
+            click.echo(f"  {hit['distance']:4d}  {hit['path'] or 'id ' + str(hit['id'])}")
 
 
 @main.command()

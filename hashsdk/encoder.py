@@ -9,14 +9,21 @@
 
 Preprocessing (decode, RGB or grey, resize, normalize) comes from the model's metadata; see
 ``hashsdk.preprocess`` for the accepted inputs. An Encoder is safe to share between threads.
+
+Files and bytes are decoded by a small thread pool (Pillow releases the GIL while it decodes),
+one batch ahead of the model, so decoding overlaps inference; at most two batches are in
+memory at a time, whatever the length of the input. An unreadable image raises (naming the
+file) unless ``on_error="skip"``, so that row i of the codes is always input i unless asked.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -26,7 +33,14 @@ from hashsdk._args import check_int
 from hashsdk.codes import pack_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.model_metadata import ModelMetadata
-from hashsdk.preprocess import UnreadableImage, is_single, iter_items, load_uint8, to_input
+from hashsdk.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    UnreadableImage,
+    is_single,
+    iter_items,
+    load_uint8,
+    to_input,
+)
 
 ENCODER_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
@@ -37,12 +51,25 @@ class EncodedBatch:
 
     index: int64 (m,), positions of the encoded items in the input (unreadable images are
         missing); codes: uint8 (m, ceil(bits / 8)) packed, or float32 (m, bits);
-    skipped: paths of the unreadable images of this batch.
+    failures: the unreadable images of this batch, each an UnreadableImage with its path and
+        reason; ``skipped`` lists their paths.
     """
 
     index: np.ndarray
     codes: np.ndarray
-    skipped: list[str]
+    failures: list[UnreadableImage] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        return [f.path for f in self.failures]
+
+
+@dataclass
+class _Pending:
+    """A batch whose decoding has started: (position, loaded item or Future) in input order."""
+
+    items: list[tuple[int, Any]]
+    size: int
 
 
 class Encoder:
@@ -53,10 +80,15 @@ class Encoder:
         backend: "auto" picks by the file suffix; or "onnxruntime", "tensorrt".
         device: "cpu" or "cuda"; None is CUDA where the installed onnxruntime has it.
         threads: onnxruntime intra-op threads (default: every core this process may use).
+        max_pixels: images whose header claims more pixels are unreadable, before any is
+            decoded (default: Pillow's warning threshold, about 89 million; None: no limit of
+            ours; Pillow itself refuses more than twice its ``Image.MAX_IMAGE_PIXELS``).
+        decode_threads: threads that decode files and bytes (default: the cores, up to 4).
     """
 
     def __init__(self, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 decode_threads: int | None = None):
         if backend not in ENCODER_BACKENDS:
             raise HashsdkError(f"backend must be one of {ENCODER_BACKENDS}, got {backend!r}")
         path = os.fspath(path)
@@ -75,6 +107,11 @@ class Encoder:
                 device = "cuda" if cuda_available() else "cpu"
             self._backend = OnnxRuntimeBackend(path, device, threads)
         self.path, self.backend = path, backend
+        self.max_pixels = None if max_pixels is None else check_int(max_pixels, "max_pixels")
+        self._decode_threads = check_int(decode_threads or min(4, os.cpu_count() or 1),
+                                         "decode_threads")
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -94,36 +131,49 @@ class Encoder:
 
     def __repr__(self) -> str:
         return (f"Encoder({self.path!r}, backend={self.backend!r}, device={self.device!r}, "
-                f"bits={self.bits})")
+                f"bits={self.bits}, precision={self.metadata.precision!r})")
 
     def encode(self, images: Any, batch_size: int = 256, packed: bool = True,
-               show_progress: bool = False) -> np.ndarray:
+               show_progress: bool = False, *, on_error: str = "raise",
+               return_index: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Codes for one image or a collection.
+
+        Args:
+            on_error: "raise" (an unreadable image raises UnreadableImage, naming it) or "skip"
+                (it is left out, with a warning; row i is then no longer input i, so ask for
+                the positions with return_index).
+            return_index: also return int64 (n,), the input position of each row.
 
         Returns:
             packed uint8 (n, ceil(bits / 8)), or float32 outputs (n, bits) with
-            ``packed=False``; one item gives one row (1-D). Unreadable image files are skipped
-            with a warning that names them, so n can be smaller than the input.
+            ``packed=False``; one item gives one row (1-D). With return_index, (codes, index).
         """
+        if on_error not in ("raise", "skip"):
+            raise HashsdkError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         single = is_single(images)
-        index, rows, skipped = [], [], []
+        index, rows, failures = [], [], []
         for batch in self.encode_iter(images, batch_size, packed, show_progress):
+            if batch.failures and on_error == "raise":
+                raise batch.failures[0]
             index.append(batch.index)
             rows.append(batch.codes)
-            skipped += batch.skipped
-        if skipped:
-            warnings.warn(f"skipped {len(skipped)} unreadable image(s): {skipped[:5]}",
-                          stacklevel=2)
-        if not rows:
-            if skipped:
-                raise HashsdkError(f"no image could be read: {skipped[:5]}")
+            failures += batch.failures
+        if failures:
+            warnings.warn(f"skipped {len(failures)} unreadable image(s): "
+                          f"{[f.path for f in failures[:5]]}", stacklevel=2)
+        if not rows or not sum(len(r) for r in rows):
+            if failures:
+                raise HashsdkError(f"no image could be read: {failures[0]}")
             raise HashsdkError("encode: expected at least one image, got an empty collection")
-        codes = np.concatenate(rows)
-        return codes[0] if single else codes
+        codes, positions = np.concatenate(rows), np.concatenate(index)
+        if single:
+            codes = codes[0]
+        return (codes, positions) if return_index else codes
 
     def encode_iter(self, images: Iterable[Any], batch_size: int = 256, packed: bool = True,
                     show_progress: bool = False) -> Iterator[EncodedBatch]:
-        """Encodes a large collection batch by batch, in bounded memory; see EncodedBatch."""
+        """Encodes a large collection batch by batch, in bounded memory; see EncodedBatch.
+        Unreadable images are reported in each batch's ``failures``, never raised."""
         check_int(batch_size, "batch_size")
         total = len(images) if hasattr(images, "__len__") and not is_single(images) else None
         items = enumerate(iter_items(images))
@@ -133,25 +183,54 @@ class Encoder:
 
             bar = tqdm(total=total, desc="encoding", unit="img")
         try:
-            while True:
-                chunk = list(islice(items, batch_size))
-                if not chunk:
-                    return
-                loaded, index, skipped = [], [], []
-                for i, item in chunk:
-                    try:
-                        loaded.append(load_uint8(item, self.metadata))
-                        index.append(i)
-                    except UnreadableImage as exc:
-                        skipped.append(exc.path)
-                codes = (self._backend.run(to_input(loaded, self.metadata)) if loaded
-                         else np.empty((0, self.bits), np.float32))
-                if packed:
-                    codes = pack_bits(codes, self.bits) if len(codes) else \
-                        np.empty((0, (self.bits + 7) // 8), np.uint8)
+            pending = self._start(list(islice(items, batch_size)))
+            while pending.size:
+                upcoming = self._start(list(islice(items, batch_size)))  # decodes meanwhile
+                batch = self._finish(pending, packed)
                 if bar is not None:
-                    bar.update(len(chunk))
-                yield EncodedBatch(np.asarray(index, np.int64), codes, skipped)
+                    bar.update(pending.size)
+                yield batch
+                pending = upcoming
         finally:
             if bar is not None:
                 bar.close()
+
+    def _start(self, chunk: list[tuple[int, Any]]) -> _Pending:
+        """Starts decoding the files and bytes of ``chunk`` on the pool; arrays and PIL images
+        are brought to the model's size at once (they need no decoding)."""
+        out: list[tuple[int, Any]] = []
+        for i, item in chunk:
+            if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+                out.append((i, self._decoder().submit(self._load, item)))
+            else:
+                out.append((i, self._load(item)))
+        return _Pending(out, len(chunk))
+
+    def _load(self, item: Any) -> np.ndarray | UnreadableImage:
+        try:
+            return load_uint8(item, self.metadata, self.max_pixels)
+        except UnreadableImage as exc:
+            return exc
+
+    def _finish(self, pending: _Pending, packed: bool) -> EncodedBatch:
+        loaded, index, failures = [], [], []
+        for i, item in pending.items:
+            item = item.result() if isinstance(item, Future) else item
+            if isinstance(item, UnreadableImage):
+                failures.append(item)
+            else:
+                loaded.append(item)
+                index.append(i)
+        codes = (self._backend.run(to_input(loaded, self.metadata)) if loaded
+                 else np.empty((0, self.bits), np.float32))
+        if packed:
+            codes = pack_bits(codes, self.bits) if len(codes) else \
+                np.empty((0, (self.bits + 7) // 8), np.uint8)
+        return EncodedBatch(np.asarray(index, np.int64), codes, failures)
+
+    def _decoder(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._decode_threads,
+                                                thread_name_prefix="hashsdk-decode")
+        return self._pool

@@ -180,10 +180,12 @@ class HammingIndex:
 
     # ---- files -------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes the index to ``path`` atomically; see ``hashsdk.index_file`` for the format."""
+    def save(self, path: str | os.PathLike, *, paths: list[str] | None = None) -> None:
+        """Writes the index to ``path`` atomically; see ``hashsdk.index_file`` for the format.
+        ``paths``: the image of each code, in id order, written to ``path + ".paths.txt"`` in
+        the same step (``index_file.read_paths`` reads them back)."""
         codes, ids = self._snap.live()
-        index_file.write(path, self._bits, codes, ids, self._next_id)
+        index_file.write(path, self._bits, codes, ids, self._next_id, paths)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = False, verify: bool | None = None,

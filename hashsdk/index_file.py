@@ -21,10 +21,18 @@ Layout, all integers little-endian::
 The codes and ids are raw arrays, so ``np.memmap`` can map a large index without reading it.
 Reading checks the header CRC and the exact file size (a truncated file fails); the data CRC
 is checked on a full read, and on a mapped read only when asked, because it reads every byte.
+
+The paths file ``INDEX.paths.txt`` (written by ``hashsdk index build --model``) is UTF-8 text,
+one image path per line: line i is the image of the i-th code in id order (id i for the
+default ids 0, 1, 2, ...). It is written in the same step as the index: both files are
+written in full, then renamed into place one right after the other, so that a failed build
+leaves both old files. Only a crash between the two renames could pair the new paths with
+the old index; ``read_paths`` refuses a paths file whose count disagrees with the index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -42,6 +50,7 @@ HEADER = struct.Struct("<8sIIIIQQQQII")
 HEADER_SIZE = 64
 assert HEADER.size == HEADER_SIZE
 _CRC_CHUNK = 16 << 20
+PATHS_SUFFIX = ".paths.txt"
 
 
 @dataclass(frozen=True)
@@ -77,20 +86,49 @@ def _data_crc(codes: np.ndarray, ids: np.ndarray, pad: bytes) -> int:
 
 
 def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray,
-          next_id: int) -> None:
-    """Writes an index file atomically (see ``hashsdk._atomic.atomic_write``)."""
+          next_id: int, paths: list[str] | None = None) -> None:
+    """Writes an index file atomically (see ``hashsdk._atomic.atomic_write``), and with
+    ``paths`` (one per code, in id order) its paths file in the same step."""
     count, code_size = codes.shape
+    if paths is not None and len(paths) != count:
+        raise HashsdkError(f"paths: expected one per code ({count}), got {len(paths)}")
+    if paths is not None and any("\n" in p or "\r" in p for p in paths):
+        raise HashsdkError("paths: a path with a line break cannot go in a paths file")
     ids_offset = _ids_offset(count, code_size)
     pad = b"\0" * (ids_offset - HEADER_SIZE - count * code_size)
     crc = _data_crc(codes, ids, pad)
     head = HEADER.pack(MAGIC, VERSION, bits, code_size, 0, count, next_id, HEADER_SIZE,
                        ids_offset, crc, 0)
     head = head[:60] + struct.pack("<I", zlib.crc32(head[:60]))
-    with atomic_write(path) as f:
-        f.write(head)
-        f.write(_bytes(codes))
-        f.write(pad)
-        f.write(_bytes(ids.astype("<i8", copy=False)))
+    with contextlib.ExitStack() as both:
+        # the paths file is renamed into place last, once the index is (see the docstring)
+        lines = both.enter_context(atomic_write(paths_path(path))) if paths is not None else None
+        with atomic_write(path) as f:
+            if lines is not None:
+                lines.write("".join(p + "\n" for p in paths).encode())
+            f.write(head)
+            f.write(_bytes(codes))
+            f.write(pad)
+            f.write(_bytes(ids.astype("<i8", copy=False)))
+
+
+def paths_path(path: str | os.PathLike) -> str:
+    """The paths file of the index at ``path``."""
+    return os.fspath(path) + PATHS_SUFFIX
+
+
+def read_paths(path: str | os.PathLike, count: int) -> list[str] | None:
+    """The image paths of the index at ``path`` (which holds ``count`` codes), or None where it
+    has no paths file. A paths file of another length raises."""
+    try:
+        with open(paths_path(path), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    if len(lines) != count:
+        raise HashsdkError(f"{paths_path(path)} lists {len(lines)} images but {path} holds "
+                           f"{count} codes: they are not one build's pair; rebuild the index")
+    return lines
 
 
 def read_header(path: str | os.PathLike) -> Header:

@@ -15,6 +15,7 @@ from hashsdk.errors import HashsdkError
 FORMAT_VERSION = 1
 PREFIX = "hashsdk."
 BIT_CONVENTION = "bit i = 1 where output i > 0; packed MSB-first as np.packbits"
+PRECISIONS = ("fp32", "int8")
 
 
 def _parse(raw: str):
@@ -36,6 +37,8 @@ class ModelMetadata:
     mean, std: per-channel, in [0, 1] pixel units; the model's input is (x / 255 - mean) / std,
         float32 NCHW.
     input_name, output_name: the graph's tensors; the output is float (N, bits) in (-1, 1).
+    precision: "fp32", or "int8" for a model from ``hashsdk-export --int8`` (its input and
+        output stay float32; see hashsdk.export.quantize).
     extra: keys this version has no field for, kept as read (JSON values parsed): a TensorRT
         sidecar's ``engine`` (precision, TensorRT version, batch profile), or a later version's.
     """
@@ -52,6 +55,7 @@ class ModelMetadata:
     interpolation: str = "bilinear"
     input_name: str = "images"
     output_name: str = "outputs"
+    precision: str = "fp32"
     bit_convention: str = BIT_CONVENTION
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -98,6 +102,7 @@ class ModelMetadata:
         if meta.channels not in (1, 3) or len(meta.mean) != meta.channels \
                 or len(meta.std) != meta.channels or meta.input_size < 1 \
                 or (meta.resize_size and meta.resize_size < meta.input_size) \
-                or meta.interpolation not in ("bilinear", "bicubic"):
+                or meta.interpolation not in ("bilinear", "bicubic") \
+                or meta.precision not in PRECISIONS:
             raise HashsdkError(f"{where}: inconsistent hashsdk metadata {meta}")
         return meta

@@ -1,7 +1,7 @@
 """Images to model input, from the model's metadata alone (no torch).
 
 Accepted, one item or a batch:
-    file paths (str or Path): decoded with Pillow;
+    file paths (str or Path) and encoded bytes (an in-memory file): decoded with Pillow;
     PIL images;
     uint8 arrays: (H, W, C) or (H, W) one image, (N, H, W, C) a batch;
     float arrays already normalized, NCHW: (C, H, W) one image, (N, C, H, W) a batch.
@@ -11,19 +11,28 @@ its interpolation (as torchvision's ``Resize(int)`` on a PIL image), then a cent
 ``CenterCrop``); models exported before the metadata named a ``resize_size`` squash the whole
 image to the input size instead. uint8 arrays already at the input size are taken as fitted.
 Then they are normalized with the model's mean and std. The result is float32 (N, C, H, W),
-C-contiguous. Training decodes its images with the same ``fit`` (hashsdk.train.data), so that
+C-contiguous. Training decodes its files with the same ``decode`` (hashsdk.train.data), so that
 the Encoder sees the pixels the network was trained and evaluated on.
+
+Decoding (``decode``): the EXIF orientation is applied (phone photos are stored sideways with
+a tag), an animation gives its first frame, and an image whose header claims more than
+``max_pixels`` is refused before any pixel is decoded (a decompression bomb is one unreadable
+image, not a crashed batch). A JPEG much larger than the model needs (its shorter side at least
+twice the resize) is decoded at a reduced scale by libjpeg (Pillow's draft mode), which is
+faster and still at least the size the resize wants.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hashsdk.errors import HashsdkError
 from hashsdk.model_metadata import ModelMetadata
@@ -34,12 +43,15 @@ class UnreadableImage(HashsdkError):
 
     def __init__(self, path: str, reason: str):
         super().__init__(f"{path}: unreadable image ({reason})")
-        self.path = path
+        self.path, self.reason = path, reason
+
+
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's own warning threshold, about 89 MP
 
 
 def is_single(images: Any) -> bool:
     """Whether ``images`` is one item rather than a collection of items."""
-    if isinstance(images, (str, os.PathLike, Image.Image)):
+    if isinstance(images, (str, os.PathLike, Image.Image, bytes, bytearray, memoryview)):
         return True
     if isinstance(images, np.ndarray):
         if images.dtype == np.uint8:
@@ -96,17 +108,56 @@ def _from_pil(image: Image.Image, meta: ModelMetadata) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def load_uint8(item: Any, meta: ModelMetadata) -> np.ndarray:
+def _name(source: Any) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
+
+
+def decode(source: Any, mode: str | None = None, resize_to: int | None = None,
+           max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A file path or encoded bytes as a loaded PIL image, upright (EXIF orientation applied),
+    its first frame, in ``mode`` ("L" or "RGB"; None: "L" for grey images, else "RGB").
+    ``resize_to``: the shorter side the caller will resize to, which lets a JPEG of twice that
+    or more decode at a reduced scale. Raises UnreadableImage (naming the file) for a missing
+    file, a URL, a file Pillow cannot read, or one of more than ``max_pixels`` pixels."""
+    name = _name(source)
+    if isinstance(source, str) and "://" in source:
+        raise UnreadableImage(source, "a URL: the Encoder reads files and bytes, not the "
+                                      "network; download it first")
+    try:
+        with warnings.catch_warnings():  # we check the size ourselves, below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(bytes(source)) if isinstance(
+                source, (bytes, bytearray, memoryview)) else source)
+        w, h = image.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise UnreadableImage(name, f"{w} x {h} = {w * h:,} pixels, more than max_pixels "
+                                        f"= {max_pixels:,} (a decompression bomb?)")
+        if resize_to and image.format == "JPEG" and min(w, h) >= 2 * resize_to:
+            scale = resize_to / min(w, h)  # libjpeg picks a scale that stays at least this
+            image.draft(image.mode, (max(1, int(w * scale)), max(1, int(h * scale))))
+        image.load()  # the first frame of an animation
+        image = ImageOps.exif_transpose(image)
+        if mode is None:
+            mode = "L" if image.mode in ("L", "1", "I;16", "I", "LA") else "RGB"
+        return image.convert(mode)
+    except UnreadableImage:
+        raise
+    except FileNotFoundError:
+        raise UnreadableImage(name, "no such file") from None
+    except IsADirectoryError:
+        raise UnreadableImage(name, "a folder, not an image file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as exc:
+        raise UnreadableImage(name, str(exc) or type(exc).__name__) from None
+
+
+def load_uint8(item: Any, meta: ModelMetadata,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One item as uint8 (H, W, C) at the model's size, or float32 (C, H, W) passed through."""
-    if isinstance(item, (str, os.PathLike)):
-        try:
-            with Image.open(item) as image:
-                image.load()
-                return _from_pil(image, meta)
-        except FileNotFoundError:
-            raise UnreadableImage(os.fspath(item), "no such file") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise UnreadableImage(os.fspath(item), str(exc) or type(exc).__name__) from None
+    if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        mode = "L" if meta.channels == 1 else "RGB"
+        return _from_pil(decode(item, mode, meta.resize_size or meta.input_size, max_pixels),
+                         meta)
     if isinstance(item, Image.Image):
         return _from_pil(item, meta)
     if isinstance(item, np.ndarray):

@@ -81,3 +81,57 @@ def synthetic_cifar(train_per_class: int = 24, test_per_class: int = 6):
         images[i, 2 * c:2 * c + 12, 2 * c:2 * c + 12] = (25 * c, 250 - 20 * c, 120)
     is_test = np.tile(np.arange(per_class) >= train_per_class, 10)
     return ImageSet(images, labels.astype(np.int64), is_test, CIFAR10_CLASSES, "cifar10")
+
+
+def structured_images(n, seed=0, channels=3):
+    """Images whose class is a bright patch at a class-specific place, labels (n,)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    x = rng.integers(0, 60, (n, 32, 32, channels), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        x[i, 4 + 6 * c:12 + 6 * c, 4 + 6 * c:12 + 6 * c] = 230
+    return x, labels
+
+
+def trained_checkpoint(path, channels=3, bits=24, steps=30):
+    """A small network trained for a few steps, saved as a training checkpoint."""
+    import torch
+
+    from hashsdk.train import checkpoint
+    from hashsdk.train.losses import RealLoss
+    from hashsdk.train.model import create_model
+
+    torch.manual_seed(0)
+    images, labels = structured_images(256, channels=channels)
+    mean = (images.reshape(-1, channels) / 255).mean(0).tolist()
+    std = (images.reshape(-1, channels) / 255).std(0).tolist()
+    model = create_model("cnn", bits, in_channels=channels, mean=mean, std=std)
+    loss_fn = RealLoss("pairwise", 0.1)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+         - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    y = torch.from_numpy(labels)
+    for step in range(steps):
+        b = slice(step * 32 % 256, step * 32 % 256 + 32)
+        loss = loss_fn(model(x[b]), y[b], None)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    checkpoint.save(path, kind="hashsdk.hashnet", model_args=model.model_args,
+                    state_dict=model.state_dict(), config={"data": {"dataset": "synthetic"}})
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(folder, the torch model, its metadata): a trained 24-bit cnn on 32x32 RGB, exported to
+    folder/model.onnx from folder/ckpt.pt."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from hashsdk.export.onnx_export import export_onnx
+
+    root = tmp_path_factory.mktemp("export")
+    model = trained_checkpoint(root / "ckpt.pt")
+    meta = export_onnx(root / "ckpt.pt", root / "model.onnx")
+    return root, model, meta

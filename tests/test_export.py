@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import blocking_imports
+from conftest import blocking_imports, structured_images, trained_checkpoint
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -17,52 +17,8 @@ from hashsdk.export.onnx_export import export_onnx, metadata_for, read_metadata 
 from hashsdk.export.verify import compare, verify  # noqa: E402
 from hashsdk.train import checkpoint  # noqa: E402
 from hashsdk.train.evaluate import encode as torch_encode  # noqa: E402
-from hashsdk.train.losses import RealLoss  # noqa: E402
-from hashsdk.train.model import create_model  # noqa: E402
 
 BIN = Path(sys.executable).parent
-
-
-def structured_images(n, seed=0, channels=3):
-    """Images whose class is a bright patch at a class-specific place, labels (n,)."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 4
-    x = rng.integers(0, 60, (n, 32, 32, channels), dtype=np.uint8)
-    for i, c in enumerate(labels):
-        x[i, 4 + 6 * c:12 + 6 * c, 4 + 6 * c:12 + 6 * c] = 230
-    return x, labels
-
-
-def trained_checkpoint(path, channels=3, bits=24, steps=30):
-    """A small network trained for a few steps, saved as a training checkpoint."""
-    torch.manual_seed(0)
-    images, labels = structured_images(256, channels=channels)
-    mean = (images.reshape(-1, channels) / 255).mean(0).tolist()
-    std = (images.reshape(-1, channels) / 255).std(0).tolist()
-    model = create_model("cnn", bits, in_channels=channels, mean=mean, std=std)
-    loss_fn = RealLoss("pairwise", 0.1)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-         - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
-    y = torch.from_numpy(labels)
-    for step in range(steps):
-        b = slice(step * 32 % 256, step * 32 % 256 + 32)
-        loss = loss_fn(model(x[b]), y[b], None)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    checkpoint.save(path, kind="hashsdk.hashnet", model_args=model.model_args,
-                    state_dict=model.state_dict(), config={"data": {"dataset": "synthetic"}})
-    return model
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    model = trained_checkpoint(root / "ckpt.pt")
-    meta = export_onnx(root / "ckpt.pt", root / "model.onnx")
-    return root, model, meta
 
 
 def test_plain_onnxruntime_matches_torch(exported):
@@ -138,8 +94,10 @@ def test_encode_iter_streams_in_batches(exported):
     assert (np.concatenate([b.codes for b in batches]) == encoder.encode(images)).all()
 
 
-def test_unreadable_image_is_named_and_the_batch_goes_on(exported, tmp_path):
+def test_an_unreadable_image_raises_by_default_and_skip_keeps_the_positions(exported, tmp_path):
     from PIL import Image
+
+    from hashsdk.preprocess import UnreadableImage
 
     root, _, _ = exported
     images, _ = structured_images(2)
@@ -148,11 +106,18 @@ def test_unreadable_image_is_named_and_the_batch_goes_on(exported, tmp_path):
     Image.fromarray(images[1]).save(tmp_path / "good1.png")
     encoder = Encoder(root / "model.onnx")
     paths = [tmp_path / "good0.png", tmp_path / "broken.jpg", tmp_path / "good1.png"]
+    with pytest.raises(UnreadableImage, match="broken.jpg") as raised:
+        encoder.encode(paths)
+    assert raised.value.path == str(tmp_path / "broken.jpg")
     with pytest.warns(UserWarning, match="broken.jpg"):
-        codes = encoder.encode(paths)
-    assert (codes == encoder.encode(images)).all()
+        codes, index = encoder.encode(paths, on_error="skip", return_index=True)
+    assert index.tolist() == [0, 2] and (codes == encoder.encode(images)).all()
+    # without a bad file, return_index is every position
+    assert encoder.encode(images, return_index=True)[1].tolist() == [0, 1]
     batch = next(encoder.encode_iter(paths))
     assert batch.index.tolist() == [0, 2] and batch.skipped == [str(tmp_path / "broken.jpg")]
+    with pytest.raises(HashsdkError, match="on_error must be 'raise' or 'skip'"):
+        encoder.encode(paths, on_error="ignore")
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -275,6 +240,11 @@ def test_encoder_works_where_torch_cannot_be_imported(exported):
     assert result.stdout.split()[0] == "0"
 
 
+def hashsdk(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "hashsdk"), *map(str, args)], capture_output=True,
+                          text=True)
+
+
 def test_cli_export_then_folder_to_index_to_search(tmp_path):
     from PIL import Image
 
@@ -287,30 +257,53 @@ def test_cli_export_then_folder_to_index_to_search(tmp_path):
     for i, im in enumerate(images):
         folder = tmp_path / "photos" / ("sub" if i % 2 else "")
         Image.fromarray(im).save(folder / f"{i:02d}.png")
-    (tmp_path / "photos" / "zz-broken.png").write_bytes(b"junk")
-    run = subprocess.run([str(BIN / "hashsdk"), "index", "build", "--model",
-                          str(tmp_path / "model.onnx"), str(tmp_path / "photos"), "-o",
-                          str(tmp_path / "db.hidx")], capture_output=True, text=True)
+    (tmp_path / "photos" / "05-broken.png").write_bytes(b"junk")  # in the middle of the list
+    db, model = tmp_path / "db.hidx", tmp_path / "model.onnx"
+    run = hashsdk("index", "build", "--model", model, tmp_path / "photos", "-o", db)
     assert run.returncode == 0, run.stderr
-    assert "12 images, 24 bits" in run.stdout and "zz-broken.png" in run.stderr
-    paths = (tmp_path / "db.hidx.paths.txt").read_text().split()
-    assert len(paths) == 12 and len(set(paths)) == 12
-    run = subprocess.run([str(BIN / "hashsdk"), "encode", str(tmp_path / "model.onnx"),
-                          paths[3], "-o", str(tmp_path / "q.npy")], capture_output=True,
-                         text=True)
+    assert "12 images, 24 bits" in run.stdout and "05-broken.png" in run.stderr
+    paths = (tmp_path / "db.hidx.paths.txt").read_text().splitlines()
+    assert len(paths) == 12 and len(set(paths)) == 12 and "05-broken.png" not in str(paths)
+    # id i is the image on line i, after the skipped file as before it
+    index, encoder = HammingIndex.load(db), Encoder(model)
+    assert index.ids.tolist() == list(range(12))
+    assert (index.codes == encoder.encode(paths)).all()
+    run = hashsdk("encode", model, paths[3], "-o", tmp_path / "q.npy")
     assert run.returncode == 0, run.stderr
-    run = subprocess.run([str(BIN / "hashsdk"), "search", str(tmp_path / "db.hidx"),
-                          str(tmp_path / "q.npy"), "-k", "3", "--json"], capture_output=True,
-                         text=True)
+    run = hashsdk("search", db, tmp_path / "q.npy", "-k", "3", "--json")
     found = json.loads(run.stdout)
     assert found["distances"][0][0] == 0 and paths[found["ids"][0][0]] == paths[3]
-    assert HammingIndex.load(tmp_path / "db.hidx").ntotal == 12
     # --bits that disagrees with the model is refused, before anything is encoded
-    run = subprocess.run([str(BIN / "hashsdk"), "index", "build", "--model",
-                          str(tmp_path / "model.onnx"), "--bits", "48", str(tmp_path / "photos"),
-                          "-o", str(tmp_path / "other.hidx")], capture_output=True, text=True)
+    run = hashsdk("index", "build", "--model", model, "--bits", "48", tmp_path / "photos",
+                  "-o", tmp_path / "other.hidx")
     assert run.returncode != 0 and not (tmp_path / "other.hidx").exists()
     assert "--bits 48 disagrees with" in run.stderr and "24-bit codes" in run.stderr
+    search_by_image(tmp_path, db, model, paths)
+
+
+def search_by_image(tmp_path, db, model, paths):
+    """``hashsdk search INDEX --model M QUERY...``: the nearest images by path."""
+    run = hashsdk("search", db, "--model", model, paths[3], paths[8], "-k", "2")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 6 and lines[0] == paths[3] and lines[3] == paths[8]
+    for hit in lines[1:3] + lines[4:6]:
+        assert hit.split()[1] in paths  # distance, then the image's path
+    assert lines[1].split()[0] == lines[4].split()[0] == "0"
+    run = hashsdk("search", db, "--model", model, paths[5], "-k", "12", "--json")
+    (record,) = json.loads(run.stdout)
+    assert record["query"] == paths[5] and len(record["results"]) == 12
+    assert {"id": 5, "distance": 0, "path": paths[5]} in record["results"]
+    assert all(r["path"] == paths[r["id"]] for r in record["results"])
+    distances = [r["distance"] for r in record["results"]]
+    assert distances == sorted(distances) and distances[0] == 0
+    # a paths file that is not the index's pair is refused
+    (tmp_path / "db.hidx.paths.txt").write_text("\n".join(paths[:-1]) + "\n")
+    run = hashsdk("search", db, "--model", model, paths[3])
+    assert run.returncode == 1 and "lists 11 images but" in run.stderr
+    assert "holds 12 codes" in run.stderr and "Traceback" not in run.stderr
+    run = hashsdk("search", db, paths[3], paths[4])
+    assert run.returncode == 1 and "expected one QUERIES.npy, or --model" in run.stderr
 
 
 def test_cli_export_errors(tmp_path, exported):
@@ -353,3 +346,59 @@ def test_tensorrt_missing_gives_a_clear_error(exported, tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(HashsdkError, match="tensorrt and cuda-python"):
             Encoder(tmp_path / "m.engine")
+
+
+def test_int8_model_quantizes_the_body_and_keeps_the_hash_layer_in_fp32(exported, tmp_path):
+    import onnx
+
+    from hashsdk.export.quantize import quantize_int8
+
+    root, _, meta = exported
+    calibration, _ = structured_images(64, seed=21)
+    out = quantize_int8(root / "model.onnx", tmp_path / "m.int8.onnx", calibration, "test set")
+    assert out.precision == "int8" and out.extra["calibration"]["images"] == 64
+    assert read_metadata(tmp_path / "m.int8.onnx") == out
+    proto = onnx.load(tmp_path / "m.int8.onnx")
+    ops = [n.op_type for n in proto.graph.node]
+    weights = {i.name: i.data_type for i in proto.graph.initializer}
+    assert ops.count("QuantizeLinear") >= 9 and ops[-2:] == ["Gemm", "Tanh"]
+    assert sum(t == onnx.TensorProto.INT8 for t in weights.values()) >= 9  # conv weights
+    assert weights["net.hash.weight"] == onnx.TensorProto.FLOAT
+    images, _ = structured_images(300, seed=22)
+    fp32 = Encoder(root / "model.onnx").encode(images, packed=False)
+    int8 = Encoder(tmp_path / "m.int8.onnx").encode(images, packed=False)
+    assert ((fp32 > 0) == (int8 > 0)).mean() > 0.95
+    assert 0 < np.abs(fp32 - int8).max() < 0.5  # quantized, not the same model
+    with pytest.raises(HashsdkError, match=r"calibration images: expected uint8 \(N, 32, 32, 3\)"):
+        quantize_int8(root / "model.onnx", tmp_path / "x.onnx", calibration[:, :16], "bad")
+    with pytest.raises(HashsdkError, match="already int8"):
+        quantize_int8(tmp_path / "m.int8.onnx", tmp_path / "x.onnx", calibration, "again")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_int8_from_an_onnx_model_and_a_folder(exported, tmp_path):
+    from PIL import Image
+
+    root, _, _ = exported
+    images, _ = structured_images(20, seed=23)
+    (tmp_path / "calib").mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(tmp_path / "calib" / f"{i}.png")
+    export = BIN / "hashsdk-export"
+    run = subprocess.run([str(export), str(root / "model.onnx"), "--int8", "--calibration", "8",
+                          "--calibration-dir", str(tmp_path / "calib"), "-o",
+                          str(tmp_path / "m.int8.onnx")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "INT8, calibrated on 8 images of the folder" in run.stdout
+    assert read_metadata(tmp_path / "m.int8.onnx").extra["calibration"]["images"] == 8
+    for args, message in [
+        (["--int8"], "needs --calibration-dir"),
+        (["--int8", "--trt"], "TensorRT engines take --fp16, not --int8"),
+        (["--int8", "--verify", "--calibration-dir", str(tmp_path / "calib")],
+         "needs the checkpoint"),
+        (["--int8", "--calibration-dir", str(tmp_path / "none")], "calibration folder not found"),
+    ]:
+        run = subprocess.run([str(export), str(root / "model.onnx"), *args, "-o",
+                              str(tmp_path / "y.onnx")], capture_output=True, text=True)
+        assert run.returncode != 0 and message in run.stderr, (args, run.stderr)
+        assert "Traceback" not in run.stderr and not (tmp_path / "y.onnx").exists()

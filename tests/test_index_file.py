@@ -167,3 +167,36 @@ def _umask():
     old = os.umask(0)
     os.umask(old)
     return old
+
+
+def test_the_paths_file_is_written_with_the_index_and_a_failure_keeps_both(tmp_path, rng,
+                                                                           monkeypatch):
+    path = tmp_path / "db.hidx"
+    idx = HammingIndex(16)
+    idx.add(random_packed(rng, 3, 16))
+    idx.save(path, paths=["a.jpg", "b c.jpg", "é.jpg"])
+    assert index_file.read_paths(path, 3) == ["a.jpg", "b c.jpg", "é.jpg"]
+    idx.add(random_packed(rng, 2, 16))
+
+    calls, real = [], index_file._bytes
+
+    def fail_while_writing(array):  # the CRC reads the arrays first, then they are written
+        calls.append(1)
+        if len(calls) > 2:
+            assert (tmp_path / "db.hidx.paths.txt").read_text().startswith("a.jpg")
+            raise OSError("disk full")
+        return real(array)
+    monkeypatch.setattr(index_file, "_bytes", fail_while_writing)
+    with pytest.raises(OSError, match="disk full"):
+        idx.save(path, paths=list("abcde"))
+    monkeypatch.undo()
+    # both old files, whole, and no temporary file left behind
+    assert HammingIndex.load(path).ntotal == 3 and len(index_file.read_paths(path, 3)) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.hidx", "db.hidx.paths.txt"]
+    with pytest.raises(HashsdkError, match=r"expected one per code \(5\), got 4"):
+        idx.save(path, paths=list("abcd"))
+    with pytest.raises(HashsdkError, match="line break"):
+        idx.save(path, paths=["a", "b", "c", "d\ne", "f"])
+    with pytest.raises(HashsdkError, match="lists 3 images but .* holds 5 codes"):
+        index_file.read_paths(path, 5)
+    assert index_file.read_paths(tmp_path / "other.hidx", 5) is None

@@ -71,6 +71,18 @@ def test_train_all_from_raw_images_to_comparison(tmp_path):
     assert "bits agree" in exported.stdout
     report = json.loads((tmp_path / "model.onnx.verify.json").read_text())
     assert report["passed"] and report["bit_agreement"] >= 0.999
+    # INT8, calibrated on the run's training split, against FP32 on the run's protocol
+    int8 = subprocess.run([str(Path(sys.executable).parent / "hashsdk-export"),
+                           str(run / "hash-fakes" / "checkpoint.pt"), "-o",
+                           str(tmp_path / "q.int8.onnx"), "--int8", "--calibration", "40",
+                           "--verify"], capture_output=True, text=True)
+    assert int8.returncode == 0, int8.stderr
+    assert "calibrated on 40 images of the training split" in int8.stdout
+    assert (tmp_path / "q.onnx").is_file()  # the FP32 model beside it
+    report = json.loads((tmp_path / "q.int8.onnx.verify.json").read_text())
+    assert (report["queries"], report["database"]) == (30, 230)  # 260 images less the queries
+    assert report["bit_agreement"] > 0.8
+    assert report["map_change"] == pytest.approx(report["map_int8"] - report["map_fp32"])
 
 
 def test_torchrun_ddp_on_cpu_shards_batches_and_rank0_reports(tmp_path):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import pickle
 import tarfile
@@ -41,7 +40,7 @@ from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
-from hashsdk.preprocess import IMAGE_SUFFIXES, fit
+from hashsdk.preprocess import IMAGE_SUFFIXES, UnreadableImage, decode, fit
 from hashsdk.train.config import DataConfig
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -256,17 +255,17 @@ def _fit_arrays(data: ImageSet, shape: Fit) -> ImageSet:
 
 
 def _decode(raw: bytes, where: str, shape: Fit | None = None) -> np.ndarray:
-    """An image file's bytes as uint8 (H, W, C); with ``shape``, fitted to the network's input
-    (as hashsdk.preprocess.fit fits a file for the Encoder)."""
+    """An image file's bytes as uint8 (H, W, C), decoded as the Encoder decodes files
+    (hashsdk.preprocess.decode: EXIF orientation, first frame, pixel limit); with ``shape``,
+    fitted to the network's input as the Encoder fits it."""
     try:
-        image = Image.open(io.BytesIO(raw))
-        image = image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
-        if shape is not None and (image.size != (shape.size, shape.size)
-                                  or shape.resize_size != shape.size):
-            return shape.pil(image)
-        array = np.asarray(image, np.uint8)
-    except (OSError, ValueError) as exc:
-        raise HashsdkError(f"{where}: not a readable image ({exc})") from None
+        image = decode(raw, None, shape.resize_size if shape is not None else None)
+    except UnreadableImage as exc:
+        raise HashsdkError(f"{where}: not a readable image ({exc.reason})") from None
+    if shape is not None and (image.size != (shape.size, shape.size)
+                              or shape.resize_size != shape.size):
+        return shape.pil(image)
+    array = np.asarray(image, np.uint8)
     return array[..., None] if array.ndim == 2 else array
 
 
