@@ -163,7 +163,7 @@ def test_large_jpegs_decode_in_draft_mode_at_no_less_than_the_resize(tmp_path):
     assert decode(tmp_path / "big.jpg", "RGB", resize_to=300).size == (640, 480)  # too close
 
 
-@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("threads", [0, 1, 3])
 def test_pipelined_decoding_keeps_the_input_order(exported, tmp_path, threads):
     images, _ = structured_images(37, seed=11)
     paths = []
@@ -198,8 +198,70 @@ def test_encode_iter_reads_its_input_one_batch_ahead_in_flat_memory(encoder):
     assert peak < 8e6, f"peak {peak / 1e6:.1f} MB"
 
 
+def test_the_decoding_pool_takes_the_cores_the_model_leaves(exported, monkeypatch):
+    import hashsdk._search
+
+    path = exported[0] / "model.onnx"
+    monkeypatch.setattr(hashsdk._search, "default_threads", lambda: 8)
+
+    def plan(**kwargs):
+        encoder = Encoder(path, **kwargs)
+        return encoder.decode_threads, encoder.decode_ahead
+    assert plan(threads=2) == (4, True)       # ahead of the model, at most 4
+    assert plan(threads=6) == (2, True)       # the two cores left
+    assert plan(threads=8) == (4, False)      # none left: every core, between batches
+    assert plan() == (4, False)               # the model takes every core by default
+    assert plan(threads=8, decode_threads=3) == (3, False)
+    monkeypatch.setattr(hashsdk._search, "default_threads", lambda: 1)
+    assert plan() == (0, False)               # one core: in the calling thread
+
+
 def test_decoding_arguments_are_checked(exported):
     with pytest.raises(HashsdkError, match="decode_threads"):
         Encoder(exported[0] / "model.onnx", decode_threads=-1)
     with pytest.raises(HashsdkError, match="max_pixels"):
         Encoder(exported[0] / "model.onnx", max_pixels=0)
+
+
+def jpeg(array: np.ndarray, **options) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="JPEG", **options)
+    return out.getvalue()
+
+
+def test_plain_jpegs_take_the_fast_decoder_and_get_pillows_pixels():
+    pytest.importorskip("simplejpeg")
+    from hashsdk import preprocess
+
+    rng = np.random.default_rng(12)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))
+                        .resize((45, 37), Image.BICUBIC))  # odd sizes: edge blocks
+    plain = {
+        "rgb 4:2:0": jpeg(smooth, quality=90),
+        "rgb 4:4:4": jpeg(smooth, quality=95, subsampling=0),
+        "progressive": jpeg(smooth, quality=80, progressive=True),
+        "grey": jpeg(smooth[..., 0]),
+    }
+    for name, raw in plain.items():
+        for mode in ("RGB", "L", None):
+            fast = preprocess._plain_jpeg(raw, mode, None, None, name)
+            assert fast is not None, name
+            pillow = np.asarray(preprocess._pillow(raw, mode, None, None, name))
+            assert fast.shape == pillow.shape and (fast == pillow).all(), (name, mode)
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    others = {
+        "exif": jpeg(smooth, exif=exif.tobytes()),
+        "cmyk": (lambda out: (Image.fromarray(smooth).convert("CMYK").save(out, "JPEG"),
+                              out.getvalue())[1])(io.BytesIO()),
+        "png": png_bytes(smooth),
+    }
+    for name, raw in others.items():
+        assert preprocess._plain_jpeg(raw, "RGB", None, None, name) is None, name
+    # large enough for draft mode: Pillow's reduced-scale decode, not the fast path
+    assert preprocess._plain_jpeg(plain["rgb 4:2:0"], "RGB", 16, None, "x") is None
+    with pytest.raises(UnreadableImage, match="1,665 pixels, more than max_pixels = 100"):
+        preprocess._plain_jpeg(plain["grey"], "RGB", None, 100, "x")
+    # a damaged plain JPEG is Pillow's to judge, with Pillow's error
+    with pytest.raises(UnreadableImage, match="<bytes>"):
+        decode(plain["rgb 4:2:0"][:200], "RGB")
