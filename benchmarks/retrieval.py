@@ -44,6 +44,7 @@ from hashsdk.train.comparison import paired_difference
 from hashsdk.train.stages import Pipeline, run_stages, with_fakes, without_fakes
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_BATCH = config.HashConfig.batch_size  # left out of the printed command
 PUBLISHED = {  # mAP@all on CIFAR-10 at 12 / 24 / 32 / 48 bits, as published
     "DNNH (NIN, published)": {12: 0.552, 24: 0.566, 32: 0.558, 48: 0.581},
     "DPSH (VGG-F pretrained, published)": {12: 0.713, 24: 0.727, 32: 0.744, 48: 0.757},
@@ -58,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--width", type=int, default=32, help="cnn's width (capacity)")
     p.add_argument("--loss", default="pairwise")
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=128,
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help="smaller batches take more steps per epoch: a small training set "
                         "is memorised sooner")
     p.add_argument("--augment", nargs="+", choices=["on", "off"], default=["on"],
@@ -221,7 +222,7 @@ def command(args: argparse.Namespace) -> str:
             + f" --epochs {args.epochs} --gan-steps {args.gan_steps} --gan-width {args.gan_width}"
             + f" --backbone {args.backbone} --loss {args.loss}"
             + (f" --width {args.width}" if args.width != 32 else "")
-            + (f" --batch-size {args.batch_size}" if args.batch_size != 128 else "")
+            + (f" --batch-size {args.batch_size}" if args.batch_size != DEFAULT_BATCH else "")
             + (" --augment " + " ".join(args.augment) if args.augment != ["on"] else "")
             + fakes
             + (f" --train-per-class {args.train_per_class}" if low else "")
@@ -276,12 +277,13 @@ def markdown(report: dict, bits: list[int], seeds: list[int]) -> str:
         k: (v if v.startswith("with") else f"with fakes: {v}")
         for k, v in report["labels"].items()}
     width = f" (width {hc['width']})" if hc.get("width", 32) != 32 else ""
+    batch = hc.get("batch_size", DEFAULT_BATCH)  # results from before the option lack it
     aug = "" if report.get("augment", ["on"]) == ["on"] else (
         "no augmentation" if report["augment"] == ["off"] else "with and without augmentation")
     lines = [f"{report['dataset']} ({report['protocol']}), mAP@all, mean of {len(seeds)} "
              "seed(s); backbone "
              f"`{hc['backbone']}`{width} from scratch, loss `{hc['loss']}`, {hc['epochs']} epochs"
-             + (f" of batch {hc['batch_size']}" if hc.get("batch_size", 128) != 128 else "")
+             + (f" of batch {batch}" if batch != DEFAULT_BATCH else "")
              + (f", {aug}" if aug else "") + ". "
              "Each with-fakes row: fake loss, lambda, fakes per real image, BatchNorm; in "
              "brackets, with minus without fakes, paired over queries (bootstrap SE).", "",
