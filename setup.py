@@ -1,4 +1,10 @@
-"""Build the optional C extensions: the flat search kernel and multi-index hashing.
+"""The packages, found in their three source folders, and the optional C extensions.
+
+Packages: ``hashsdk/`` installs as ``hashsdk``, ``train/`` as ``hashsdk.train`` and ``export/``
+as ``hashsdk.export``; every package below them (a folder with an ``__init__.py``) is found, so
+that a new module can never be left out of the wheel by a hand-written list.
+
+Extensions: the flat search kernel and multi-index hashing.
 
 Both are marked optional: where no C compiler is at hand, the install still succeeds, hashsdk
 falls back to its numpy kernel (``np.bitwise_count``), which gives the same results, and
@@ -7,7 +13,16 @@ MultiIndexHammingIndex scans instead.
 
 import sys
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
+
+SOURCE_FOLDERS = {"hashsdk": "hashsdk", "hashsdk.train": "train", "hashsdk.export": "export"}
+
+
+def discover_packages() -> list[str]:
+    """Each top package and every package found below its folder, under its installed name."""
+    return [name for top, folder in SOURCE_FOLDERS.items()
+            for name in (top, *(f"{top}.{sub}" for sub in find_packages(folder)))]
+
 
 # -O3 lets gcc unroll the per-width specializations; no -march flag, because the wheel must run
 # on any x86-64 CPU: popcnt is chosen at run time inside the kernel instead.
@@ -15,6 +30,8 @@ extra_compile_args = [] if sys.platform == "win32" else ["-O3", "-std=c11", "-fv
 extra_link_args = [] if sys.platform == "win32" else ["-pthread"]
 
 setup(
+    package_dir=SOURCE_FOLDERS,
+    packages=discover_packages(),
     ext_modules=[
         Extension(
             "hashsdk._kernel",

@@ -7,8 +7,14 @@ engine.
                    training split, or on --calibration-dir FOLDER)
     hashsdk-export model.onnx --int8 --calibration-dir FOLDER -o model.int8.onnx
     hashsdk-export model.onnx --trt [--fp16] [--min-batch 1 --opt-batch 64 --max-batch 256]
-                   -o model.engine
-    hashsdk-export CHECKPOINT --trt --fp16 -o model.engine     (ONNX beside it, then the engine)
+                   [--verify --images FOLDER] -o model.engine
+    hashsdk-export CHECKPOINT --trt --fp16 [--verify] -o model.engine
+                   (ONNX beside it, then the engine)
+
+From a checkpoint the export needs torch (the ``export`` extra); from an ONNX file, ``--int8``
+needs onnxruntime and onnx and ``--trt`` the ``trt`` extra, never torch. ``--verify`` checks
+on real images: the run's own (from a checkpoint) or ``--images FOLDER`` (from an ONNX file,
+which carries none).
 """
 
 from __future__ import annotations
@@ -17,18 +23,30 @@ from pathlib import Path
 
 import click
 
-from hashsdk._cli_errors import user_errors
+from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.errors import HashsdkError
+from hashsdk.export.onnx_file import BIT_AGREEMENT_TARGETS
+
+TARGETS = {k: f"{100 * v:g}%" for k, v in BIT_AGREEMENT_TARGETS.items()}
+VERIFY_IMAGES = 512  # real images that --verify of a TensorRT engine runs
 
 
-@click.command()
+@click.command(context_settings=CONTEXT)
+@version_option()
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="model.onnx, or model.engine with --trt.")
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--verify", is_flag=True,
-              help="Compare torch and onnxruntime on real images; fail below 99.9% bits. "
-                   "With --int8: INT8 against FP32 on the run's whole protocol (bits, mAP).")
+              help="Check the result on real images. ONNX: torch against onnxruntime, fails "
+                   f"below {TARGETS['fp32']} of bits agreeing. --int8: INT8 against FP32 on the "
+                   "run's whole protocol (bits, mAP). --trt: the engine against the FP32 ONNX "
+                   f"model, fails below {TARGETS['fp32']} of bits (FP32) or {TARGETS['fp16']} "
+                   "(FP16).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="--trt --verify from an ONNX file: a folder of real images "
+                                 f"to verify on (up to {VERIFY_IMAGES}).  [default: the run's "
+                                 "training images, from a checkpoint]")
 @click.option("--int8", is_flag=True, help="Write a statically quantized INT8 ONNX model.")
 @click.option("--calibration", type=click.IntRange(min=1), default=512, show_default=True,
               help="--int8: how many calibration images.")
@@ -40,16 +58,18 @@ from hashsdk.errors import HashsdkError
 @click.option("--min-batch", type=int, default=1, show_default=True)
 @click.option("--opt-batch", type=int, default=64, show_default=True)
 @click.option("--max-batch", type=int, default=None,
-              help="Largest batch (ONNX: unbounded by default; TensorRT: 256).")
+              help="Largest batch.  [default: ONNX unbounded, TensorRT 256]")
 @user_errors('export')
-def main(source: Path, output: Path, opset: int, verify: bool, int8: bool, calibration: int,
-         calibration_dir: Path | None, trt: bool, fp16: bool, min_batch: int, opt_batch: int,
-         max_batch: int | None) -> None:
-    """Export SOURCE (a hashing checkpoint, or an ONNX model with --trt or --int8)."""
+def main(source: Path, output: Path, opset: int, verify: bool, images_dir: Path | None,
+         int8: bool, calibration: int, calibration_dir: Path | None, trt: bool, fp16: bool,
+         min_batch: int, opt_batch: int, max_batch: int | None) -> None:
+    """Export SOURCE (a hashing checkpoint, or an ONNX model with --trt or --int8).
+
+    Training is hashsdk-train; encoding and search with the result is hashsdk."""
     if not source.is_file():
         raise HashsdkError(f"file not found: {source}")
     is_onnx = source.suffix == ".onnx"
-    _check_options(source, is_onnx, verify, int8, calibration_dir, trt, fp16)
+    _check_options(source, is_onnx, verify, int8, calibration_dir, trt, fp16, images_dir)
     onnx_path = source
     if not is_onnx:
         onnx_path = output.with_suffix(".onnx") if trt else _fp32_beside(output) if int8 \
@@ -59,13 +79,32 @@ def main(source: Path, output: Path, opset: int, verify: bool, int8: bool, calib
         _export_int8(onnx_path, output, None if is_onnx else source, calibration,
                      calibration_dir, verify)
     if trt:
-        from hashsdk.export.tensorrt_build import build_engine
+        _export_engine(onnx_path, output, None if is_onnx else source, fp16,
+                       (min_batch, opt_batch, max_batch or 256), verify, images_dir)
 
-        report = build_engine(onnx_path, output, fp16, min_batch, opt_batch, max_batch or 256)
-        line = f"wrote {output} ({report.precision}, TensorRT {report.tensorrt})"
-        if report.bit_agreement_vs_fp32 is not None:
-            line += f"; FP16 bits agree with FP32 on {100 * report.bit_agreement_vs_fp32:.3f}%"
-        click.echo(line)
+
+def _export_engine(onnx_path: Path, output: Path, checkpoint: Path | None, fp16: bool,
+                   batches: tuple[int, int, int], verify: bool, images_dir: Path | None) -> None:
+    from hashsdk.export.onnx_file import read_metadata
+    from hashsdk.export.quantize import folder_images, training_images
+    from hashsdk.export.tensorrt_build import build_engine
+
+    check = None
+    if verify:  # the images first: a wrong folder fails before the build, which takes minutes
+        check = (folder_images(images_dir, read_metadata(onnx_path), VERIFY_IMAGES)
+                 if images_dir is not None else training_images(checkpoint, VERIFY_IMAGES))
+    report = build_engine(onnx_path, output, fp16, *batches, check=check)
+    line = f"wrote {output} ({report.precision}, TensorRT {report.tensorrt})"
+    if report.passed is None:
+        click.echo(line + "; not verified (add --verify)")
+        return
+    click.echo(f"{line}; its bits agree with the FP32 ONNX model's on "
+               f"{100 * report.bit_agreement_vs_fp32:.3f}% over {len(check[0])} images of the "
+               f"{report.images} (target {100 * report.target:.1f}%)")
+    if not report.passed:
+        raise HashsdkError(f"verification failed: {100 * report.bit_agreement_vs_fp32:.3f}% of "
+                           f"bits agree, below the {100 * report.target:.1f}% target for "
+                           f"{report.precision}")
 
 
 def _fp32_beside(int8_path: Path) -> Path:
@@ -78,7 +117,8 @@ def _fp32_beside(int8_path: Path) -> Path:
 
 
 def _check_options(source: Path, is_onnx: bool, verify: bool, int8: bool,
-                   calibration_dir: Path | None, trt: bool, fp16: bool) -> None:
+                   calibration_dir: Path | None, trt: bool, fp16: bool,
+                   images_dir: Path | None) -> None:
     """Refuses combinations that cannot work, before anything is written."""
     if is_onnx and not (trt or int8):
         raise HashsdkError(f"{source} is already ONNX; pass --trt to build a TensorRT engine "
@@ -96,6 +136,13 @@ def _check_options(source: Path, is_onnx: bool, verify: bool, int8: bool,
                            "checkpoint: hashsdk-export CHECKPOINT --int8 --verify")
     if calibration_dir is not None and not int8:
         raise HashsdkError("--calibration-dir applies to --int8")
+    if trt and verify and is_onnx and images_dir is None:
+        raise HashsdkError("--verify from an ONNX file needs --images FOLDER: the engine is "
+                           "checked against the FP32 model on real images, and an ONNX file "
+                           "carries none (from a checkpoint, the run's training images are used)")
+    if images_dir is not None and not (trt and verify):
+        raise HashsdkError("--images applies to --trt --verify (INT8 calibrates on "
+                           "--calibration-dir)")
 
 
 def _export_fp32(checkpoint: Path, onnx_path: Path, opset: int, max_batch: int | None,
@@ -123,7 +170,7 @@ def _export_fp32(checkpoint: Path, onnx_path: Path, opset: int, max_batch: int |
 
 def _export_int8(fp32_path: Path, output: Path, checkpoint: Path | None, count: int,
                  folder: Path | None, verify: bool) -> None:
-    from hashsdk.export.onnx_export import read_metadata
+    from hashsdk.export.onnx_file import read_metadata
     from hashsdk.export.quantize import folder_images, quantize_int8, training_images
 
     if folder is not None:

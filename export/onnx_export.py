@@ -16,6 +16,7 @@ import torch
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
+from hashsdk.export.onnx_file import read_metadata  # noqa: F401  (its home before)
 from hashsdk.model_metadata import ModelMetadata
 from hashsdk.train.model import HashNet
 
@@ -93,16 +94,3 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
     with atomic_write(out_path) as f:
         f.write(proto.SerializeToString())
     return meta
-
-
-def read_metadata(path: str | os.PathLike) -> ModelMetadata:
-    """The hashsdk metadata of an ONNX file; a clear error when it has none."""
-    import onnx
-
-    try:
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-    except FileNotFoundError:
-        raise HashsdkError(f"model file not found: {path}") from None
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise HashsdkError(f"{path}: not an ONNX model ({exc})") from None
-    return ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))

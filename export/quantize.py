@@ -76,7 +76,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from hashsdk.export.onnx_export import read_metadata
+    from hashsdk.export.onnx_file import read_metadata
 
     meta = read_metadata(fp32_path)
     if meta.precision != "fp32":

@@ -6,8 +6,15 @@ Written against TensorRT's Python API:
     TensorRT 11: networks are always strongly typed and the precision flags are gone, so
         ``--fp16`` converts the ONNX graph to float16 first (onnxconverter-common, float32
         inputs and outputs kept) and the builder follows the graph's types.
+Verification (``--verify``): the engine's bits against the FP32 ONNX model's (onnxruntime on
+the CPU) on real images, the run's training images or a folder's; it fails below
+``BIT_AGREEMENT_TARGETS[precision]`` of the bits agreeing. FP16 rounds outputs near zero to
+the other sign, so its target is lower than FP32's. Random inputs are not used: their outputs
+crowd near zero as real images' do not, which says nothing of the codes users get.
+
 TensorRT cannot be installed on the machines this project is built on, so this path has not
-run there; its tests run where ``tensorrt`` imports and skip elsewhere.
+run there; its tests run where ``tensorrt`` imports and skip elsewhere. Nothing here imports
+torch: an engine can be built from an ONNX file with only the ``trt`` extra.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
-from hashsdk.export.onnx_export import read_metadata
+from hashsdk.export.onnx_file import BIT_AGREEMENT_TARGETS, read_metadata
 
 
 @dataclass
@@ -29,7 +36,18 @@ class EngineReport:
     precision: str
     tensorrt: str
     strongly_typed: bool
-    bit_agreement_vs_fp32: float | None
+    bit_agreement_vs_fp32: float | None  # None: not verified
+    images: str | None = None            # what it was verified on
+
+    @property
+    def target(self) -> float:
+        return BIT_AGREEMENT_TARGETS[self.precision]
+
+    @property
+    def passed(self) -> bool | None:
+        if self.bit_agreement_vs_fp32 is None:
+            return None
+        return self.bit_agreement_vs_fp32 >= self.target
 
 
 def _import_tensorrt():
@@ -53,11 +71,11 @@ def to_fp16(onnx_bytes: bytes) -> bytes:
 
 def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike, fp16: bool = False,
                  min_batch: int = 1, opt_batch: int = 64, max_batch: int = 256,
-                 workspace_bytes: int = 4 << 30, check_images: np.ndarray | None = None
-                 ) -> EngineReport:
-    """Builds and writes the engine and its sidecar; with ``fp16``, reports how many bits of
-    the FP16 engine agree with the FP32 ONNX model on ``check_images`` (float32 NCHW, default
-    256 random normalized inputs), because outputs near zero flip bits."""
+                 workspace_bytes: int = 4 << 30,
+                 check: tuple[np.ndarray, str] | None = None) -> EngineReport:
+    """Builds and writes the engine and its sidecar. ``check``: real images, uint8 (N, H, W,
+    C) at the model's input, and what they are; the report then says how many bits of the
+    engine agree with the FP32 ONNX model on them (see ``EngineReport.passed``)."""
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise HashsdkError(f"need 1 <= min_batch <= opt_batch <= max_batch, got {min_batch}, "
                            f"{opt_batch}, {max_batch}")
@@ -81,14 +99,10 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike, fp16
                                               batch=[min_batch, opt_batch, max_batch]))
     with atomic_write(os.fspath(out_path) + ".json") as f:
         f.write(json.dumps(props, indent=1).encode())
-    agreement = None
-    if fp16:
-        if check_images is None:
-            rng = np.random.default_rng(0)
-            check_images = rng.standard_normal((256, *shape)).astype(np.float32)
-        agreement = _bit_agreement(out_path, onnx_path, check_images, max_batch)
+    agreement = None if check is None else _bit_agreement(out_path, onnx_path, check[0],
+                                                           max_batch)
     return EngineReport(os.fspath(out_path), "fp16" if fp16 else "fp32", trt.__version__,
-                        strongly_typed, agreement)
+                        strongly_typed, agreement, None if check is None else check[1])
 
 
 def _serialize(trt, model_bytes: bytes, onnx_path: str | os.PathLike, input_name: str,
@@ -119,13 +133,26 @@ def _serialize(trt, model_bytes: bytes, onnx_path: str | os.PathLike, input_name
 
 def _bit_agreement(engine_path: str | os.PathLike, onnx_path: str | os.PathLike,
                    images: np.ndarray, max_batch: int) -> float:
-    """The share of bits on which the engine and the FP32 ONNX model agree on ``images``."""
+    """The share of bits on which the engine and the FP32 ONNX model agree on ``images``
+    (uint8 NHWC at the model's input)."""
     from hashsdk.backends.onnxruntime import OnnxRuntimeBackend
     from hashsdk.backends.tensorrt import TensorRTBackend
 
-    engine = TensorRTBackend(engine_path)
-    reference = OnnxRuntimeBackend(onnx_path, "cpu")
-    half = np.concatenate([engine.run(images[i:i + max_batch])
-                           for i in range(0, len(images), max_batch)])
-    full = reference.run(images)
-    return float(((half > 0) == (full > 0)).mean())
+    return bit_agreement(TensorRTBackend(engine_path), OnnxRuntimeBackend(onnx_path, "cpu"),
+                         images, max_batch)
+
+
+def bit_agreement(candidate, reference, images: np.ndarray, batch: int = 256) -> float:
+    """The share of bits on which two backends (``run``: float32 NCHW to float32 (N, bits))
+    agree on ``images``, uint8 (N, H, W, C) at their input, preprocessed by the metadata of
+    ``reference``."""
+    from hashsdk.preprocess import to_input
+
+    if len(images) == 0:
+        raise HashsdkError("verification needs at least one image")
+    same = total = 0
+    for i in range(0, len(images), batch):
+        x = to_input(list(images[i:i + batch]), reference.metadata)
+        a, b = candidate.run(x) > 0, reference.run(x) > 0
+        same, total = same + int((a == b).sum()), total + a.size
+    return same / total

@@ -20,11 +20,12 @@ import torch
 from hashsdk import Encoder, mean_average_precision
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
+from hashsdk.export.onnx_file import BIT_AGREEMENT_TARGETS
 
 if TYPE_CHECKING:
     from hashsdk.train.data import ImageSet, Split
 
-BIT_AGREEMENT_TARGET = 0.999
+BIT_AGREEMENT_TARGET = BIT_AGREEMENT_TARGETS["fp32"]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What the three command lines share: user mistakes become one line on stderr."""
+"""What the three command lines share: ``-h`` beside ``--help``, ``--version``, and user
+mistakes as one line on stderr."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ from collections.abc import Callable
 import click
 
 from hashsdk.errors import HashsdkError
+
+# every command and sub-command of the three CLIs: -h and --help, and each option's default
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def version_option() -> Callable:
+    """``--version``: hashsdk's one version (``hashsdk.__version__``, which the package
+    metadata also reads), the same whether hashsdk or hashsdk-gpu is installed."""
+    from hashsdk import __version__
+
+    return click.version_option(__version__, message="%(prog)s, hashsdk %(version)s")
 
 
 def user_errors(extra: str | None = None) -> Callable[[Callable], Callable]:

@@ -1,4 +1,5 @@
-"""The ``hashsdk`` command line.
+"""The ``hashsdk`` command line: encode, index and search (training is ``hashsdk-train``,
+export ``hashsdk-export``).
 
     hashsdk index build CODES.npy -o db.hidx [--bits N] [--ids IDS.npy]
     hashsdk index build --model model.onnx IMAGES_OR_DIR... -o db.hidx
@@ -7,6 +8,11 @@
     hashsdk search db.hidx QUERIES.npy -k 10 [--json]
     hashsdk search db.hidx --model model.onnx QUERY_IMAGES... -k 10 [--json]
     hashsdk info db.hidx
+
+The commands that run a model take ``--device``, ``--threads`` and ``--quiet``. ``search
+--json`` prints one schema with and without ``--model``: a list with one record per query,
+``{"query", "results": [{"id", "distance", "path"}]}``, where ``query`` is the image's path or
+the row of QUERIES.npy and ``path`` is the indexed image (null where the index has no paths).
 
 User mistakes (a missing or corrupt file, a wrong shape) print one line to stderr and exit
 with status 1, without a traceback.
@@ -23,7 +29,7 @@ import numpy as np
 
 from hashsdk import index_file
 from hashsdk._atomic import atomic_write
-from hashsdk._cli_errors import user_errors
+from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.codes import infer_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex
@@ -39,10 +45,29 @@ def _load_npy(path: str, what: str) -> np.ndarray:
         raise HashsdkError(f"{path}: not a readable .npy array ({exc})") from None
 
 
-@click.group()
-@click.version_option(package_name="hashsdk")
+ENCODER_OPTIONS = [
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                 help="Where the model runs; auto: CUDA where onnxruntime has it (hashsdk-gpu)."),
+    click.option("--threads", type=click.IntRange(min=1), default=None,
+                 help="Model and search threads.  [default: every core]"),
+    click.option("--quiet", is_flag=True, help="No progress bar."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=256),
+]
+
+
+def encoder_options(fn):
+    for option in reversed(ENCODER_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@click.group(context_settings=CONTEXT)
+@version_option()
 def main() -> None:
-    """hashsdk: deep image hashing, train, export, index and search."""
+    """hashsdk: encode images with an exported model, build Hamming indexes and search them.
+
+    Training is hashsdk-train (pip install 'hashsdk[train]'); export to ONNX, INT8 and
+    TensorRT is hashsdk-export (pip install 'hashsdk[export]')."""
 
 
 @main.group()
@@ -60,11 +85,13 @@ def index() -> None:
               help="Code length. Default: 8 x width for packed uint8 codes, else the width; "
                    "with --model, the model's (a different value is refused).")
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), default=None,
-              help="int64 .npy of one unique id per code. Default: 0, 1, 2, ...")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+              help="int64 .npy of one unique id per code (not with --model).  "
+                   "[default: 0, 1, 2, ...]")
+@encoder_options
 @user_errors()
 def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: int | None,
-                ids_path: str | None, batch_size: int) -> None:
+                ids_path: str | None, device: str, threads: int | None, quiet: bool,
+                batch_size: int) -> None:
     """Build an index from CODES.npy (packed uint8 codes, or (n, bits) network outputs), or,
     with --model, from images and folders of images. With --model, ids are 0, 1, 2, ... in
     the order of OUTPUT.paths.txt, which lists the image of each id."""
@@ -73,13 +100,18 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
             raise HashsdkError("expected one CODES.npy, or --model MODEL with images/folders")
         array = _load_npy(inputs[0], "codes")
         ids = None if ids_path is None else _load_npy(ids_path, "ids")
-        idx = HammingIndex(infer_bits(array) if bits is None else bits)
+        idx = HammingIndex(infer_bits(array) if bits is None else bits, threads=threads)
         idx.add(array, ids)
         idx.save(output)
         click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits")
         return
-    codes, paths, model_bits = _encode_paths(model, inputs, batch_size, expect_bits=bits)
-    idx = HammingIndex(model_bits)
+    if ids_path is not None:
+        raise HashsdkError("--ids applies to CODES.npy; with --model the ids are 0, 1, 2, ... "
+                           f"in the order of {index_file.paths_path(output)}")
+    encoder = _encoder(model, device, threads)
+    codes, paths = _encode_paths(encoder, inputs, batch_size, expect_bits=bits,
+                                 show_progress=not quiet)
+    idx = HammingIndex(encoder.bits, threads=threads)
     idx.add(codes)
     idx.save(output, paths=paths)
     click.echo(f"wrote {output}: {idx.ntotal} images, {idx.bits} bits; paths in "
@@ -113,12 +145,13 @@ def index_push(index_path: str, uri: str, collection: str, index_type: str, nlis
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="codes.npy to write; OUTPUT.paths.txt lists the image of each row.")
 @click.option("--float", "as_float", is_flag=True, help="Write float outputs, not packed codes.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@encoder_options
 @user_errors()
-def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool,
-           batch_size: int) -> None:
+def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool, device: str,
+           threads: int | None, quiet: bool, batch_size: int) -> None:
     """Encode images and folders of images with MODEL (.onnx or .engine) into codes.npy."""
-    codes, paths, _ = _encode_paths(model, inputs, batch_size, packed=not as_float)
+    codes, paths = _encode_paths(_encoder(model, device, threads), inputs, batch_size,
+                                 packed=not as_float, show_progress=not quiet)
     with atomic_write(output) as f:
         np.save(f, codes)
     _write_lines(output + ".paths.txt", paths)
@@ -126,14 +159,20 @@ def encode(model: str, inputs: tuple[str, ...], output: str, as_float: bool,
                f"{'outputs' if as_float else 'bytes'}")
 
 
-def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
-                  packed: bool = True, expect_bits: int | None = None,
-                  show_progress: bool = True) -> tuple[np.ndarray, list[str], int]:
-    """Encodes every image under ``inputs``; unreadable files are reported and left out.
-    ``expect_bits`` (a user's --bits), where given, must be the model's code length.
-
-    Returns the codes, the path of each row, and the model's code length."""
+def _encoder(model: str, device: str, threads: int | None):
     from hashsdk.encoder import Encoder
+
+    return Encoder(model, device=None if device == "auto" else device, threads=threads)
+
+
+def _encode_paths(encoder, inputs: tuple[str, ...], batch_size: int,
+                  packed: bool = True, expect_bits: int | None = None,
+                  show_progress: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Encodes every image under ``inputs`` with ``encoder``; unreadable files are reported
+    and left out. ``expect_bits`` (a user's --bits), where given, must be the model's code
+    length.
+
+    Returns the codes and the path of each row."""
     from hashsdk.preprocess import list_images
 
     missing = [p for p in inputs if not os.path.exists(p)]
@@ -142,9 +181,8 @@ def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
     paths = list_images(inputs)
     if not paths:
         raise HashsdkError(f"no images found in {', '.join(inputs)}")
-    encoder = Encoder(model)
     if expect_bits is not None and expect_bits != encoder.bits:
-        raise HashsdkError(f"--bits {expect_bits} disagrees with {model}, which makes "
+        raise HashsdkError(f"--bits {expect_bits} disagrees with {encoder.path}, which makes "
                            f"{encoder.bits}-bit codes; leave --bits out with --model")
     rows, kept = [], []
     for batch in encoder.encode_iter(paths, batch_size, packed, show_progress):
@@ -154,7 +192,7 @@ def _encode_paths(model: str, inputs: tuple[str, ...], batch_size: int,
             click.echo(f"skipped unreadable image: {path}", err=True)
     if not kept:
         raise HashsdkError("no image could be read")
-    return np.concatenate(rows), kept, encoder.bits
+    return np.concatenate(rows), kept
 
 
 def _write_lines(path: str, lines: list[str]) -> None:
@@ -167,35 +205,33 @@ def _write_lines(path: str, lines: list[str]) -> None:
 @click.argument("queries", nargs=-1, required=True, type=click.Path())
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
               help="Encode QUERIES (images or folders) with this .onnx / .engine model.")
-@click.option("-k", type=int, default=10, show_default=True, help="Results per query.")
+@click.option("-k", type=click.IntRange(min=1), default=10, help="Results per query.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print JSON: {distances, ids}; with --model, one record per query image.")
-@click.option("--threads", type=int, default=None, help="Search threads (default: all cores).")
+              help="Print JSON: one {query, results: [{id, distance, path}]} per query.")
+@encoder_options
 @user_errors()
 def search(index_path: str, queries: tuple[str, ...], model: str | None, k: int,
-           as_json: bool, threads: int | None) -> None:
+           as_json: bool, device: str, threads: int | None, quiet: bool,
+           batch_size: int) -> None:
     """Search INDEX_PATH for the k nearest codes of each row of QUERIES.npy, or, with --model,
     of each query image; results name the images of INDEX_PATH.paths.txt where it has one."""
+    if model is None and len(queries) != 1:
+        raise HashsdkError("expected one QUERIES.npy, or --model MODEL with query images")
     idx = HammingIndex.load(index_path, mmap=True, threads=threads)
-    if model is None:
-        if len(queries) != 1:
-            raise HashsdkError("expected one QUERIES.npy, or --model MODEL with query images")
-        dist, ids = idx.search(_load_npy(queries[0], "queries"), k)
-        if as_json:
-            json.dump({"distances": dist.tolist(), "ids": ids.tolist()}, sys.stdout)
-            click.echo()
-            return
-        for i, (d_row, id_row) in enumerate(zip(dist, ids, strict=True)):
-            hits = " ".join(f"{j}:{d}" for j, d in zip(id_row, d_row, strict=True) if j >= 0)
-            click.echo(f"query {i}: {hits}")
-        return
     paths = index_file.read_paths(index_path, idx.ntotal)
-    codes, query_paths, bits = _encode_paths(model, queries, 256, show_progress=False)
-    if bits != idx.bits:
-        raise HashsdkError(f"{model} makes {bits}-bit codes but {index_path} holds "
-                           f"{idx.bits}-bit codes: search with the model that built it")
+    if model is None:
+        codes = _load_npy(queries[0], "queries")
+        names: list[str | int] = list(range(len(codes) if codes.ndim == 2 else 1))
+    else:
+        encoder = _encoder(model, device, threads)
+        if encoder.bits != idx.bits:
+            raise HashsdkError(f"{model} makes {encoder.bits}-bit codes but {index_path} holds "
+                               f"{idx.bits}-bit codes: search with the model that built it")
+        codes, query_paths = _encode_paths(encoder, queries, batch_size,
+                                           show_progress=not quiet and not as_json)
+        names = list(query_paths)
     dist, ids = idx.search(codes, k)
-    _print_image_results(query_paths, dist, ids, _id_paths(idx, paths), as_json)
+    _print_results(names, dist, ids, _id_paths(idx, paths), as_json)
 
 
 def _id_paths(idx: HammingIndex, paths: list[str] | None) -> dict[int, str]:
@@ -203,8 +239,10 @@ def _id_paths(idx: HammingIndex, paths: list[str] | None) -> dict[int, str]:
     return {} if paths is None else dict(zip(idx.ids.tolist(), paths, strict=True))
 
 
-def _print_image_results(queries: list[str], dist: np.ndarray, ids: np.ndarray,
-                         id_paths: dict[int, str], as_json: bool) -> None:
+def _print_results(queries: list, dist: np.ndarray, ids: np.ndarray,
+                   id_paths: dict[int, str], as_json: bool) -> None:
+    """One record per query (its path, or its row of QUERIES.npy), the same with and without
+    --model; as JSON, or as text: the query, then a line per result."""
     records = [{"query": q, "results": [{"id": int(j), "distance": int(d),
                                          "path": id_paths.get(int(j))}
                                         for j, d in zip(id_row, d_row, strict=True) if j >= 0]}
@@ -214,9 +252,11 @@ def _print_image_results(queries: list[str], dist: np.ndarray, ids: np.ndarray,
         click.echo()
         return
     for record in records:
-        click.echo(record["query"])
+        query = record["query"]
+        click.echo(f"query {query}" if isinstance(query, int) else query)
         for hit in record["results"]:
-            click.echo(f"  {hit['distance']:4d}  {hit['path'] or 'id ' + str(hit['id'])}")
+            where = hit["path"] or f"id {hit['id']}"
+            click.echo(f"  {hit['distance']:4d}  {where}")
 
 
 @main.command()

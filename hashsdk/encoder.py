@@ -151,11 +151,20 @@ class Encoder:
 
     @property
     def device(self) -> str:
+        """"cpu" or "cuda": where the model runs."""
         return self._backend.device
+
+    @property
+    def providers(self) -> list[str]:
+        """What runs the model, as its runtime reports it: onnxruntime's execution providers
+        in the order the session got them (``["CPUExecutionProvider"]``, or CUDA's first),
+        or ``["TensorRT"]``."""
+        return list(getattr(self._backend, "providers", ["TensorRT"]))
 
     def __repr__(self) -> str:
         return (f"Encoder({self.path!r}, backend={self.backend!r}, device={self.device!r}, "
-                f"bits={self.bits}, precision={self.metadata.precision!r})")
+                f"providers={self.providers}, bits={self.bits}, "
+                f"precision={self.metadata.precision!r})")
 
     def encode(self, images: Any, batch_size: int = 256, packed: bool = True,
                show_progress: bool = False, *, on_error: str = "raise",

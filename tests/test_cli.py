@@ -28,11 +28,14 @@ def test_build_search_info(tmp_path, rng):
     found = run("search", tmp_path / "db.hidx", tmp_path / "q.npy", "-k", "3", "--json")
     assert found.returncode == 0, found.stderr
     result = json.loads(found.stdout)
-    assert [row[0] for row in result["ids"]] == [1005, 1017]
-    assert [row[0] for row in result["distances"]] == [0, 0]
+    # the schema of search --model: a record per query, its row standing for the image path
+    assert [r["query"] for r in result] == [0, 1]
+    assert [r["results"][0] for r in result] == [{"id": 1005, "distance": 0, "path": None},
+                                                 {"id": 1017, "distance": 0, "path": None}]
+    assert all(len(r["results"]) == 3 for r in result)
 
     text = run("search", tmp_path / "db.hidx", tmp_path / "q.npy", "-k", "2")
-    assert text.stdout.splitlines()[0].startswith("query 0: 1005:0 ")
+    assert text.stdout.splitlines()[:2] == ["query 0", "     0  id 1005"]
 
     info = run("info", tmp_path / "db.hidx")
     assert "bits:      24" in info.stdout and "codes:     200" in info.stdout
@@ -65,3 +68,80 @@ def test_user_errors_exit_cleanly(tmp_path, setup, args, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["hashsdk", "hashsdk-train", "hashsdk-export"])
+def test_every_cli_answers_version_and_short_help(command):
+    import hashsdk
+
+    version = subprocess.run([str(BIN / command), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and hashsdk.__version__ in version.stdout
+    short = subprocess.run([str(BIN / command), "-h"], capture_output=True, text=True)
+    assert short.returncode == 0 and short.stdout.startswith("Usage:")
+
+
+def test_top_help_names_the_other_two_clis_and_claims_no_training():
+    out = run("-h").stdout
+    assert "hashsdk-train" in out and "hashsdk-export" in out
+    assert "train, export, index and search" not in out
+
+
+def test_ids_with_a_model_are_refused_not_ignored(tmp_path):
+    np.save(tmp_path / "ids.npy", np.arange(3))
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    done = run("index", "build", "--model", tmp_path / "m.onnx", tmp_path, "-o",
+               tmp_path / "db.hidx", "--ids", tmp_path / "ids.npy")
+    assert done.returncode == 1 and "--ids applies to CODES.npy" in done.stderr
+    assert not (tmp_path / "db.hidx").exists()
+
+
+def test_encoder_commands_take_device_threads_quiet():
+    for args in (["encode"], ["index", "build"], ["search"]):
+        out = " ".join(run(*args, "-h").stdout.split())  # help wraps lines
+        for flag in ("--device", "--threads", "--quiet", "[default: auto]"):
+            assert flag in out, (args, flag)
+
+
+def _train(*args):
+    return subprocess.run([str(BIN / "hashsdk-train"), *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_train_help_shows_the_config_defaults():
+    from hashsdk.train.config import GanConfig, HashConfig
+
+    out = " ".join(_train("all", "-h").stdout.split())
+    for flag, value in [("--lam", HashConfig().lam), ("--fake-bn", HashConfig().fake_bn),
+                        ("--epochs", HashConfig().epochs), ("--bits", HashConfig().bits),
+                        ("--gan-steps", GanConfig().steps)]:
+        after = out[out.index(flag + " "):]
+        after = after[:after.index(" --", 3)]
+        assert f"[default: {value}]" in after, (flag, after)
+
+
+def test_old_lambda_flag_still_works_and_says_it_is_deprecated(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from hashsdk.train import cli, config
+
+    seen = {}
+
+    def fake_load(path, overrides):  # stop before any data is read: the settings are the test
+        seen.update(overrides)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(config, "load", fake_load)
+    result = CliRunner().invoke(cli.main, ["hash", "--lambda", "0.25", "--run-dir",
+                                           str(tmp_path)])
+    assert "deprecated" in result.output and "--lam" in result.output
+    assert seen["hash"]["lam"] == 0.25
+    result = CliRunner().invoke(cli.main, ["hash", "--lambda", "0.25", "--lam", "0.5"])
+    assert result.exit_code == 2 and "give one of them" in result.output
+
+
+def test_backbone_pattern_without_wildcards_matches_a_substring():
+    out = _train("backbones", "vit_base_patch16_2").stdout.split()
+    assert "timm/vit_base_patch16_224" in out
+    assert all("vit_base_patch16_2" in name for name in out)
+    shell = _train("backbones", "timm/resnet1?").stdout.split()
+    assert "timm/resnet18" in shell and all(len(n) == len("timm/resnet18") for n in shell)

@@ -271,8 +271,9 @@ def test_cli_export_then_folder_to_index_to_search(tmp_path):
     run = hashsdk("encode", model, paths[3], "-o", tmp_path / "q.npy")
     assert run.returncode == 0, run.stderr
     run = hashsdk("search", db, tmp_path / "q.npy", "-k", "3", "--json")
-    found = json.loads(run.stdout)
-    assert found["distances"][0][0] == 0 and paths[found["ids"][0][0]] == paths[3]
+    (found,) = json.loads(run.stdout)
+    assert found["query"] == 0 and found["results"][0]["distance"] == 0
+    assert found["results"][0]["path"] == paths[found["results"][0]["id"]] == paths[3]
     # --bits that disagrees with the model is refused, before anything is encoded
     run = hashsdk("index", "build", "--model", model, "--bits", "48", tmp_path / "photos",
                   "-o", tmp_path / "other.hidx")
@@ -321,11 +322,11 @@ def test_tensorrt_engine_build_and_encode(exported, tmp_path):
     from hashsdk.export.tensorrt_build import build_engine
 
     root, model, _ = exported
-    report = build_engine(root / "model.onnx", tmp_path / "m.engine", fp16=True,
-                          max_batch=64)
-    assert report.bit_agreement_vs_fp32 is not None and report.bit_agreement_vs_fp32 > 0.95
-    encoder = Encoder(tmp_path / "m.engine")
     images, _ = structured_images(40)
+    report = build_engine(root / "model.onnx", tmp_path / "m.engine", fp16=True,
+                          max_batch=64, check=(images, "structured images"))
+    assert report.bit_agreement_vs_fp32 is not None and report.passed
+    encoder = Encoder(tmp_path / "m.engine")
     ref = Encoder(root / "model.onnx", device="cpu").encode(images, packed=False)
     out = encoder.encode(images, packed=False, batch_size=64)
     assert ((ref > 0) == (out > 0)).mean() > 0.95
@@ -346,6 +347,49 @@ def test_tensorrt_missing_gives_a_clear_error(exported, tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(HashsdkError, match="tensorrt and cuda-python"):
             Encoder(tmp_path / "m.engine")
+
+
+def test_engine_from_onnx_needs_no_torch_and_verify_needs_real_images(exported, tmp_path):
+    # --trt from an ONNX file with only the trt extra: torch blocked, the one thing missing
+    # here is TensorRT itself, and the error says so
+    root, _, _ = exported
+    export = [str(BIN / "hashsdk-export"), str(root / "model.onnx"), "--trt", "--fp16", "-o",
+              str(tmp_path / "m.engine")]
+    code = blocking_imports("torch", "tensorrt") + (
+        "import sys; from hashsdk.export.cli import main\n"
+        f"sys.argv = {export!r}\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    sys.exit(e.code)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 1 and "--trt needs TensorRT" in run.stderr, run.stderr
+    assert "torch" not in run.stderr.replace("--trt", "")
+    # --verify from an ONNX file says why it cannot without real images, before any build
+    run = subprocess.run(export + ["--verify"], capture_output=True, text=True)
+    assert run.returncode == 1 and "needs --images FOLDER" in run.stderr
+    run = subprocess.run(export + ["--images", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 1 and "--images applies to --trt --verify" in run.stderr
+
+
+def test_bit_agreement_counts_the_bits_two_models_share(exported):
+    from hashsdk.backends.onnxruntime import OnnxRuntimeBackend
+    from hashsdk.export.tensorrt_build import bit_agreement
+
+    root, _, _ = exported
+    reference = OnnxRuntimeBackend(root / "model.onnx", "cpu")
+    images, _ = structured_images(20)
+
+    class Flipped:  # the reference with its first bit inverted: 1 of `bits` bits disagrees
+        metadata = reference.metadata
+
+        def run(self, x):
+            out = reference.run(x)
+            out[:, 0] = -out[:, 0]
+            return out
+
+    assert bit_agreement(reference, reference, images, batch=7) == 1.0
+    share = bit_agreement(Flipped(), reference, images, batch=7)
+    assert share == pytest.approx(1 - 1 / reference.metadata.bits)
+    with pytest.raises(HashsdkError, match="at least one image"):
+        bit_agreement(reference, reference, images[:0])
 
 
 def test_int8_model_quantizes_the_body_and_keeps_the_hash_layer_in_fp32(exported, tmp_path):

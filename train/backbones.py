@@ -230,7 +230,11 @@ def lookup_backbone(name: str) -> Backbone:
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
-    """Every backbone name that matches ``pattern`` (shell-style, on the whole name)."""
+    """Every backbone name that matches ``pattern``: shell-style on the whole name or on the
+    part after the family prefix; a pattern without wildcards matches as a substring, as
+    people type it ("vit" finds timm/vit_base_patch16_224)."""
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
     import timm
     import torchvision
 

@@ -1,13 +1,17 @@
 """``hashsdk-train``: the GAN stage, the hashing stage, baselines, evaluation, and all of it.
 
     hashsdk-train gan      [--run-dir runs/NAME] [--config run.toml] [flags]
-    hashsdk-train hash     [--fakes runs/NAME/gan/fakes.npz --lambda 1.0] [flags]
+    hashsdk-train hash     [--fakes runs/NAME/gan/fakes.npz --lam 0.03] [flags]
     hashsdk-train baseline [--bits 48]
     hashsdk-train eval     CHECKPOINT [--run-dir runs/NAME]
     hashsdk-train all      [flags]   GAN, hashing with fakes, without fakes, baselines, table
+    hashsdk-train demo     [flags]   all of it, then export, index, search and report.md
+    hashsdk-train backbones [PATTERN]  the backbone names, and which have weights offline
 
-Settings come from the defaults, then ``--config`` (TOML with [data], [gan], [hash] tables),
-then flags. Each stage writes its resolved config.json into its directory.
+Settings come from the defaults (train/config.py), then ``--config`` (TOML with [data], [gan],
+[hash] tables), then flags. Each flag is one config key and its help shows that key's default,
+read from the config dataclasses, so that help and behaviour cannot drift. Each stage writes
+its resolved config.json into its directory.
 """
 
 from __future__ import annotations
@@ -18,12 +22,48 @@ from pathlib import Path
 
 import click
 
-from hashsdk._cli_errors import user_errors
-from hashsdk.train.config import CHOICES
+from hashsdk._cli_errors import CONTEXT, user_errors, version_option
+from hashsdk.train.config import CHOICES, RunConfig
+
+DEFAULTS = RunConfig().to_dict()
+# flag parameter -> the config keys it sets, as (section, key); filled by _setting
+TARGETS: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
-def _choice(section: str, key: str) -> click.Choice:
-    return click.Choice(CHOICES[(section, key)])
+class _SettingOption(click.Option):
+    """A flag whose help shows the config's default as it is, not in click's parentheses."""
+
+    def __init__(self, *args, shown: str, **kw):
+        super().__init__(*args, **kw)
+        self.shown = shown
+
+    def get_help_extra(self, ctx: click.Context):
+        extra = super().get_help_extra(ctx)
+        if self.shown:
+            extra["default"] = self.shown
+        return extra
+
+
+def _setting(targets: str | tuple[str, ...], *decls: str, shown: str | None = None,
+             **kw) -> Callable:
+    """A flag for config key(s) "section.key": its default stays None, so that a --config
+    file's value stands unless the flag is given, and its help shows the dataclass default (or
+    ``shown``, for keys that the backbone or the data decide)."""
+    keys = tuple(tuple(t.split(".")) for t in ((targets,) if isinstance(targets, str)
+                                               else targets))
+    section, key = keys[0]
+    if (section, key) in CHOICES and "type" not in kw and not kw.get("is_flag"):
+        kw["type"] = click.Choice(CHOICES[(section, key)])
+    default = DEFAULTS[section][key]
+    name = kw.pop("name", key)
+    TARGETS[name] = keys
+    return click.option(*decls, name, cls=_SettingOption, default=None, show_default=False,
+                        shown=_show(default) if shown is None else shown, **kw)
+
+
+def _show(value: object) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
 
 
 COMMON = [
@@ -32,45 +72,51 @@ COMMON = [
                  help="Run directory: split, GAN, hashing runs and tables."),
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="TOML file with [data], [gan] and [hash] tables."),
-    click.option("--dataset", type=_choice("data", "dataset"), default=None),
-    click.option("--root", default=None, help="Dataset archive, folder or file-list folder."),
-    click.option("--download", is_flag=True, default=None,
-                 help="Let torchvision download cifar10 / fashion-mnist."),
-    click.option("--device", default=None, help="auto, cpu or cuda[:N]."),
-    click.option("--seed", type=int, default=None),
+    _setting("data.dataset", "--dataset"),
+    _setting("data.root", "--root", shown="the usual places",
+             help="Dataset archive, folder or file-list folder."),
+    _setting("data.download", "--download", is_flag=True,
+             help="Let torchvision download cifar10 / fashion-mnist."),
+    _setting(("hash.device", "gan.device"), "--device", help="auto, cpu or cuda[:N]."),
+    _setting(("data.seed", "hash.seed", "gan.seed"), "--seed", type=int),
     click.option("--quiet", is_flag=True, help="No progress bars."),
 ]
 HASH = [
-    click.option("--bits", type=int, default=None),
-    click.option("--backbone", default=None,
-                 help="cnn, timm/<name> or torchvision/<name>; `hashsdk-train backbones` "
-                      "lists them."),
-    click.option("--loss", type=_choice("hash", "loss"), default=None),
-    click.option("--epochs", type=int, default=None),
-    click.option("--batch-size", type=int, default=None),
-    click.option("--lr", type=float, default=None),
-    click.option("--lambda", "lam", type=float, default=None,
-                 help="Weight of the fake-image loss."),
-    click.option("--fake-loss", type=_choice("hash", "fake_loss"), default=None),
-    click.option("--fake-ratio", type=float, default=None, help="Fakes per real image."),
-    click.option("--fake-bn", type=_choice("hash", "fake_bn"), default=None),
-    click.option("--pretrained", default=None,
-                 help="imagenet (the library's default weights, downloaded once) or a local "
-                      ".pth, .pt or .safetensors file."),
-    click.option("--backbone-lr", type=float, default=None,
-                 help="The backbone's learning rate over --lr (default 0.1 when pretrained, "
-                      "else 1)."),
-    click.option("--freeze-backbone-epochs", type=int, default=None,
-                 help="Epochs that train the head only."),
-    click.option("--width", type=int, default=None, help="cnn's width (32: 0.3M parameters)."),
-    click.option("--no-augment", "augment", flag_value=False, default=None,
-                 help="Train without the random crop and flip."),
-    click.option("--image-size", type=int, default=None,
-                 help="Input side in pixels (default: the pretrained backbone's, else 32)."),
+    _setting("hash.bits", "--bits", type=int),
+    _setting("hash.backbone", "--backbone",
+             help="cnn, timm/<name> or torchvision/<name>; `hashsdk-train backbones` lists "
+                  "them."),
+    _setting("hash.loss", "--loss"),
+    _setting("hash.epochs", "--epochs", type=int),
+    _setting("hash.batch_size", "--batch-size", type=int),
+    _setting("hash.lr", "--lr", type=float),
+    _setting("hash.lam", "--lam", type=float, help="Weight of the fake-image loss."),
+    click.option("--lambda", "lambda_", type=float, default=None, hidden=True,
+                 deprecated="use --lam (the TOML key and the benchmarks' flag)"),
+    _setting("hash.fake_loss", "--fake-loss"),
+    _setting("hash.fake_ratio", "--fake-ratio", type=float, help="Fakes per real image."),
+    _setting("hash.fake_bn", "--fake-bn",
+             help="shared: reals and fakes in one pass; separate: fakes in a pass of their "
+                  "own."),
+    _setting("hash.pretrained", "--pretrained",
+             help="imagenet (the library's default weights: offline where a weights package "
+                  "is installed, else downloaded once) or a local .pth, .pt or .safetensors "
+                  "file."),
+    _setting("hash.backbone_lr", "--backbone-lr", type=float,
+             shown="0.1 when pretrained, else 1",
+             help="The backbone's learning rate over --lr."),
+    _setting("hash.freeze_backbone_epochs", "--freeze-backbone-epochs", type=int,
+             help="Epochs that train the head only."),
+    _setting("hash.width", "--width", type=int, help="cnn's width (32: 0.3M parameters)."),
+    _setting("hash.augment", "--no-augment", flag_value=False, name="augment", shown="",
+             help="Train without the random crop and flip (by default, with them)."),
+    _setting("data.image_size", "--image-size", type=int,
+             shown="the pretrained backbone's, else 32", help="Input side in pixels."),
 ]
 GAN = [
-    click.option("--gan-steps", type=int, default=None, help="DCGAN training steps."),
-    click.option("--num-fakes", type=int, default=None, help="Size of the fake bank."),
+    _setting("gan.steps", "--gan-steps", type=int, help="DCGAN training steps."),
+    _setting("gan.num_fakes", "--num-fakes", type=int, shown="the training split's size",
+             help="Size of the fake bank."),
 ]
 
 
@@ -82,35 +128,38 @@ def _options(options: list) -> Callable:
     return wrap
 
 
-def _config(kw: dict):
+def _config(kw: dict) -> RunConfig:
+    """Defaults, then --config, then the flags given (each to its config keys)."""
     from hashsdk.train import config
 
-    data = {k: kw.get(k) for k in ("dataset", "root", "download", "seed", "image_size")}
-    hash_ = {"bits": kw.get("bits"), "backbone": kw.get("backbone"), "loss": kw.get("loss"),
-             "epochs": kw.get("epochs"), "batch_size": kw.get("batch_size"), "lr": kw.get("lr"),
-             "lam": kw.get("lam"), "fake_loss": kw.get("fake_loss"),
-             "fake_ratio": kw.get("fake_ratio"), "fake_bn": kw.get("fake_bn"),
-             "pretrained": kw.get("pretrained"), "device": kw.get("device"),
-             "backbone_lr": kw.get("backbone_lr"), "width": kw.get("width"),
-             "augment": kw.get("augment"),
-             "freeze_backbone_epochs": kw.get("freeze_backbone_epochs"),
-             "seed": kw.get("seed"), "fakes": kw.get("fakes")}
-    gan = {"steps": kw.get("gan_steps"), "num_fakes": kw.get("num_fakes"),
-           "device": kw.get("device"), "seed": kw.get("seed")}
-    return config.load(kw.get("config_path"), {"data": data, "hash": hash_, "gan": gan})
+    if kw.get("lambda_") is not None:
+        if kw.get("lam") is not None:
+            raise click.UsageError("--lambda is the old name of --lam; give one of them")
+        kw = {**kw, "lam": kw["lambda_"]}
+    overrides: dict[str, dict] = {"data": {}, "gan": {}, "hash": {}}
+    for name, keys in TARGETS.items():
+        for section, key in keys:
+            overrides[section][key] = kw.get(name)
+    overrides["hash"]["fakes"] = kw.get("fakes")
+    return config.load(kw.get("config_path"), overrides)
 
 
-@click.group()
+@click.group(context_settings=CONTEXT)
+@version_option()
 def main() -> None:
-    """Train GAN-regularized deep hashing networks."""
+    """Train GAN-regularized deep hashing networks: the DCGAN and its fake bank, the hashing
+    network with and without fakes, baselines, evaluation, and the whole demo.
+
+    Export a trained checkpoint with hashsdk-export; index and search with hashsdk."""
 
 
 @main.command()
 @click.argument("pattern", default="*")
 @user_errors('train')
 def backbones(pattern: str) -> None:
-    """List the backbone names that match PATTERN (shell-style, e.g. 'timm/resnet*' or
-    '*convnext*'): cnn, the names of earlier versions, timm/<name> and torchvision/<name>."""
+    """List the backbone names that match PATTERN: cnn, the names of earlier versions,
+    timm/<name> and torchvision/<name>. A pattern without wildcards matches anywhere in the
+    name ('vit', 'resnet'); with them, shell-style ('timm/resnet*')."""
     from hashsdk.train.backbones import ALIASES, list_backbones
 
     names = list_backbones(pattern)
@@ -157,7 +206,7 @@ def hash_cmd(**kw) -> None:
 
 @main.command()
 @_options(COMMON)
-@click.option("--bits", type=int, default=None)
+@_setting("hash.bits", "--bits", type=int)
 @click.option("--features", "features_from", type=click.Path(dir_okay=False), default=None,
               help="A hashing checkpoint whose backbone features replace the pixels.")
 @user_errors('train')
