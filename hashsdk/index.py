@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from hashsdk import _search, _storage, index_file
 from hashsdk._args import check_int
 from hashsdk.codes import as_packed, check_bits, code_size
 from hashsdk.errors import HashsdkError
+
+if TYPE_CHECKING:  # the milvus extra; never imported at run time unless used
+    from hashsdk.milvus import MilvusIndex
 
 
 class HammingIndex:
@@ -210,7 +214,7 @@ class HammingIndex:
 
     # ---- Milvus ----------------------------------------------------------------------------
 
-    def to_milvus(self, uri: str, collection: str, **kwargs):
+    def to_milvus(self, uri: str, collection: str, **kwargs: Any) -> MilvusIndex:
         """The codes and ids in a Milvus collection (new, or of the same bits), batched, with a
         progress bar; returns its ``hashsdk.milvus.MilvusIndex``. Needs the milvus extra."""
         from hashsdk.milvus import push
@@ -219,7 +223,7 @@ class HammingIndex:
 
     # ---- faiss ---------------------------------------------------------------------------
 
-    def to_faiss(self, kind: str = "flat", nlist: int | None = None):
+    def to_faiss(self, kind: str = "flat", nlist: int | None = None) -> Any:
         """The same codes and ids in a faiss binary index (needs faiss and bits % 8 == 0).
 
         kind="flat": ``IndexBinaryIDMap2(IndexBinaryFlat)``, exact;
@@ -250,7 +254,7 @@ class HammingIndex:
         return index
 
     @classmethod
-    def from_faiss(cls, index, **kwargs) -> HammingIndex:
+    def from_faiss(cls, index: Any, **kwargs: Any) -> HammingIndex:
         """A HammingIndex with the codes and ids of a faiss ``IndexBinaryFlat``,
         ``IndexBinaryIDMap``/``IDMap2`` (of a flat index) or ``IndexBinaryIVF``."""
         faiss = _faiss()

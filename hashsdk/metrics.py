@@ -83,8 +83,10 @@ def evaluate(query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.nda
     """Every metric of this module in one pass over the distances.
 
     Args:
-        query_codes, db_codes: packed uint8 (n, ceil(bits / 8)) or unpacked (n, bits).
-        query_labels, db_labels: int (n,) class ids, or multi-hot (n, classes).
+        query_codes: packed uint8 (n, ceil(bits / 8)) or unpacked (n, bits).
+        db_codes: as query_codes, of the database.
+        query_labels: int (n,) class ids, or multi-hot (n, classes).
+        db_labels: as query_labels, of the database.
         relevance: instead of labels, bool (nq, n_db): True where db item j is relevant to
             query i.
         bits: code length; default: inferred (8 x width for uint8 codes, else the width).

@@ -90,7 +90,8 @@ class MultiIndexHammingIndex(HammingIndex):
     Args:
         bits: code length, 1 to 4096.
         substrings: m, the number of tables (None: chosen from n and bits at each build).
-        threads, backend: as HammingIndex (backend is the flat kernel's, for scans).
+        threads: as HammingIndex.
+        backend: as HammingIndex; the flat kernel's, for scans.
     """
 
     def __init__(self, bits: int, substrings: int | None = None, *,

@@ -82,8 +82,9 @@ class MilvusIndex:
         collection: the collection's name; opened if it exists, else created (needs ``bits``).
         bits: the code length; for an existing collection, checked against its own.
         index_type: "BIN_FLAT" or "BIN_IVF_FLAT" (for a new collection).
-        nlist, nprobe: BIN_IVF_FLAT's lists, and how many a search visits.
-        **client_kwargs: passed to pymilvus's MilvusClient (token, db_name, ...).
+        nlist: BIN_IVF_FLAT's lists.
+        nprobe: how many lists a BIN_IVF_FLAT search visits.
+        **client_kwargs (Any): passed to pymilvus's MilvusClient (token, db_name, ...).
     """
 
     def __init__(self, uri: str, collection: str, bits: int | None = None, *,

@@ -1,8 +1,9 @@
-"""Fills the README's result tables from benchmarks/results/, so that no figure is typed by hand.
+"""Fills the result tables of README.md and the docs/ pages from benchmarks/results/, so that
+no figure is typed by hand.
 
     .venv/bin/python scripts/readme_tables.py
 
-Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in README.md
+Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in a page
 and is replaced by benchmarks/results/NAME.md, with the command from NAME.json above it (or
 as it is, where NAME.md starts with its own "Reproduce:" line, as the GPU suite's summary does).
 """
@@ -37,9 +38,36 @@ def fill(readme: str) -> str:
                   flags=re.S)
 
 
+def commands_table() -> str:
+    """Every result file that names its command, and that command, as a markdown table."""
+    rows = ["| result | command |", "|---|---|"]
+    for path in sorted(RESULTS.rglob("*.json")):
+        try:
+            command = json.loads(path.read_text()).get("command")
+        except (ValueError, AttributeError):
+            continue
+        if command:
+            rel = path.relative_to(ROOT).as_posix()
+            cell = command.replace("|", "\\|")  # a shell pipe would end the table cell
+            rows.append(f"| `{rel}` | `{cell}` |")
+    return "\n".join(rows)
+
+
+def fill_commands(page: str) -> str:
+    return re.sub(r"<!-- commands -->.*?<!-- /commands -->",
+                  lambda _: f"<!-- commands -->\n{commands_table()}\n<!-- /commands -->",
+                  page, flags=re.S)
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def main() -> None:
-    path = ROOT / "README.md"
-    path.write_text(fill(path.read_text()))
+    for path in PAGES:
+        text = path.read_text()
+        filled = fill_commands(fill(text))
+        if filled != text:
+            path.write_text(filled)
 
 
 if __name__ == "__main__":

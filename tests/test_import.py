@@ -65,3 +65,30 @@ def test_export_loads_nothing_of_the_training_loop():
             "assert 'hashsdk.train.model' in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_public_api_is_typed():
+    # py.typed ships: every parameter and return of what `import hashsdk` exports is annotated
+    import inspect
+
+    import hashsdk
+
+    untyped = []
+
+    def check(fn, name):
+        sig = inspect.signature(fn)
+        untyped.extend(f"{name}({p.name})" for p in sig.parameters.values()
+                       if p.name not in ("self", "cls") and p.annotation is p.empty)
+        if sig.return_annotation is sig.empty and not name.endswith("__init__"):
+            untyped.append(f"{name} -> ?")
+
+    for name in hashsdk.__all__:
+        obj = getattr(hashsdk, name)
+        if not inspect.isclass(obj):
+            check(obj, name)
+            continue
+        for member, fn in vars(obj).items():
+            fn = getattr(fn, "__func__", fn)
+            if inspect.isfunction(fn) and (not member.startswith("_") or member == "__init__"):
+                check(fn, f"{name}.{member}")
+    assert not untyped, untyped

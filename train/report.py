@@ -231,7 +231,7 @@ def _commands_and_environment(run_dir: Path, cfg: RunConfig) -> list[str]:
     make = "make demo" + (f" DATASET={cfg.data.dataset}" if cfg.data.dataset != "fashion-mnist"
                           else "") + (f" BITS={cfg.hash.bits}" if cfg.hash.bits != 32 else "")
     lines = ["## Commands and environment", "", "```sh", make,
-             f"# which runs: hashsdk-train demo --dataset {cfg.data.dataset} --bits "
-             f"{cfg.hash.bits} --run-dir {run_dir}", "```", "", "| | |", "|---|---|"]
+             f"# which runs: hashsdk-train demo --config configs/demo-{cfg.data.dataset}.toml "
+             f"--bits {cfg.hash.bits} --run-dir {run_dir}", "```", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in environment()]
     return lines + ["", "Resolved configuration: `hash-fakes/config.json`.", ""]
