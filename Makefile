@@ -23,7 +23,7 @@ BITS ?= 32
 $(STAMP): pyproject.toml setup.py hashsdk/_kernel.c hashsdk/_mih.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,export,bench,dev,milvus,docs]'
+	$(PY) -m pip install -q -e '.[train,export,pretrained,bench,dev,milvus,docs]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -11,9 +11,11 @@ Names (``hashsdk-train backbones [PATTERN]`` lists them):
 
 Weights (``pretrained``):
     None                  random initialization
-    "imagenet"            the library's default pretrained weights of that model, downloaded on
-                          first use into the library's cache (timm: the Hugging Face cache;
-                          torchvision: torch hub's)
+    "imagenet"            the library's default pretrained weights of that model: from an
+                          installed weight package where train/offline_weights.py has one
+                          (timm/tf_efficientnet_lite0 to lite2, the ``pretrained`` extra),
+                          else downloaded on first use into the library's cache (timm: the
+                          Hugging Face cache; torchvision: torch hub's)
     a file path           a state dict (.pth, .pt or .safetensors), read with weights_only=True
 
 Input contract (``InputSpec``): a pretrained backbone expects its own input size, the shorter
@@ -36,6 +38,7 @@ import torch
 from torch import nn
 
 from hashsdk.errors import HashsdkError
+from hashsdk.train import offline_weights
 
 FAMILIES = ("timm", "torchvision")
 LIST_HINT = "`hashsdk-train backbones [PATTERN]` lists the names"
@@ -176,7 +179,10 @@ def _timm(name: str) -> Backbone:
 
     def build(in_channels: int, stem32: bool, pretrained: str | None,
               width: int = 32) -> tuple[nn.Module, int]:
-        if pretrained == "imagenet":
+        if pretrained == "imagenet" and offline_weights.available(name):
+            net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels)
+            offline_weights.load_offline(name, net)
+        elif pretrained == "imagenet":
             from huggingface_hub.constants import HF_HUB_CACHE
 
             net = _download(f"timm/{name}", HF_HUB_CACHE, lambda: timm.create_model(

@@ -1,6 +1,7 @@
 """Unsupervised hashing baselines in numpy, fitted on the training split.
 
     lsh  sign random projections of centred features (Charikar; the usual LSH baseline);
+    pca  sign of the top ``bits`` principal components (PCAH; ITQ without its rotation);
     itq  PCA to ``bits`` dimensions, then the rotation that minimises quantization error
          (Gong and Lazebnik, 2011), 50 iterations;
     sh   spectral hashing (Weiss, Torralba and Fergus, 2008): PCA, then the ``bits``
@@ -76,8 +77,8 @@ class SH:
 
 def fit(method: str, features: np.ndarray, bits: int, seed: int = 0):
     """Fits a baseline on training features float (N, D)."""
-    if method not in METHODS:
-        raise HashsdkError(f"baseline must be one of {METHODS}, got {method!r}")
+    if method not in (*METHODS, "pca"):
+        raise HashsdkError(f"baseline must be one of {(*METHODS, 'pca')}, got {method!r}")
     x = np.asarray(features, np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise HashsdkError(f"baselines need features shaped (N >= 2, D), got {x.shape}")
@@ -86,6 +87,9 @@ def fit(method: str, features: np.ndarray, bits: int, seed: int = 0):
         return LSH(x.mean(axis=0), rng.standard_normal((x.shape[1], bits)))
     if bits > x.shape[1]:
         raise HashsdkError(f"{method} needs bits <= feature dimension ({x.shape[1]}), got {bits}")
+    if method == "pca":
+        mean, pcs = _pca(x, bits)
+        return ITQ(mean, pcs, np.eye(bits))
     if method == "itq":
         mean, pcs = _pca(x, bits)
         v = (x - mean) @ pcs

@@ -111,6 +111,9 @@ HASH = [
              help="The backbone's learning rate over --lr."),
     _setting("hash.freeze_backbone_epochs", "--freeze-backbone-epochs", type=int,
              help="Epochs that train the head only."),
+    _setting("hash.frozen", "--frozen", is_flag=True,
+             help="Frozen-feature mode: the backbone's features are computed once and cached "
+                  "(fakes too), and only the hash layer trains, in seconds."),
     _setting("hash.width", "--width", type=int, help="cnn's width (32: 0.3M parameters)."),
     _setting("hash.augment", "--no-augment", flag_value=False, name="augment", shown="",
              help="Train without the random crop and flip (by default, with them)."),
@@ -163,14 +166,19 @@ def main() -> None:
 def backbones(pattern: str) -> None:
     """List the backbone names that match PATTERN: cnn, the names of earlier versions,
     timm/<name> and torchvision/<name>. A pattern without wildcards matches anywhere in the
-    name ('vit', 'resnet'); with them, shell-style ('timm/resnet*')."""
+    name ('vit', 'resnet'); with them, shell-style ('timm/resnet*'). Names whose ImageNet
+    weights are installed (the pretrained extra) say "ImageNet weights offline"."""
     from hashsdk.train.backbones import ALIASES, list_backbones
+    from hashsdk.train.offline_weights import available
 
     names = list_backbones(pattern)
     if not names:
         raise click.ClickException(f"no backbone matches {pattern!r}")
     for name in names:
-        click.echo(f"{name}  (as {ALIASES[name]})" if name in ALIASES else name)
+        notes = [f"as {ALIASES[name]}"] if name in ALIASES else []
+        if name.startswith("timm/") and available(name[len("timm/"):]):
+            notes.append("ImageNet weights offline")
+        click.echo(name + (f"  ({'; '.join(notes)})" if notes else ""))
 
 
 @main.command()

@@ -64,6 +64,7 @@ class GanConfig:
     batch_size: int = 64
     z_dim: int = 100
     width: int = 64           # channels of the generator's last hidden layer
+    image_size: int | None = None  # 32 or 64; None: 64 where the run's images are >= 64 px
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -84,6 +85,9 @@ class HashConfig:
     backbone_lr: float | None = None   # the backbone's learning rate over lr; None: 0.1 when
     #                                    pretrained, else 1
     freeze_backbone_epochs: int = 0    # epochs with the backbone's learning rate at 0
+    # frozen-feature mode (train/frozen.py): the backbone never trains; its features of every
+    # image and fake are computed once and cached, and only the hash layer trains, in seconds
+    frozen: bool = False
     width: int = 32                # cnn: channels of its first stage (then 2x and 4x)
     stem32: bool = True            # torchvision ResNets at <= 64 px: 3x3 stride-1 stem, no pool
     loss: str = "pairwise"         # "pairwise" (DPSH), "triplet" (DNNH) or "ce"

@@ -1,4 +1,12 @@
-"""Stage 1: a DCGAN (Radford et al.) for 32x32 images, trained on the training split only.
+"""Stage 1: a DCGAN (Radford et al.) at 32x32 or 64x64 (its paper's resolution), trained on the
+training split only.
+
+Resolution (``gan.image_size``): 64 where the run's images are at least 64 pixels, else 32;
+the training images are fitted to it first (hashsdk.preprocess.fit, as the data loader fits
+them), and the hashing stage fits the fakes back to the run's size (train/loop.py's
+``load_fakes``), so fakes and real images go through the same resize and normalization. A
+64x64 DCGAN adds one stage to each network (4 -> 64 in the generator, 64 -> 4 in the
+discriminator), as the DCGAN paper's.
 
 No labels and no extra data: the discriminator sees the protocol's training images (5,000
 for CIFAR-10), nothing else. Adam at 2e-4 with betas (0.5, 0.999), and one-sided label
@@ -6,7 +14,8 @@ smoothing (Salimans et al.): real targets are 1 - smoothing, fake targets stay 0
 
 Files in the GAN directory: config.json, generator.pt (checkpoint, rebuilt from model_args),
 samples/step_NNNNNN.png (a fixed-noise grid every ``sample_every`` steps), losses.csv and
-losses.png, and fakes.npz: ``images``, uint8 (N, 32, 32, C), the fake bank of stage 2.
+losses.png, and fakes.npz: ``images``, uint8 (N, S, S, C) with S the GAN's resolution, the
+fake bank of stage 2.
 """
 
 from __future__ import annotations
@@ -36,21 +45,35 @@ def _init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class Generator(nn.Module):
-    """z (B, z_dim) to images (B, channels, 32, 32) in [-1, 1]."""
+SIZES = (32, 64)
 
-    def __init__(self, z_dim: int = 100, width: int = 64, channels: int = 3):
+
+def _up(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(True)]
+
+
+def _down(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.LeakyReLU(0.2, True)]
+
+
+class Generator(nn.Module):
+    """z (B, z_dim) to images (B, channels, size, size) in [-1, 1], size 32 or 64."""
+
+    def __init__(self, z_dim: int = 100, width: int = 64, channels: int = 3, size: int = 32):
         super().__init__()
-        self.model_args = dict(z_dim=z_dim, width=width, channels=channels)
-        w = width
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, 4 * w, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * w),
-            nn.ReLU(True),                                                      # 4x4
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w),
-            nn.ReLU(True),                                                      # 8x8
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
-            nn.ReLU(True),                                                      # 16x16
-            nn.ConvTranspose2d(w, channels, 4, 2, 1, bias=False), nn.Tanh())    # 32x32
+        if size not in SIZES:
+            raise HashsdkError(f"the DCGAN makes images of {SIZES} pixels, not {size}")
+        self.model_args = dict(z_dim=z_dim, width=width, channels=channels, size=size)
+        w, top = width, (4 if size == 32 else 8)  # channels of the 4x4 stage, over width
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, top * w, 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(top * w), nn.ReLU(True)]      # 4x4
+        while top > 1:                                                         # to size / 2
+            layers += _up(top * w, top // 2 * w)
+            top //= 2
+        layers += [nn.ConvTranspose2d(w, channels, 4, 2, 1, bias=False), nn.Tanh()]  # size
+        self.net = nn.Sequential(*layers)
         self.apply(_init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -58,18 +81,19 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Images (B, channels, 32, 32) to real/fake logits (B,)."""
+    """Images (B, channels, size, size) to real/fake logits (B,), size 32 or 64."""
 
-    def __init__(self, width: int = 64, channels: int = 3):
+    def __init__(self, width: int = 64, channels: int = 3, size: int = 32):
         super().__init__()
-        w = width
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(4 * w, 1, 4, 1, 0, bias=False))
+        w, top = width, (4 if size == 32 else 8)
+        layers: list[nn.Module] = [nn.Conv2d(channels, w, 4, 2, 1, bias=False),
+                                   nn.LeakyReLU(0.2, True)]                     # size / 2
+        c = 1
+        while c < top:                                                         # to 4x4
+            layers += _down(c * w, 2 * c * w)
+            c *= 2
+        layers += [nn.Conv2d(top * w, 1, 4, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
         self.apply(_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +116,7 @@ def load_generator(path: str | Path) -> Generator:
 @torch.inference_mode()
 def generate(g: Generator, n: int, seed: int, device: torch.device,
              batch_size: int = 500) -> np.ndarray:
-    """n fake images, uint8 (n, 32, 32, C)."""
+    """n fake images, uint8 (n, S, S, C) at the generator's resolution S."""
     gen = torch.Generator().manual_seed(seed)
     z_dim = g.model_args["z_dim"]
     g.eval()
@@ -108,16 +132,18 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
     out_dir = Path(out_dir)
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     write(cfg, out_dir / "config.json")
+    size = gan_size(cfg, data.images.shape[1])
     images = data.images[split.train]
-    if images.shape[1:3] != (32, 32):
-        raise HashsdkError(f"the DCGAN makes 32x32 images; got {images.shape[1:3]} (set "
-                           "data.image_size = 32)")
+    if images.shape[1] != size:
+        from hashsdk.train.loop import fit_images
+
+        images = fit_images(images, size, size, "bilinear")
     device = resolve_device(gc.device)
     torch.manual_seed(gc.seed)
     gen = torch.Generator().manual_seed(gc.seed)
     channels = images.shape[3]
-    g = Generator(gc.z_dim, gc.width, channels).to(device)
-    d = Discriminator(gc.width, channels).to(device)
+    g = Generator(gc.z_dim, gc.width, channels, size).to(device)
+    d = Discriminator(gc.width, channels, size).to(device)
     opt_g = torch.optim.Adam(g.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=gc.lr, betas=(gc.beta1, gc.beta2))
     # the training images live where the networks run (on CUDA: decoded once, on the GPU);
@@ -147,6 +173,15 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
                     rng=dict(data=gen.get_state()),
                     extra=dict(discriminator=d.state_dict(), optimizer_d=opt_d.state_dict()))
     return _write_fakes(g, out_dir, gc.num_fakes or len(images), gc.seed + 1, device)
+
+
+def gan_size(cfg: RunConfig, image_size: int) -> int:
+    """The DCGAN's resolution: ``gan.image_size``, else 64 where the run's images are at
+    least 64 pixels, else 32."""
+    size = cfg.gan.image_size or (64 if image_size >= 64 else 32)
+    if size not in SIZES:
+        raise HashsdkError(f"gan.image_size: expected one of {SIZES}, got {size}")
+    return size
 
 
 def _step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer,

