@@ -30,7 +30,7 @@ def smoke(tmp_path_factory):
 
 def test_smoke_runs_every_part_and_writes_its_results(smoke):
     parts, results, _ = smoke
-    assert set(parts) == {"epoch-time", "gan", "overfit", "export", "extras"}
+    assert set(parts) == {"epoch-time", "gan", "overfit", "export", "pretrained", "extras"}
     for part in parts.values():
         assert part["device"].startswith("CPU") and part["seconds"] > 0
         assert part["command"].startswith("python benchmarks/gpu_check.py --smoke")
@@ -94,3 +94,14 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     done = run_suite(tmp_path, "--device", "cuda")
     assert done.returncode != 0
     assert "torch sees no CUDA GPU" in done.stderr and "SMOKE=1" in done.stderr
+
+
+def test_pretrained_part_fine_tunes_the_offline_weights_with_and_without_fakes(smoke):
+    report = smoke[0]["pretrained"]
+    assert report["backbone"] == "timm/tf_efficientnet_lite0" and report["bits"] == 48
+    assert [(r["seed"], r["fakes"]) for r in report["rows"]] == [(0, False), (0, True),
+                                                                  (1, False), (1, True)]
+    assert all(0 < r["map"] <= 1 for r in report["rows"])
+    paired = report["fakes_minus_nofakes"]
+    assert abs(paired["difference"]) < 1 and paired["standard_error"] >= 0
+    assert "The paper's regime" in (smoke[1] / "cpu-check.md").read_text()

@@ -89,3 +89,17 @@ def test_baseline_errors():
         baselines.fit("pq", np.zeros((4, 4)), 2)
     with pytest.raises(HashsdkError, match="bits <= feature dimension"):
         baselines.fit("itq", np.random.default_rng(0).standard_normal((10, 4)), 8)
+
+
+def test_pca_baseline_is_the_sign_of_the_top_principal_components():
+    from hashsdk.train import baselines
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 10)) * np.arange(1, 11)  # variance grows with the column
+    fitted = baselines.fit("pca", x, 3)
+    codes = fitted.encode(x) > 0
+    centred = x - x.mean(0)
+    # the top components are the last three columns, up to sign
+    for bit, column in zip(range(3), (9, 8, 7), strict=True):
+        agree = (codes[:, bit] == (centred[:, column] > 0)).mean()
+        assert agree > 0.9 or agree < 0.1

