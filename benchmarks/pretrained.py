@@ -248,9 +248,11 @@ def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | No
     p = Pipeline.open(args.run_root / f"seed{seed}", seed_config(args, seed))
     stages = [p.gan()]  # every list starts with it: the runs with fakes take it as input
     if chosen is None:
-        run_stages([*stages, selection_stage(p, args), recipe_stage(p, args)], p.run_dir)
+        tuning = [recipe_stage(p, args)] if args.finetune_bits else []
+        run_stages([*stages, selection_stage(p, args), *tuning], p.run_dir)
+        recipe_file = p.run_dir / "recipe.json"
         chosen = (json.loads((p.run_dir / "selection.json").read_text())["chosen_lam"],
-                  json.loads((p.run_dir / "recipe.json").read_text())["chosen"])
+                  json.loads(recipe_file.read_text())["chosen"] if tuning else args.recipes[0])
         stages += [feature_baselines_stage(p, args), pixel_baselines_stage(p, args)]
     lam, cfg = chosen[0], p.cfg
     tuned = recipe(cfg, chosen[1])
@@ -336,10 +338,10 @@ def markdown(report: dict) -> str:
              f"({report['weights']}), images at {report['image_size']} px. Fine-tuned: "
              f"{hc['epochs']} epochs of batch {hc['batch_size']}, the first "
              f"{hc['freeze_backbone_epochs']} with the backbone frozen, then the backbone at "
-             f"{hc['backbone_lr']:g} of lr {hc['lr']:g}, {hc['crop']} crops and flips (chosen "
-             "on the validation split: " + ", ".join(
-                 f"{k} {v:.4f}" for k, v in report["recipe"]["map_by_recipe"].items())
-             + "). Frozen features: the hash layer "
+             f"{hc['backbone_lr']:g} of lr {hc['lr']:g}, {hc['crop']} crops and flips" + (
+                 " (chosen on the validation split: " + ", ".join(
+                     f"{k} {v:.4f}" for k, v in report["recipe"]["map_by_recipe"].items()) + ")"
+                 if report["recipe"] else "") + ". Frozen features: the hash layer "
              f"alone, {report['frozen_epochs']} epochs. Fakes: {hc['fake_loss']}, λ "
              f"{report['chosen_lam']:g} (chosen on the validation split: "
              + ", ".join(f"λ {k} {v:.4f}" for k, v in report["selection"]["map_by_lam"].items())
@@ -398,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         protocol=f"{len(p.split.query):,} queries / {len(p.split.train):,} train / "
         f"{len(p.split.database):,} database", config=resolved,
         frozen_epochs=args.frozen_epochs, selection=selection, chosen_lam=lam,
-        recipe=json.loads((first / "recipe.json").read_text()),
+        recipe=json.loads((first / "recipe.json").read_text()) if args.finetune_bits else None,
         feature_minutes=max(json.loads(path.read_text())["seconds"] / 60
                             for path in first.rglob("features.json")),
         torch=torch.__version__, threads=torch.get_num_threads(),

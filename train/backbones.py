@@ -235,6 +235,20 @@ def lookup_backbone(name: str) -> Backbone:
                        f"torchvision/<name>; {LIST_HINT}")
 
 
+def describe_weights(name: str, pretrained: str | None) -> str:
+    """Where a backbone's starting weights come from, in words, for reports."""
+    if pretrained is None:
+        return "from scratch (random weights)"
+    if pretrained != "imagenet":
+        return f"from the weights file {pretrained}"
+    family, _, model = name.partition("/")
+    if family == "timm" and offline_weights.available(model):
+        return (f"from ImageNet weights of the pip package "
+                f"{offline_weights.PACKAGES[model][2]} (offline)")
+    hub = "torch hub" if family == "torchvision" or name in ALIASES else "the Hugging Face hub"
+    return f"from ImageNet weights downloaded from {hub}"
+
+
 def list_backbones(pattern: str = "*") -> list[str]:
     """Every backbone name that matches ``pattern``: shell-style on the whole name or on the
     part after the family prefix; a pattern without wildcards matches as a substring, as

@@ -17,6 +17,7 @@ import numpy as np
 from hashsdk._atomic import atomic_write
 from hashsdk.metrics import relevant
 from hashsdk.train import plots
+from hashsdk.train.backbones import describe_weights
 from hashsdk.train.config import RunConfig
 from hashsdk.train.data import ImageSet, Split
 
@@ -116,6 +117,9 @@ def environment() -> list[tuple[str, str]]:
             ("CUDA", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")]
 
 
+FROZEN = "frozen-feature mode (the hash layer trained on cached features), "
+
+
 def write_report(run_dir: Path, cfg: RunConfig, data: ImageSet, split: Split) -> Path:
     """report.md and its pictures, one function per section (SECTIONS, in order)."""
     run_dir = Path(run_dir)
@@ -125,8 +129,10 @@ def write_report(run_dir: Path, cfg: RunConfig, data: ImageSet, split: Split) ->
     lines = [
         f"# hashsdk demo report: {cfg.data.dataset}, {cfg.hash.bits} bits", "",
         f"Protocol: {len(split.query):,} queries, {len(split.train):,} training images, "
-        f"{len(split.database):,} database images. Backbone `{cfg.hash.backbone}` from "
-        f"scratch, loss `{cfg.hash.loss}`, {cfg.hash.epochs} epochs; fakes: "
+        f"{len(split.database):,} database images. Backbone `{cfg.hash.backbone}` "
+        f"{describe_weights(cfg.hash.backbone, cfg.hash.pretrained)}, "
+        f"{FROZEN if cfg.hash.frozen else ''}{cfg.data.image_size} px, loss "
+        f"`{cfg.hash.loss}`, {cfg.hash.epochs} epochs; fakes: "
         f"`{cfg.hash.fake_loss}` at lambda {cfg.hash.lam}, {cfg.hash.fake_ratio} per real "
         f"image, BatchNorm `{cfg.hash.fake_bn}`; DCGAN {cfg.gan.steps} steps.", ""]
     lines += _results(run_dir)
