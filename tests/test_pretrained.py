@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -120,3 +121,24 @@ def test_train_export_encode_from_offline_imagenet_weights(tmp_path):
     encoder = Encoder(tmp_path / "m.onnx")
     assert encoder.input_size == 64 and encoder.metadata.mean == (0.5, 0.5, 0.5)
     assert encoder.encode(str(next((tmp_path / "photos").rglob("*.png")))).shape == (2,)
+
+
+@needs_weights
+def test_grey_images_take_one_channel_of_the_pretrained_normalization():
+    # Fashion-MNIST into RGB ImageNet weights: the stem summed (timm), one mean and std
+    from conftest import structured_images
+
+    from hashsdk.train.config import from_dict
+    from hashsdk.train.data import ImageSet, make_split
+    from hashsdk.train.evaluate import encode
+    from hashsdk.train.loop import build_model
+
+    images, labels = structured_images(40, channels=1)
+    data = ImageSet(images, labels.astype("int64"), np.arange(40) >= 30, ("a", "b", "c", "d"),
+                    "grey")
+    cfg = from_dict({"data": {"queries_per_class": 2, "train_per_class": 5},
+                     "hash": {"backbone": "timm/tf_efficientnet_lite0",
+                              "pretrained": "imagenet", "bits": 16}})
+    model = build_model(cfg.hash, cfg.data, data, make_split(data, cfg.data))
+    assert model.model_args["mean"] == [0.5] and model.model_args["std"] == [0.5]
+    assert encode(model, images, torch.device("cpu"), features=True).shape == (40, 1280)

@@ -251,6 +251,8 @@ def build_model(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Spl
     trained with; one trained from scratch takes the training images' own."""
     spec = lookup_backbone(hc.backbone).spec(hc.pretrained)
     mean, std = (spec.mean, spec.std) if spec else channel_stats(data.images[split.train])
+    if len(mean) != data.channels:  # grey images into RGB weights: one channel, their average
+        mean, std = ([sum(v) / len(v)] * data.channels for v in (mean, std))
     return create_model(hc.backbone, hc.bits, in_channels=data.channels,
                         image_size=data.images.shape[1],
                         num_classes=len(data.classes) if hc.loss == "ce" else 0,
