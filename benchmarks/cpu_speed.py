@@ -8,7 +8,7 @@ For each input size: the median seconds of a training step (forward, DPSH loss, 
 AdamW step) and of an inference batch, under each setting. Ratios are against float32 NCHW
 at the same size, measured in the same run, so that the machine's load cancels out.
 
-Writes benchmarks/results/cpu-speed.json and .md.
+Writes benchmarks/results/cpu-speed.json and .md (cpu-speed-<backbone>.* for another backbone).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def measure(backbone: str, size: int, batch: int, steps: int) -> dict:
     x = torch.randn(batch, 3, size, size)
     y = torch.arange(batch) % 10
     for name, (last, dtype) in SETTINGS.items():
-        model = create_model(backbone, 48, image_size=size, pretrained="imagenet")
+        model = create_model(backbone, 48, image_size=size,
+                             pretrained=None if backbone == "cnn" else "imagenet")
         loss_fn = RealLoss("pairwise", 0.1)
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
         xs = x.contiguous(memory_format=torch.channels_last) if last else x
@@ -84,8 +85,12 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128, 160])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--out", type=Path, default=RESULTS / "cpu-speed")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: results/cpu-speed (Lite0), else cpu-speed-<backbone>")
     args = p.parse_args()
+    default = "timm/tf_efficientnet_lite0"
+    args.out = args.out or RESULTS / ("cpu-speed" if args.backbone == default else
+                                      "cpu-speed-" + args.backbone.replace("/", "-"))
     rows = {str(size): measure(args.backbone, size, args.batch, args.steps)
             for size in args.sizes}
     command = ("python benchmarks/cpu_speed.py --backbone " + args.backbone + " --sizes "

@@ -54,7 +54,7 @@ from hashsdk.train.stages import Pipeline, Stage, run_stages, with_fakes, withou
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {  # mAP@all on CIFAR-10 at 12 / 24 / 32 / 48 bits, as published
     "DPSH (VGG-F pretrained, published)": {12: 0.713, 24: 0.727, 32: 0.744, 48: 0.757},
-    "DPSH (VGG-11 pretrained, reported by the issue)": {48: 0.811},
+    "DPSH (VGG-11 pretrained, as quoted in the project's issue 18)": {48: 0.811},
 }
 FEATURE_BASELINES = ("pca", "itq", "lsh")
 

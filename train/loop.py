@@ -224,7 +224,7 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
     model = build_model(hc, cfg_data, data, split)
     mean, std = model.model_args["mean"], model.model_args["std"]
     model.to(device)
-    if device.type == "cuda" and hc.channels_last:
+    if hc.channels_last:  # CUDA and CPU alike (benchmarks/results/cpu-speed.md)
         model = model.to(memory_format=torch.channels_last)
     opt, sched = _optimizer(model, hc, steps_per_epoch)
     dtype = amp_dtype(device, hc.amp)
@@ -367,7 +367,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
         if r.hc.augment:
             fb = augment(fb, r.aug_gen, r.hc.crop)
         xf = to_input(fb, r.mean, r.std)
-    if r.device.type == "cuda" and r.hc.channels_last:
+    if r.hc.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
     return x, r.train_y[idx], idx, xf
