@@ -23,10 +23,25 @@ BITS ?= 32
 $(STAMP): pyproject.toml setup.py hashsdk/_kernel.c hashsdk/_mih.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,export,pretrained,bench,dev,milvus,docs]'
+	$(PY) -m pip install -q -e '.[train,export,pretrained,bench,dev,milvus,docs,serve]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# the browser test of hashsdk serve drives Debian's Chromium (pip tools' browser downloads need
+# the network); installed when missing, where apt-get is there and we are root
+BROWSER_STAMP := $(VENV)/.browser-checked
+
+$(BROWSER_STAMP): $(STAMP)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium and chromium-driver for the browser test"; \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	    (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1) || \
+	    echo "could not install chromium: the browser test will be skipped"; \
+	  else echo "no chromium and no root apt-get: the browser test will be skipped"; fi; \
+	fi
+	touch $(BROWSER_STAMP)
+
+test: $(STAMP) $(BROWSER_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

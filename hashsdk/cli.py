@@ -8,6 +8,7 @@ export ``hashsdk-export``).
     hashsdk search db.hidx QUERIES.npy -k 10 [--json]
     hashsdk search db.hidx --model model.onnx QUERY_IMAGES... -k 10 [--json]
     hashsdk info db.hidx
+    hashsdk serve db.hidx --model model.onnx [--host 127.0.0.1] [--port 8000]   (serve extra)
 
 The commands that run a model take ``--device``, ``--threads`` and ``--quiet``. ``search
 --json`` prints one schema with and without ``--model``: a list with one record per query,
@@ -33,6 +34,7 @@ from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.codes import infer_bits
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex
+from hashsdk.serve.command import serve
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -271,6 +273,8 @@ def info(index_path: str) -> None:
     click.echo(f"codes:     {head.count}")
     click.echo(f"next id:   {head.next_id}")
 
+
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

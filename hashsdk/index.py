@@ -78,6 +78,12 @@ class HammingIndex:
         return self.ntotal
 
     @property
+    def next_id(self) -> int:
+        """The id that ``add`` gives the next code without ids: one above every id ever
+        added (removing codes does not lower it)."""
+        return self._next_id
+
+    @property
     def backend(self) -> str:
         """The kernel in use: "c" or "numpy"."""
         return self._backend
@@ -134,6 +140,18 @@ class HammingIndex:
             if len(rows):
                 self._snap = self._store.remove(snap, rows)
         return len(rows)
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The codes of those of ``ids`` that the index holds (faiss's ``reconstruct``).
+
+        Returns:
+            ids int64 (m,), ascending and unique, the ones present (the rest left out), and
+            their packed codes uint8 (m, code_size).
+        """
+        ids = np.unique(_as_int64(ids, "lookup"))
+        snap = self._snap
+        rows = snap.find(ids)
+        return snap.ids[rows], snap.codes[rows]
 
     def reset(self) -> None:
         """Removes every code; the next default id stays where it was."""

@@ -50,7 +50,12 @@ def main() -> None:
            str(ROOT / "configs" / f"demo-{args.dataset}.toml"), "--bits", str(args.bits),
            "--run-dir", run_dir, *extra, *rest]
     print("$ " + " ".join(cmd), flush=True)
-    sys.exit(subprocess.run(cmd).returncode)
+    code = subprocess.run(cmd).returncode
+    if code == 0:
+        hashsdk = Path(sys.executable).parent / "hashsdk"
+        print(f"\nsearch it in a browser (http://127.0.0.1:8000/):\n  {hashsdk} serve "
+              f"{run_dir}/db.hidx --model {run_dir}/model.onnx", flush=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,13 @@ def test_demo_pipeline_artifacts_report_and_skipping(tmp_path):
     split = np.load(run / "split.npz")
     assert index.ntotal == len(split["database"]) and index.bits == 12
     assert (index.ids == np.sort(split["database"])).all()
+    # each indexed image is a file (for hashsdk serve's thumbnails), with the encoded pixels
+    from hashsdk import Encoder, index_file
+
+    paths = index_file.read_paths(run / "db.hidx", index.ntotal)
+    assert [Path(p).name for p in paths] == [f"{i}.png" for i in index.ids]
+    np.testing.assert_array_equal(Encoder(run / "model.onnx").encode(paths[:20]),
+                                  index.codes[:20])
     search = json.loads((run / "search.json").read_text())
     assert len(search["ids"]) == 5 and search["latency_ms"] > 0
 

@@ -97,6 +97,36 @@ def test_the_readme_runs_as_written(after_readme):
     assert (after_readme / "photos.onnx.verify.json").exists()
 
 
+def test_the_readmes_serve_command_serves_the_quickstarts_index(after_readme, tmp_path):
+    """The quickstart's ``hashsdk serve`` line, started as written (on a free port), finds a
+    photo's own entry through the page's upload route and shows its thumbnail."""
+    import shlex
+    import urllib.request
+
+    from hashsdk.serve.process import ServerProcess
+
+    text = (ROOT / "README.md").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("hashsdk serve "))
+    args = shlex.split(line)[2:]
+    work = tmp_path / "work"
+    shutil.copytree(after_readme, work)
+    photo = work / "photos" / "class2" / "002.jpg"
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"q.jpg\"\r\n\r\n").encode() + photo.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    with ServerProcess(args[0], *args[1:], cwd=work, log=tmp_path / "log") as server:
+        request = urllib.request.Request(
+            server.url + "/search", body,
+            {"content-type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            hits = json.load(r)["results"][0]["results"]
+        assert hits[0]["distance"] == 0
+        assert str(photo) in [str(work / h["path"]) for h in hits if h["distance"] == 0]
+        with urllib.request.urlopen(f"{server.url}/items/{hits[0]['id']}/thumbnail") as r:
+            assert r.headers["content-type"] == "image/jpeg"
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_each_docs_page_runs_as_written(page, after_readme, tmp_path):
     work = tmp_path / "work"

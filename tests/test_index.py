@@ -302,3 +302,17 @@ def test_single_adds_go_into_spare_capacity(rng):
         buffers.add(id(index._store._ids))
     assert len(buffers) <= 2 and index.ntotal == 8000
     assert (index.ids == np.arange(8000)).all()
+
+
+def test_lookup_and_next_id(rng):
+    index = HammingIndex(20)
+    codes = random_packed(rng, 6, 20)
+    index.add(codes, ids=np.array([9, 2, 30, 4, 5, 6]))
+    index.remove(np.array([4]))
+    found, got = index.lookup(np.array([30, 4, 2, 2, 77]))
+    assert found.tolist() == [2, 30]  # present ones only, ascending, once
+    np.testing.assert_array_equal(got, codes[[1, 2]])
+    assert index.next_id == 31
+    index.remove(np.array([30]))
+    assert index.next_id == 31  # never lowered: ids are not reused
+    assert index.add(codes[:1]).tolist() == [31]

@@ -22,6 +22,17 @@ def to_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return (x - mean[:, None, None]) / std[:, None, None]
 
 
+def memory_format(model: torch.nn.Module) -> torch.memory_format:
+    """channels_last where the model's convolutions are (training makes them so, see
+    loop.build_model): an NCHW input would send every convolution down the slow path, 2.5x
+    slower at 96 px on the CPU (benchmarks/results/cpu-speed.md)."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            return torch.channels_last if p.is_contiguous(memory_format=torch.channels_last) \
+                and not p.is_contiguous() else torch.contiguous_format
+    return torch.contiguous_format
+
+
 @torch.inference_mode()
 def encode(model: torch.nn.Module, images: np.ndarray, device: torch.device,
            batch_size: int = 512, progress: bool = False, features: bool = False) -> np.ndarray:
@@ -32,10 +43,12 @@ def encode(model: torch.nn.Module, images: np.ndarray, device: torch.device,
     std = torch.tensor(args["std"], device=device)
     was_training = model.training
     model.eval()
+    layout = memory_format(model)
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress,
                       unit="batch"):
         x = to_input(torch.from_numpy(images[start:start + batch_size]).to(device), mean, std)
+        x = x.contiguous(memory_format=layout)
         y = model.embed(x) if features else model(x)
         out.append(y.float().cpu().numpy())
     model.train(was_training)

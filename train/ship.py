@@ -2,7 +2,8 @@
 the stages that ship its with-fakes model. Only this module of train/ imports export/.
 
     export   ONNX of the with-fakes model, verified on real images   model.onnx, .verify.json
-    index    the Encoder encodes the whole database                    db.hidx, index.json
+    index    the Encoder encodes the whole database; each image is      db.hidx, index.json,
+             written as images/ID.png, so that hashsdk serve shows it   db.hidx.paths.txt
     search   a few queries against the saved index                     search.json
     report   report.md and its pictures (report.py)                    report.md
 """
@@ -34,7 +35,8 @@ def shipping(p: Pipeline, queries_to_show: int = 5,
     return [
         Stage("export", {}, ["hash-fakes"], ["model.onnx", "model.onnx.verify.json"],
               lambda: export(p, log)),
-        Stage("index", {}, ["export"], ["db.hidx", "index.json"], lambda: index(p)),
+        Stage("index", {}, ["export"], ["db.hidx", "db.hidx.paths.txt", "index.json"],
+              lambda: index(p)),
         Stage("search", {"search": {"queries": queries_to_show}}, ["index"], ["search.json"],
               lambda: search(p, queries_to_show)),
         Stage("report", {}, ["comparison", "search"], ["report.md"], lambda: report(p)),
@@ -72,9 +74,24 @@ def index(p: Pipeline) -> None:
     seconds = time.perf_counter() - t0
     idx = HammingIndex(encoder.bits)
     idx.add(codes, ids=p.split.database)
-    idx.save(p.run_dir / "db.hidx")
+    idx.save(p.run_dir / "db.hidx", paths=write_images(p, np.sort(p.split.database)))
     _write_json(p.run_dir / "index.json", {"images": len(codes), "encode_seconds": seconds,
                                            "images_per_second": len(codes) / seconds})
+
+
+def write_images(p: Pipeline, ids: np.ndarray) -> list[str]:
+    """The images of ``ids`` as lossless PNG files, images/ID.png; their paths, in id order."""
+    from PIL import Image
+
+    folder = p.run_dir / "images"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in ids.tolist():
+        path = folder / f"{i}.png"
+        image = p.data.images[i]
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+        paths.append(str(path.resolve()))
+    return paths
 
 
 def search(p: Pipeline, queries: int) -> None:

@@ -1,0 +1,197 @@
+"""What a request to ``hashsdk serve`` may carry, checked: codes, ids, images, k and radius.
+
+Two body types, the same fields:
+
+    multipart/form-data   image (a file; repeat the field for more), k, radius, ids
+                          (comma-separated, or the field repeated)
+    application/json      {"codes": [...], "ids": [...], "k": 10, "radius": null,
+                           "code_encoding": "hex" | "base64"}
+
+Codes are packed as ``hashsdk.codes`` packs them (MSB first, pad bits zero), written in hex
+(the default: 2 x ceil(bits / 8) digits) or base64. Every failure raises ``BadRequest`` with a
+message that names what was expected; the app answers it with 400 (or its ``status``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from hashsdk.codes import check_packed, code_size
+from hashsdk.errors import HashsdkError
+from hashsdk.model_metadata import ModelMetadata
+from hashsdk.preprocess import UnreadableImage, load_uint8
+
+CODE_ENCODINGS = ("hex", "base64")
+UPLOAD_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif",
+                     "BMP": ".bmp", "TIFF": ".tif"}
+
+
+class BadRequest(HashsdkError):
+    """A request the server refuses; ``status`` is its HTTP status (400 unless said)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask. ``max_upload_bytes``: the whole body (413 above it)."""
+    max_upload_bytes: int = 16 << 20
+    max_images: int = 64
+    max_codes: int = 1024
+    max_k: int = 1000
+    max_range_results: int = 10_000
+    max_pixels: int = 40_000_000
+    request_timeout_s: float = 30.0
+
+
+@dataclass
+class Upload:
+    """An uploaded file: its name as sent and its bytes."""
+    name: str
+    data: bytes
+
+
+@dataclass
+class Body:
+    """A parsed request body."""
+    images: list[Upload] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
+    ids: list[int] | None = None
+    k: int | None = None
+    radius: int | None = None
+    code_encoding: str = "hex"
+
+
+def from_json(data: Any) -> Body:
+    if not isinstance(data, dict):
+        raise BadRequest("expected a JSON object with codes, ids, k, radius")
+    unknown = set(data) - {"codes", "ids", "k", "radius", "code_encoding"}
+    if unknown:
+        raise BadRequest(f"unknown fields {sorted(unknown)}; expected codes, ids, k, radius, "
+                         f"code_encoding")
+    codes = data.get("codes") or []
+    if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+        raise BadRequest("codes: expected a list of strings (hex or base64)")
+    encoding = data.get("code_encoding", "hex")
+    if encoding not in CODE_ENCODINGS:
+        raise BadRequest(f"code_encoding: expected one of {CODE_ENCODINGS}, got {encoding!r}")
+    ids = data.get("ids")
+    if ids is not None and (not isinstance(ids, list)
+                            or not all(type(i) is int for i in ids)):
+        raise BadRequest("ids: expected a list of integers")
+    return Body(codes=codes, ids=ids, k=_int_or_none(data.get("k"), "k"),
+                radius=_int_or_none(data.get("radius"), "radius"), code_encoding=encoding)
+
+
+def from_form(images: list[Upload], fields: dict[str, list[str]]) -> Body:
+    unknown = set(fields) - {"k", "radius", "ids"}
+    if unknown:
+        raise BadRequest(f"unknown form fields {sorted(unknown)}; expected image, k, radius, "
+                         f"ids")
+    ids = None
+    if "ids" in fields:
+        parts = [p.strip() for value in fields["ids"] for p in value.split(",") if p.strip()]
+        ids = [_int(p, "ids") for p in parts]
+    one = {name: values[-1] for name, values in fields.items()}
+    return Body(images=images, ids=ids, k=_int_or_none(one.get("k"), "k"),
+                radius=_int_or_none(one.get("radius"), "radius"))
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name}: expected an integer, got {value!r}") from None
+
+
+def _int_or_none(value: Any, name: str) -> int | None:
+    return None if value is None or value == "" else _int(value, name)
+
+
+def check_k(k: int | None, limits: Limits) -> int:
+    k = 10 if k is None else k
+    if not 1 <= k <= limits.max_k:
+        raise BadRequest(f"k: expected 1 to {limits.max_k}, got {k}")
+    return k
+
+
+def check_radius(radius: int, bits: int) -> int:
+    if not 0 <= radius <= bits:
+        raise BadRequest(f"radius: expected 0 to {bits} (the code length), got {radius}")
+    return radius
+
+
+def check_ids(ids: list[int] | None, count: int | None, limits: Limits) -> np.ndarray | None:
+    """Ids as int64; ``count``: how many the request must give (None: any, up to the limit)."""
+    if ids is None:
+        return None
+    if count is not None and len(ids) != count:
+        raise BadRequest(f"ids: expected one per item ({count}), got {len(ids)}")
+    if len(ids) > limits.max_codes:
+        raise BadRequest(f"ids: at most {limits.max_codes} a request, got {len(ids)}")
+    if any(not 0 <= i < 2**63 for i in ids):
+        raise BadRequest("ids: expected integers from 0 to 2**63 - 1")
+    return np.asarray(ids, np.int64)
+
+
+def parse_codes(codes: list[str], encoding: str, bits: int, limits: Limits) -> np.ndarray:
+    """Packed codes uint8 (n, ceil(bits / 8)) from their hex or base64 text."""
+    if len(codes) > limits.max_codes:
+        raise BadRequest(f"codes: at most {limits.max_codes} a request, got {len(codes)}")
+    width = code_size(bits)
+    rows = []
+    for i, text in enumerate(codes):
+        try:
+            raw = bytes.fromhex(text) if encoding == "hex" else \
+                base64.b64decode(text, validate=True)
+        except (ValueError, binascii.Error):
+            raise BadRequest(f"codes[{i}]: not {encoding}") from None
+        if len(raw) != width:
+            expect = f"{2 * width} hex digits" if encoding == "hex" else f"{width} bytes"
+            raise BadRequest(f"codes[{i}]: a {bits}-bit code is {expect}, got "
+                             f"{len(text) if encoding == 'hex' else len(raw)}")
+        rows.append(np.frombuffer(raw, np.uint8))
+    packed = np.stack(rows) if rows else np.empty((0, width), np.uint8)
+    try:
+        return check_packed(packed, bits, "codes")
+    except HashsdkError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def code_text(code: np.ndarray) -> str:
+    """A packed code as hex."""
+    return bytes(code).hex()
+
+
+def decode_image(upload: Upload, meta: ModelMetadata, limits: Limits) -> tuple[np.ndarray, str]:
+    """An upload as the model's uint8 (H, W, C) input and the extension of its format."""
+    name = os.path.basename(upload.name or "upload")
+    try:
+        with warnings.catch_warnings():  # load_uint8 checks the pixel count itself, below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(upload.data)) as image:
+                ext = UPLOAD_EXTENSIONS.get(image.format or "")
+    except Image.DecompressionBombError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        ext = None
+    if ext is None:
+        raise BadRequest(f"{name}: not an image (expected one of "
+                         f"{', '.join(UPLOAD_EXTENSIONS)})")
+    try:
+        return load_uint8(upload.data, meta, limits.max_pixels), ext
+    except UnreadableImage as exc:
+        raise BadRequest(f"{name}: unreadable image ({exc.reason})") from None

@@ -1,0 +1,268 @@
+"""hashsdk serve's HTTP API through an HTTP client: results against the Encoder and
+HammingIndex they wrap, writes, limits, hostile input (never a 5xx), the API key, batching."""
+
+import asyncio
+import base64
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import structured_images
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from hashsdk import Encoder, HammingIndex  # noqa: E402
+from hashsdk.serve import ServedIndex, create_app  # noqa: E402
+from hashsdk.serve.app import ServeConfig  # noqa: E402
+from hashsdk.serve.batching import Batcher  # noqa: E402
+from hashsdk.serve.inputs import Limits  # noqa: E402
+
+N = 40
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "PNG")
+    return out.getvalue()
+
+
+def load_benchmark():
+    """benchmarks/serve.py, whose hostile requests these tests send too."""
+    spec = importlib.util.spec_from_file_location(
+        "serve_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = load_benchmark()
+bomb_png = BENCH.bomb_png
+
+
+@pytest.fixture(scope="module")
+def setup(exported, tmp_path_factory):
+    """An index of N images (indexed from files, so it has paths) served with its model."""
+    folder, _, _ = exported
+    root = tmp_path_factory.mktemp("serve")
+    images, _ = structured_images(N, seed=3)
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(root / f"img{i:02d}.png"))
+        Image.fromarray(image).save(paths[-1])
+    encoder = Encoder(folder / "model.onnx", threads=1)
+    codes = encoder.encode(paths)
+    index = HammingIndex(encoder.bits)
+    index.add(codes)
+    index.save(root / "db.hidx", paths=paths)
+    return root, encoder, images, codes, paths
+
+
+@pytest.fixture
+def client(setup, tmp_path):
+    root, encoder, *_ = setup
+    for name in ("db.hidx", "db.hidx.paths.txt"):
+        (tmp_path / name).write_bytes((root / name).read_bytes())
+    served = ServedIndex(str(tmp_path / "db.hidx"))
+    config = ServeConfig(limits=Limits(max_upload_bytes=1 << 20, max_images=8, max_k=50))
+    with TestClient(create_app(served, encoder, config)) as c:
+        yield c
+
+
+def files(*items):
+    return [("image", (name, data, "application/octet-stream")) for name, data in items]
+
+
+def test_search_by_image_code_and_id_match_the_index(client, setup):
+    _, encoder, images, codes, paths = setup
+    oracle = HammingIndex(encoder.bits)
+    oracle.add(codes)
+    want_d, want_i = oracle.search(codes[[3, 7]], 6)
+    r = client.post("/search", files=files(("a.png", png(images[3])), ("b.png", png(images[7]))),
+                    data={"k": "6"})
+    assert r.status_code == 200
+    for record, d_row, i_row, name in zip(r.json()["results"], want_d, want_i, ["a.png", "b.png"],
+                                          strict=True):
+        assert record["query"] == name
+        assert [h["id"] for h in record["results"]] == i_row.tolist()
+        assert [h["distance"] for h in record["results"]] == d_row.tolist()
+        assert [h["path"] for h in record["results"]] == [paths[i] for i in i_row]
+    hexed = client.post("/search", json={"codes": [codes[3].tobytes().hex()], "k": 6}).json()
+    b64 = client.post("/search", json={"codes": [base64.b64encode(codes[3]).decode()], "k": 6,
+                                       "code_encoding": "base64"}).json()
+    by_id = client.post("/search", json={"ids": [3], "k": 6}).json()
+    for body in (hexed, b64, by_id):
+        assert [h["id"] for h in body["results"][0]["results"]] == want_i[0].tolist()
+    assert by_id["results"][0]["query"] == {"id": 3}
+    lims, dist, ids = oracle.range_search(codes[[5]], 4)
+    ranged = client.post("/search", json={"ids": [5], "radius": 4}).json()["results"][0]
+    assert [h["id"] for h in ranged["results"]] == ids.tolist()
+    assert ranged["truncated"] is False
+
+
+def test_add_remove_and_thumbnails(client, setup, tmp_path):
+    _, encoder, images, codes, paths = setup
+    new = np.full((32, 32, 3), 200, np.uint8)
+    new[4:20, 4:20] = 10
+    r = client.post("/items", files=files(("new.png", png(new))))
+    assert r.status_code == 200
+    (new_id,) = r.json()["ids"]
+    assert new_id == N
+    hits = client.post("/search", files=files(("q.png", png(new))), data={"k": "1"}).json()
+    assert hits["results"][0]["results"][0]["id"] == new_id or \
+        hits["results"][0]["results"][0]["distance"] == 0
+    item = client.get(f"/items/{new_id}").json()
+    assert item["code"] == encoder.encode(new).tobytes().hex()
+    assert item["path"].startswith(str(tmp_path / "db.hidx.uploads"))
+    thumb = client.get(f"/items/{new_id}/thumbnail")
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(thumb.content)).size == (32, 32)
+    assert client.get("/items/3/thumbnail").status_code == 200  # an indexed file
+    r = client.post("/items", json={"codes": [codes[0].tobytes().hex()], "ids": [500]})
+    assert r.json() == {"ids": [500]}
+    assert client.post("/items", json={"codes": [codes[0].tobytes().hex()],
+                                       "ids": [500]}).status_code == 409
+    assert client.get("/items/500/thumbnail").status_code == 404  # a code has no image
+    assert client.delete(f"/items/{new_id}").json() == {"removed": new_id}
+    assert client.delete(f"/items/{new_id}").status_code == 404
+    assert client.get(f"/items/{new_id}").status_code == 404
+    assert not (tmp_path / "db.hidx.uploads" / f"{new_id}.png").exists()
+    stats = client.get("/stats").json()
+    assert stats["size"] == N + 1 and stats["bits"] == encoder.bits
+    assert stats["routes"]["POST /items"]["by_status"] == {"200": 2, "409": 1}
+    assert "p99" in stats["routes"]["POST /search"]["latency_ms"]
+    metrics = client.get("/metrics").text
+    assert f"hashsdk_index_size {N + 1}" in metrics
+    assert 'hashsdk_requests_total{route="POST /items",status="409"} 1' in metrics
+
+
+HOSTILE = [
+    ("junk bytes", lambda im: {"files": files(("x.png", b"\x00junk" * 50))}, 400, "not an image"),
+    ("truncated png", lambda im: {"files": files(("t.png", png(im)[:60]))}, 400, "unreadable"),
+    ("decompression bomb", lambda im: {"files": files(("b.png", bomb_png(30_000)))}, 400,
+     "pixels"),
+    ("html as image", lambda im: {"files": files(("../../etc/passwd", b"<html>"))}, 400,
+     "passwd: not an image"),
+    ("short hex code", lambda im: {"json": {"codes": ["abcd"]}}, 400, "hex digits"),
+    ("odd hex", lambda im: {"json": {"codes": ["zz" * 3]}}, 400, "not hex"),
+    ("bad base64", lambda im: {"json": {"codes": ["!!!!"], "code_encoding": "base64"}}, 400,
+     "not base64"),
+    ("k zero", lambda im: {"json": {"ids": [1], "k": 0}}, 400, "k: expected 1 to 50"),
+    ("k huge", lambda im: {"json": {"ids": [1], "k": 10**9}}, 400, "k: expected 1 to 50"),
+    ("k text", lambda im: {"files": files(("a.png", png(im))), "data": {"k": "ten"}}, 400,
+     "k: expected an integer"),
+    ("radius past bits", lambda im: {"json": {"ids": [1], "radius": 999}}, 400, "radius"),
+    ("unknown id", lambda im: {"json": {"ids": [10**6]}}, 404, "not in the index"),
+    ("unknown field", lambda im: {"json": {"codez": []}}, 400, "unknown fields"),
+    ("not an object", lambda im: {"json": [1, 2]}, 400, "JSON object"),
+    ("bad json", lambda im: {"content": b"{", "headers": {"content-type": "application/json"}},
+     400, "not valid JSON"),
+    ("nested too deep", lambda im: {"content": b"[" * 100_000,
+                                    "headers": {"content-type": "application/json"}}, 400,
+     "not valid JSON"),
+    ("text body", lambda im: {"content": b"hi", "headers": {"content-type": "text/plain"}},
+     415, "expected multipart"),
+    ("too many images", lambda im: {"files": files(*[("a.png", png(im))] * 9)}, 400, "is 8"),
+    ("too large", lambda im: {"content": b"0" * (2 << 20),
+                              "headers": {"content-type": "application/json"}}, 413, "limit"),
+    ("nothing", lambda im: {"json": {}}, 400, "nothing to search"),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_search_requests_answered_4xx_with_the_reason(client, setup, case):
+    _, _, images, _, _ = setup
+    name, request, status, reason = case
+    r = client.post("/search", **request(images[0]))
+    assert r.status_code == status, r.text
+    assert reason in r.json()["detail"]
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_the_benchmarks_hostile_requests_all_answered_4xx(client, setup):
+    _, encoder, images, _, _ = setup
+    cases = BENCH.hostile_cases(png(images[0]), encoder.bits, 1 << 20)
+    for name, (method, path, body, kind) in cases.items():
+        headers = {"content-type": kind} if kind else {}
+        r = client.request(method, path, content=body, headers=headers)
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+    assert client.post("/search", files=files(("a.png", png(images[0])))).status_code == 200
+
+
+def test_chunked_upload_over_the_limit_stopped_without_content_length(client):
+    def body():
+        for _ in range(64):
+            yield b"0" * 65536  # 4 MiB in all, the limit is 1 MiB
+    r = client.post("/search", content=body(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_path_tricks_never_open_files(client):
+    for path in ["/items/..%2F..%2Fetc%2Fpasswd/thumbnail", "/items/-1/thumbnail",
+                 "/items/99999999999999999999999/thumbnail", "/items/%2Fetc%2Fpasswd"]:
+        assert client.get(path).status_code in (404, 422), path
+
+
+def test_internal_errors_hide_the_traceback(setup, tmp_path):
+    root, encoder, images, *_ = setup
+    (tmp_path / "db.hidx").write_bytes((root / "db.hidx").read_bytes())
+    served = ServedIndex(str(tmp_path / "db.hidx"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail /home/x")
+    served.index.search = broken
+    with TestClient(create_app(served, encoder), raise_server_exceptions=False) as c:
+        r = c.post("/search", json={"ids": [1]})
+    assert r.status_code == 500
+    assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_api_key_guards_writes_only(setup, tmp_path):
+    root, encoder, _, codes, _ = setup
+    (tmp_path / "db.hidx").write_bytes((root / "db.hidx").read_bytes())
+    app = create_app(ServedIndex(str(tmp_path / "db.hidx")), encoder,
+                     ServeConfig(api_key="s3cret"))
+    body = {"codes": [codes[0].tobytes().hex()]}
+    with TestClient(app) as c:
+        assert c.post("/items", json=body).status_code == 401
+        assert c.post("/items", json=body, headers={"x-api-key": "wrong"}).status_code == 401
+        assert c.post("/items", json=body, headers={"x-api-key": "s3cret"}).status_code == 200
+        assert c.post("/items", json=body,
+                      headers={"authorization": "Bearer s3cret"}).status_code == 200
+        assert c.delete("/items/1").status_code == 401
+        assert c.post("/search", json={"ids": [1]}).status_code == 200
+
+
+def test_cli_refuses_other_addresses_without_a_key(setup):
+    from click.testing import CliRunner
+
+    from hashsdk.cli import main
+
+    root = setup[0]
+    result = CliRunner().invoke(main, ["serve", str(root / "db.hidx"), "--host", "0.0.0.0"])
+    assert result.exit_code == 1
+    assert "--api-key" in result.output
+
+
+def test_openapi_and_page(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/search", "/items", "/items/{item_id}", "/items/{item_id}/thumbnail",
+            "/healthz", "/stats"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/search"]["post"]["requestBody"]["content"]
+    page = client.get("/").text
+    assert "<script" in page and "http://" not in page and "https://" not in page  # no CDN
+
+
+def test_batcher_merges_waiting_requests_and_keeps_their_order(setup):
+    _, encoder, images, codes, _ = setup
+    batcher = Batcher(encoder, workers=1, max_batch=16)
+
+    async def many():
+        return await asyncio.gather(*[batcher.encode([images[i]]) for i in range(12)])
+    out = asyncio.run(many())
+    batcher.close()
+    np.testing.assert_array_equal(np.concatenate(out), codes[:12])
+    assert batcher.images == 12 and batcher.calls < 12  # the first alone, the rest merged

@@ -1,0 +1,168 @@
+"""The journal and ServedIndex of hashsdk serve: durable writes, torn tails, idempotent replay,
+folding, checked against a plain dict of id -> code."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import random_packed
+
+from hashsdk import HammingIndex, index_file
+from hashsdk.errors import HashsdkError
+from hashsdk.serve import Conflict, ServedIndex
+from hashsdk.serve.journal import ADD, REMOVE, Journal, Record
+
+BITS = 40
+
+
+def state(served: ServedIndex) -> dict[int, bytes]:
+    return {int(i): bytes(c) for i, c in zip(served.index.ids, served.index.codes, strict=True)}
+
+
+def journal_files(path) -> list[str]:
+    folder = os.path.dirname(path)
+    return sorted(f for f in os.listdir(folder) if ".journal-" in f)
+
+
+def test_journal_round_trip_and_torn_tail_dropped_at_every_byte(tmp_path, rng):
+    path = tmp_path / "j"
+    journal = Journal.open(path, BITS)
+    codes = random_packed(rng, 3, BITS)
+    records = [Record(ADD, np.array([5, 9, 2]), codes, ["a.jpg", None, "c/d é.png"]),
+               Record(REMOVE, np.array([9]))]
+    for record in records:
+        journal.append(record)
+    journal.close()
+    whole = path.read_bytes()
+    back = Journal.open(path, BITS)
+    back.close()
+    assert [r.op for r in back.records] == [ADD, REMOVE]
+    np.testing.assert_array_equal(back.records[0].codes, codes)
+    assert back.records[0].paths == ["a.jpg", None, "c/d é.png"]
+    np.testing.assert_array_equal(back.records[1].ids, [9])
+    last_start = len(whole) - (8 + 5 + 8)  # the remove record: header, op and n, one id
+    for cut in range(last_start, len(whole)):  # every torn length of the last record
+        path.write_bytes(whole[:cut])
+        torn = Journal.open(path, BITS)
+        torn.close()
+        assert [r.op for r in torn.records] == [ADD]
+        assert path.stat().st_size == last_start  # truncated to the whole part
+
+
+def test_journal_refuses_damage_foreign_files_and_other_bits(tmp_path, rng):
+    path = tmp_path / "j"
+    journal = Journal.open(path, BITS)
+    for i in range(3):
+        journal.append(Record(ADD, np.array([i]), random_packed(rng, 1, BITS), [None]))
+    journal.close()
+    data = bytearray(path.read_bytes())
+    with pytest.raises(HashsdkError, match="40-bit"):
+        Journal.open(path, 48)
+    data[16 + 8 + 2] ^= 0xFF  # a payload byte of the first of three records
+    path.write_bytes(bytes(data))
+    with pytest.raises(HashsdkError, match="damaged"):
+        Journal.open(path, BITS)
+    (tmp_path / "other").write_bytes(b"not a journal at all")
+    with pytest.raises(HashsdkError, match="not a hashsdk journal"):
+        Journal.open(tmp_path / "other", BITS)
+
+
+def test_writes_survive_reopen_without_a_clean_close(tmp_path, rng):
+    path = str(tmp_path / "db.hidx")
+    served = ServedIndex(path, bits=BITS)
+    expected = {}
+    for step in range(30):
+        codes = random_packed(rng, 4, BITS)
+        ids = served.reserve_ids(4)
+        served.add(codes, ids, [f"img{i}.png" for i in ids])
+        expected.update({int(i): bytes(c) for i, c in zip(ids, codes, strict=True)})
+        if step % 3 == 0:
+            gone = served.remove([int(ids[0]), 10**6])
+            assert gone == [int(ids[0])]
+            del expected[int(ids[0])]
+    # no close(): the process "dies"; only the journal has these writes
+    reopened = ServedIndex(path)
+    assert state(reopened) == expected
+    assert reopened.replayed == 40
+    assert reopened.paths == {i: f"img{i}.png" for i in expected}
+    assert reopened.reserve_ids(1)[0] == 120  # ids never reused
+
+
+def test_replay_is_idempotent_over_a_folded_index(tmp_path, rng):
+    """A crash after a fold wrote the index but before it deleted the journals: replaying them
+    over the new index must give the same state (an add replaces, a remove deletes)."""
+    path = str(tmp_path / "db.hidx")
+    served = ServedIndex(path, bits=BITS)
+    a, b = random_packed(rng, 2, BITS)
+    served.add(a[None], np.array([1]))
+    served.remove([1])
+    served.add(b[None], np.array([1]))  # the same id again, another code
+    served.add(random_packed(rng, 5, BITS), np.arange(10, 15))
+    served.remove([12])
+    expected = state(served)
+    saved = {f: (tmp_path / f).read_bytes() for f in journal_files(path)}
+    served.close()  # folds: index written, journals deleted
+    assert HammingIndex.load(path).ntotal == 5
+    for name, data in saved.items():  # the journals come back, as after that crash
+        (tmp_path / name).write_bytes(data)
+    again = ServedIndex(path)
+    assert state(again) == expected
+
+
+def test_interrupted_fold_finished_on_open(tmp_path, rng):
+    path = str(tmp_path / "db.hidx")
+    served = ServedIndex(path, bits=BITS)
+    served.add(random_packed(rng, 3, BITS), np.array([0, 1, 2]))
+    first = journal_files(path)[0]
+    shutil.copy(tmp_path / first, tmp_path / "keep")
+    served.close()
+    os.replace(tmp_path / "keep", tmp_path / first)  # an old journal beside the new one
+    served2 = ServedIndex(path)
+    served2.add(random_packed(rng, 1, BITS), np.array([7]))
+    expected = state(served2)
+    # a second journal exists now: the open finished the fold, then wrote to a new journal
+    assert len(journal_files(path)) == 1
+    assert state(ServedIndex(path)) == expected
+
+
+def test_fold_every_and_paths_file(tmp_path, rng):
+    path = str(tmp_path / "db.hidx")
+    served = ServedIndex(path, bits=BITS, fold_every=5)
+    for i in range(12):
+        served.add(random_packed(rng, 1, BITS), np.array([i]), [f"p{i}" if i % 2 else None])
+    served.close()
+    index = HammingIndex.load(path)
+    assert index.ntotal == 12
+    lines = index_file.read_paths(path, 12)
+    assert lines == [f"p{i}" if i % 2 else "" for i in range(12)]
+    assert ServedIndex(path).paths == {i: f"p{i}" for i in range(1, 12, 2)}
+
+
+def test_conflicts_and_bad_ids(tmp_path, rng):
+    served = ServedIndex(str(tmp_path / "db.hidx"), bits=BITS)
+    served.add(random_packed(rng, 2, BITS), np.array([3, 4]))
+    with pytest.raises(Conflict, match=r"\[4\]"):
+        served.add(random_packed(rng, 2, BITS), np.array([4, 5]))
+    with pytest.raises(HashsdkError, match="repeat"):
+        served.add(random_packed(rng, 2, BITS), np.array([8, 8]))
+    assert served.journal_records == 1  # refused writes never reach the journal
+    with pytest.raises(HashsdkError, match="no such index"):
+        ServedIndex(str(tmp_path / "missing.hidx"))
+    with pytest.raises(HashsdkError, match="48-bit"):
+        ServedIndex(str(tmp_path / "db.hidx"), bits=48)
+
+
+def test_mih_kind_serves_the_same_results(tmp_path, rng):
+    codes = random_packed(rng, 3000, 64)
+    flat = HammingIndex(64)
+    flat.add(codes)
+    flat.save(tmp_path / "db.hidx")
+    served = ServedIndex(str(tmp_path / "db.hidx"), kind="mih")
+    served.add(random_packed(rng, 10, 64), served.reserve_ids(10))
+    served.remove([5, 6])
+    flat.add(served.index.lookup(np.arange(3000, 3010))[1], np.arange(3000, 3010))
+    flat.remove(np.array([5, 6]))
+    q = random_packed(rng, 20, 64)
+    for got, want in zip(served.index.search(q, 15), flat.search(q, 15), strict=True):
+        np.testing.assert_array_equal(got, want)
