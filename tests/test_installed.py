@@ -24,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def test_the_built_files_are_complete_and_pass_the_checkers(dists, wheel):
         for module in (ROOT / folder).rglob("*.py"):
             assert f"{installed}/{module.relative_to(ROOT / folder)}" in names, module
     assert "hashsdk/py.typed" in names and not any(n.endswith(".c") for n in names)
+    assert "hashsdk/serve/static/index.html" in names  # the page of hashsdk serve
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     metadata = next(zipfile.ZipFile(wheel).read(n).decode() for n in names
                     if n.endswith(".dist-info/METADATA"))
@@ -142,6 +144,8 @@ def test_the_wheel_without_extras_encodes_indexes_and_searches(wheel, outside, t
     assert "Usage:" in sh(bin_ / "hashsdk-train", "-h", cwd=outside).stdout
     missing = sh(bin_ / "hashsdk-train", "backbones", cwd=outside, check=False)
     assert missing.returncode == 1 and "pip install 'hashsdk[train]'" in missing.stderr
+    missing = sh(bin_ / "hashsdk", "serve", "cli.hidx", cwd=outside, check=False)
+    assert missing.returncode == 1 and "pip install 'hashsdk[serve]'" in missing.stderr
 
 
 def test_the_wheel_with_train_and_export_extras(wheel, outside, tmp_path):
@@ -164,6 +168,15 @@ def test_the_wheel_with_train_and_export_extras(wheel, outside, tmp_path):
     images, _ = structured_images(20, seed=3)
     first = Encoder(outside / "model.onnx").encode(images)
     assert (Encoder(outside / "again.onnx").encode(images) == first).all()
+    # the installed hashsdk serve (its packages borrowed too) answers its page and a search
+    from hashsdk.serve.process import ServerProcess
+
+    with ServerProcess("served.hidx", "--model", "model.onnx", cwd=outside,
+                       python=bin_ / "python", log=tmp_path / "serve.log") as server:
+        with urllib.request.urlopen(server.url + "/", timeout=10) as r:
+            assert b'id="drop"' in r.read()
+        with urllib.request.urlopen(server.url + "/stats", timeout=10) as r:
+            assert json.load(r)["bits"] == 24
 
 
 def test_the_gpu_distribution_swaps_onnxruntime_for_its_gpu_build(tmp_path):

@@ -22,21 +22,23 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m hashsdk.cli serve INDEX ARGS... --port PORT`` on 127.0.0.1.
+    """``python -m hashsdk.cli serve INDEX ARGS... --port PORT`` on 127.0.0.1 (``python``: this
+    interpreter unless given).
 
     ``start()`` returns once /healthz answers (or raises with the server's output).
     """
 
     def __init__(self, index: str | os.PathLike, *args: str, port: int | None = None,
-                 log: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None):
-        self.index, self.args, self.cwd = os.fspath(index), list(args), cwd
+                 log: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None,
+                 python: str | os.PathLike = sys.executable):
+        self.index, self.args, self.cwd, self.python = os.fspath(index), list(args), cwd, python
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = os.fspath(log) if log else os.devnull
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        cmd = [sys.executable, "-m", "hashsdk.cli", "serve", self.index, *self.args,
+        cmd = [os.fspath(self.python), "-m", "hashsdk.cli", "serve", self.index, *self.args,
                "--port", str(self.port), "--log-level", "warning"]
         out = open(self.log, "ab")  # noqa: SIM115 (the child holds it)
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd)
