@@ -265,14 +265,15 @@ def _routes(app: FastAPI) -> None:
         inline = len(codes) * served.index.ntotal * served.index.code_size <= INLINE_SCAN_BYTES
         if body.radius is not None:
             radius = inputs.check_radius(body.radius, served.index.bits)
-            return {"results": await _maybe_inline(
-                inline, _range, served, codes, names, radius, limits.max_range_results)}
+            return JSONResponse({"results": await _maybe_inline(
+                inline, _range, served, codes, names, radius, limits.max_range_results)})
         k = inputs.check_k(body.k, limits)
         dist, ids = await _maybe_inline(
             inline, functools.partial(served.index.search, threads=1 if inline else None),
             codes, k)
-        return {"results": [{"query": name, "results": _hits(served, d, i)}
-                            for name, d, i in zip(names, dist, ids, strict=True)]}
+        # a JSONResponse skips FastAPI's jsonable_encoder, a third of a small search's time
+        return JSONResponse({"results": [{"query": name, "results": _hits(served, d, i)}
+                                         for name, d, i in zip(names, dist, ids, strict=True)]})
 
     @app.post("/items", openapi_extra=ITEMS_BODY)
     @_timed
