@@ -266,3 +266,36 @@ def test_batcher_merges_waiting_requests_and_keeps_their_order(setup):
     batcher.close()
     np.testing.assert_array_equal(np.concatenate(out), codes[:12])
     assert batcher.images == 12 and batcher.calls < 12  # the first alone, the rest merged
+
+
+def test_request_time_limit_answers_503(setup, tmp_path):
+    root, encoder, images, *_ = setup
+    (tmp_path / "db.hidx").write_bytes((root / "db.hidx").read_bytes())
+    config = ServeConfig(limits=Limits(request_timeout_s=0.2))
+    app = create_app(ServedIndex(str(tmp_path / "db.hidx")), encoder, config)
+
+    async def slow(images):
+        await asyncio.sleep(5)
+    app.state.batcher.encode = slow
+    with TestClient(app) as c:
+        r = c.post("/search", files=files(("a.png", png(images[0]))))
+        assert r.status_code == 503 and "0.2 s" in r.json()["detail"]
+        assert c.post("/search", json={"ids": [1]}).status_code == 200
+
+
+def test_multi_index_kind_answers_as_the_flat_index(tmp_path, rng):
+    from conftest import random_packed
+
+    codes = random_packed(rng, 5000, 64)
+    flat = HammingIndex(64)
+    flat.add(codes)
+    flat.save(tmp_path / "db.hidx")
+    queries = [c.tobytes().hex() for c in codes[:5]]
+    answers = []
+    for kind in ("flat", "mih"):
+        with TestClient(create_app(ServedIndex(str(tmp_path / "db.hidx"), kind=kind))) as c:
+            answers.append(c.post("/search", json={"codes": queries, "k": 20}).json())
+            assert c.get("/stats").json()["index"]["kind"] == kind
+    assert answers[0] == answers[1]
+    want = flat.search(codes[:5], 20)[1]
+    assert [[h["id"] for h in r["results"]] for r in answers[1]["results"]] == want.tolist()

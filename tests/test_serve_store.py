@@ -154,14 +154,14 @@ def test_conflicts_and_bad_ids(tmp_path, rng):
 
 
 def test_mih_kind_serves_the_same_results(tmp_path, rng):
-    codes = random_packed(rng, 3000, 64)
+    codes = random_packed(rng, 5000, 64)  # above MIN_ROWS: the tables are built
     flat = HammingIndex(64)
     flat.add(codes)
     flat.save(tmp_path / "db.hidx")
     served = ServedIndex(str(tmp_path / "db.hidx"), kind="mih")
     served.add(random_packed(rng, 10, 64), served.reserve_ids(10))
     served.remove([5, 6])
-    flat.add(served.index.lookup(np.arange(3000, 3010))[1], np.arange(3000, 3010))
+    flat.add(served.index.lookup(np.arange(5000, 5010))[1], np.arange(5000, 5010))
     flat.remove(np.array([5, 6]))
     q = random_packed(rng, 20, 64)
     for got, want in zip(served.index.search(q, 15), flat.search(q, 15), strict=True):
