@@ -163,11 +163,20 @@ def load_part(args, tmp: Path) -> dict:
 
 # ---- search by image ----------------------------------------------------------------------
 
-def image_part(args, tmp: Path) -> dict | None:
-    run = Path(args.demo_run)
-    if not (run / "db.hidx").exists() or not (run / "model.onnx").exists():
-        print(f"[image] skipped: no {run}/db.hidx and model.onnx (run make demo)", flush=True)
-        return None
+def image_part(args, tmp: Path) -> list[dict]:
+    """``image_run`` for the demo's index and each of ``--image-runs``."""
+    out = []
+    for run in [Path(args.demo_run), *map(Path, args.image_runs)]:
+        if not (run / "db.hidx").exists() or not (run / "model.onnx").exists():
+            print(f"[image] skipped {run}: no db.hidx and model.onnx there", flush=True)
+            continue
+        out.append(image_run(args, run, tmp))
+    return out
+
+
+def image_run(args, run: Path, tmp: Path) -> dict:
+    """Search by image through one run's model and index, batched and not, beside
+    ``Encoder.encode`` on the same files."""
     db = HammingIndex.load(run / "db.hidx", mmap=True)
     paths = index_file.read_paths(run / "db.hidx", db.ntotal)
     files = [Path(p).read_bytes() for p in paths[:2000]]
@@ -199,7 +208,13 @@ def image_part(args, tmp: Path) -> dict | None:
             stats = json.loads(Client(server.url).request("GET", "/stats")[1])
             rows[-1]["mean_batch"] = stats["batching"]["mean_batch"]
     return {"index": str(run / "db.hidx"), "size": db.ntotal, "bits": db.bits,
-            "encode_images_per_second": round(encode_rate, 1), "rows": rows}
+            "model": describe_model(encoder), "encode_images_per_second": round(encode_rate, 1),
+            "rows": rows}
+
+
+def describe_model(encoder: Encoder) -> str:
+    meta = encoder.metadata
+    return f"{meta.backbone} at {meta.input_size} px, {meta.bits} bits, {meta.precision}"
 
 
 # ---- faults -------------------------------------------------------------------------------
@@ -366,12 +381,12 @@ def screenshot(args, tmp: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run = Path(args.demo_run)
+    run = Path(args.screenshot_run or args.demo_run)
     paths = index_file.read_paths(run / "db.hidx", HammingIndex.load(run / "db.hidx",
                                                                       mmap=True).ntotal)
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--window-size=900,760",
+    for flag in ("--headless=new", "--no-sandbox", "--window-size=900,900",
                  "--force-device-scale-factor=1"):
         options.add_argument(flag)
     with ServerProcess(run / "db.hidx", "--model", str(run / "model.onnx"),
@@ -382,7 +397,8 @@ def screenshot(args, tmp: Path) -> None:
             driver.get(server.url + "/")
             wait = WebDriverWait(driver, 30)
             wait.until(lambda d: "items" in d.find_element(By.ID, "info").text)
-            driver.find_element(By.ID, "file").send_keys(paths[args.screenshot_query])
+            driver.find_element(By.ID, "file").send_keys(
+                os.path.abspath(paths[args.screenshot_query]))
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 12)
             wait.until(lambda d: all(i.get_property("naturalWidth") > 0
                                      for i in d.find_elements(By.CSS_SELECTOR, ".hit img")))
@@ -409,10 +425,9 @@ def render(result: dict) -> str:
                          f"{add.get('per_second', '')} | {add.get('p99_ms', '')} | "
                          f"{r['errors']} |")
         lines.append("")
-    if result.get("image"):
-        image = result["image"]
-        lines += [f"## Search by image: {image['index']} ({image['size']:,} codes of "
-                  f"{image['bits']} bits)", "",
+    for image in result.get("image") or []:
+        lines += [f"## Search by image: {image['index']} ({image['size']:,} codes; "
+                  f"{image['model']})", "",
                   f"Encoder.encode on the same files, batch 64: "
                   f"{image['encode_images_per_second']} images/s.", "",
                   "| max batch | clients | images/s | of Encoder.encode | p50 ms | p99 ms | "
@@ -448,10 +463,15 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--bits", type=int, default=64)
     p.add_argument("--demo-run", default="runs/demo-fashion-mnist-32bits")
+    p.add_argument("--image-runs", nargs="*", default=[],
+                   help="more folders with db.hidx (with paths) and model.onnx for the image "
+                        "part")
+    p.add_argument("--screenshot-run", default=None,
+                   help="the folder whose index the picture shows (default: --demo-run)")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--seconds", type=float, default=8.0, help="most seconds a load step runs")
     p.add_argument("--requests", type=int, default=2000, help="most requests a client sends")
-    p.add_argument("--parts", nargs="+", default=["load", "image", "faults", "hostile"])
+    p.add_argument("--parts", nargs="*", default=["load", "image", "faults", "hostile"])
     p.add_argument("--screenshot", default=None, help="also save the page's picture here")
     p.add_argument("--screenshot-query", type=int, default=7,
                    help="the indexed image (position in id order) the picture searches by")
