@@ -360,7 +360,8 @@ def finetune_seeds(t: dict, bits: list[int]) -> str:
         if cell is not None:
             by_seeds.setdefault(tuple(cell["seeds"]), []).append(b)
     return "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} at "
-                     f"{', '.join(map(str, lengths))} bits" for s, lengths in by_seeds.items())
+                     f"{', '.join(map(str, lengths))} bits"
+                     for s, lengths in by_seeds.items()) or "none"
 
 
 def markdown(report: dict) -> str:
