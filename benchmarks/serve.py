@@ -193,7 +193,7 @@ def image_run(args, run: Path, tmp: Path) -> dict:
 
     rows = []
     for max_batch in (64, 1):
-        served = tmp / f"image-{max_batch}.hidx"
+        served = tmp / f"image-{run.name}-{max_batch}.hidx"  # a fresh copy: no old journal
         for suffix in ("", index_file.PATHS_SUFFIX):
             served.with_name(served.name + suffix).write_bytes(
                 (run / ("db.hidx" + suffix)).read_bytes())
