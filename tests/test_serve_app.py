@@ -129,7 +129,7 @@ def test_add_remove_and_thumbnails(client, setup, tmp_path):
     assert client.delete(f"/items/{new_id}").json() == {"removed": new_id}
     assert client.delete(f"/items/{new_id}").status_code == 404
     assert client.get(f"/items/{new_id}").status_code == 404
-    assert not (tmp_path / "db.hidx.uploads" / f"{new_id}.png").exists()
+    assert not list((tmp_path / "db.hidx.uploads").glob(f"{new_id}-*.png"))
     stats = client.get("/stats").json()
     assert stats["size"] == N + 1 and stats["bits"] == encoder.bits
     assert stats["routes"]["POST /items"]["by_status"] == {"200": 2, "409": 1}
@@ -299,3 +299,15 @@ def test_multi_index_kind_answers_as_the_flat_index(tmp_path, rng):
     assert answers[0] == answers[1]
     want = flat.search(codes[:5], 20)[1]
     assert [[h["id"] for h in r["results"]] for r in answers[1]["results"]] == want.tolist()
+
+
+def test_a_refused_image_add_leaves_the_items_image(client, setup):
+    _, _, images, _, _ = setup
+    first = client.post("/items", files=files(("a.png", png(images[1]))), data={"ids": "900"})
+    assert first.json() == {"ids": [900]}
+    before = client.get("/items/900/thumbnail").content
+    again = client.post("/items", files=files(("b.png", png(images[2]))), data={"ids": "900"})
+    assert again.status_code == 409
+    assert client.get("/items/900/thumbnail").content == before
+    assert client.post("/items", files=files(("c.png", png(images[2]))),
+                       data={"ids": "901,902"}).status_code == 400  # one id per image

@@ -5,7 +5,7 @@ Files, beside the index ``INDEX`` (a ``.hidx`` file, ``hashsdk.index_file``):
     INDEX                      the last folded index, replaced atomically
     INDEX.paths.txt            its image paths (one per code, in id order; "" for none)
     INDEX.journal-NNNNNNNN     journals (``hashsdk.serve.journal``), numbered from 1
-    INDEX.uploads/ID.EXT       images added by upload, so that results can show them
+    INDEX.uploads/ID-TOKEN.EXT images added by upload, so that results can show them
 
 Opening reads INDEX and replays every journal over it in number order. A write (``add``,
 ``remove``) appends one record to the newest journal and fsyncs it, then applies it to the
@@ -30,6 +30,7 @@ import glob
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterable
 
@@ -193,9 +194,10 @@ class ServedIndex:
     # ---- uploads ---------------------------------------------------------------------------
 
     def save_upload(self, i: int, data: bytes, ext: str) -> str:
-        """Stores an uploaded image as ``INDEX.uploads/ID.EXT`` (fsynced); returns its path."""
+        """Stores an uploaded image as ``INDEX.uploads/ID-TOKEN.EXT`` (fsynced) and returns its
+        path; the random token keeps a refused add from replacing another item's file."""
         os.makedirs(self.uploads, exist_ok=True)
-        path = os.path.join(os.path.abspath(self.uploads), f"{i}{ext}")
+        path = os.path.join(os.path.abspath(self.uploads), f"{i}-{secrets.token_hex(4)}{ext}")
         with atomic_write(path) as f:
             f.write(data)
         return path
