@@ -311,3 +311,30 @@ def test_a_refused_image_add_leaves_the_items_image(client, setup):
     assert client.get("/items/900/thumbnail").content == before
     assert client.post("/items", files=files(("c.png", png(images[2]))),
                        data={"ids": "901,902"}).status_code == 400  # one id per image
+
+
+def test_searches_and_new_ids_never_wait_for_a_write(client, setup):
+    """A write holds the write lock through its fsync: made slow here (1 s), a search and
+    another add's id reservation must still answer at once."""
+    import threading
+    import time
+
+    served = client.app.state.served
+    _, _, _, codes, _ = setup
+    append = served._journal.append
+
+    def slow_append(record):
+        time.sleep(1.0)
+        append(record)
+    served._journal.append = slow_append
+    body = {"codes": [codes[0].tobytes().hex()]}
+    writer = threading.Thread(target=lambda: client.post("/items", json=body))
+    writer.start()
+    time.sleep(0.2)  # the write is inside its fsync now
+    t0 = time.perf_counter()
+    assert client.post("/search", json={"ids": [1], "k": 3}).status_code == 200
+    assert served.reserve_ids(1)[0] > 0
+    waited = time.perf_counter() - t0
+    writer.join()
+    assert waited < 0.5, waited
+    assert served.index.ntotal == N + 1

@@ -72,6 +72,9 @@ class ServedIndex:
         self.path, self.kind, self.fold_every = os.fspath(path), kind, fold_every
         self.uploads = self.path + ".uploads"
         self._lock = threading.Lock()  # serializes writes and folds' journal switch
+        # ids are handed out on the event loop: never behind the write lock, which a write
+        # holds through its fsync
+        self._ids_lock = threading.Lock()
         self._fold_lock = threading.Lock()  # one fold at a time
         self._folder: threading.Thread | None = None
         self.index = self._load_index(bits, INDEX_KINDS[kind], threads)
@@ -146,8 +149,8 @@ class ServedIndex:
     # ---- writes ----------------------------------------------------------------------------
 
     def reserve_ids(self, n: int) -> np.ndarray:
-        """n new ids, above every id present or reserved, int64 (n,)."""
-        with self._lock:
+        """n new ids, above every id present or reserved, int64 (n,). Never waits for a write."""
+        with self._ids_lock:
             start = max(self._reserved, self.index.next_id)
             self._reserved = start + n
         return np.arange(start, start + n, dtype=np.int64)
@@ -175,6 +178,7 @@ class ServedIndex:
             record = Record(ADD, ids, packed, paths or [None] * len(ids))
             self._journal.append(record)
             self._apply(record)
+        with self._ids_lock:
             self._reserved = max(self._reserved, self.index.next_id)
         self._maybe_fold()
         return ids
