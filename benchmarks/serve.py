@@ -108,7 +108,13 @@ def run_clients(url: str, clients: int, make_request, requests_each: int,
             if time.perf_counter() > deadline:
                 break
             t0 = time.perf_counter()
-            kind, status = make_request(client, rng)
+            try:
+                kind, status = make_request(client, rng)
+            except (OSError, http.client.HTTPException):
+                errors.append("connection")  # the server closed it, or is gone
+                if len(errors) > 100:
+                    break
+                continue
             mine.setdefault(kind, []).append(time.perf_counter() - t0)
             if status != 200:
                 errors.append(status)
@@ -419,9 +425,13 @@ def render(result: dict) -> str:
                   "| writes | clients | searches/s | p50 ms | p99 ms | adds/s | add p99 ms "
                   "| errors |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in load["rows"]:
-            add = r.get("add", {})
-            lines.append(f"| {r['writes']:.0%} | {r['clients']} | {r['search']['per_second']} "
-                         f"| {r['search']['p50_ms']} | {r['search']['p99_ms']} | "
+            add, search = r.get("add", {}), r.get("search")
+            if search is None:  # every client lost its connection: the server died
+                lines.append(f"| {r['writes']:.0%} | {r['clients']} | the server process "
+                             f"died | | | | | |")
+                continue
+            lines.append(f"| {r['writes']:.0%} | {r['clients']} | {search['per_second']} "
+                         f"| {search['p50_ms']} | {search['p99_ms']} | "
                          f"{add.get('per_second', '')} | {add.get('p99_ms', '')} | "
                          f"{r['errors']} |")
         lines.append("")
@@ -476,12 +486,17 @@ def main() -> None:
     p.add_argument("--screenshot-query", type=int, default=7,
                    help="the indexed image (position in id order) the picture searches by")
     p.add_argument("--out", type=Path, default=RESULTS / "serve.json")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="a folder for the servers' files and logs, kept (default: a temporary one)")
     args = p.parse_args()
     parts = {"load": load_part, "image": image_part, "faults": fault_part,
              "hostile": hostile_part}
     result = {"command": "python benchmarks/serve.py " + " ".join(sys.argv[1:]),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:  # the servers' indexes and logs, kept for a look afterwards
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
         for name in args.parts:
             result[name] = parts[name](args, Path(tmp))
         if args.screenshot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import ipaddress
 import logging
 
@@ -75,6 +76,7 @@ def serve(index_path: str, model: str | None, bits: int | None, host: str, port:
         raise HashsdkError(f"--host {host} lets other machines write to the index: give "
                            f"--api-key (or $HASHSDK_API_KEY), or bind to 127.0.0.1")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
+    faulthandler.enable()  # a crash in native code leaves every thread's stack in the log
     workers = workers or default_threads()
     encoder = None
     if model is not None:
