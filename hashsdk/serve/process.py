@@ -40,7 +40,7 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> ServerProcess:
         cmd = [os.fspath(self.python), "-m", "hashsdk.cli", "serve", self.index, *self.args,
                "--port", str(self.port), "--log-level", "warning"]
-        out = open(self.log, "ab")  # noqa: SIM115 (the child holds it)
+        out = open(self.log, "ab")  # the child keeps its own handle; ours closes below
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd)
         out.close()
         deadline = time.monotonic() + timeout
