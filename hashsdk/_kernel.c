@@ -302,41 +302,57 @@ static const Dispatch avx512_dispatch = {popcnt_table, scan_popcnt_q1_0_safe, 1,
 #include <immintrin.h>
 #define HK_AVX512_ATTR __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
 
+/* Eight rows from row j of T: their distances to each query, accepted where below tau.  With
+ * `tail`, only the rows under `valid` are loaded: T may be the database itself (8-byte codes,
+ * read in place), whose last group of eight can end just before an unmapped page, and a masked
+ * lane is never read, so it cannot fault.  Whole groups use plain loads, which are faster. */
+static HK_AVX512_ATTR inline __attribute__((always_inline)) void
+hk_scan_t_group(const uint64_t *T, int64_t bp, int64_t j, int64_t row0, size_t nw,
+                const uint64_t *qw, const int qb, Sink *const *sinks, __m512i *tau,
+                const int tail, const __mmask8 valid)
+{
+    __m512i acc[4];
+    __m512i x = tail ? _mm512_maskz_loadu_epi64(valid, (const void *)(T + j))
+                     : _mm512_loadu_si512((const void *)(T + j));
+    for (int qi = 0; qi < qb; qi++)
+        acc[qi] = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)qw[qi * nw])));
+    for (size_t w = 1; w < nw; w++) {
+        const uint64_t *p = T + (int64_t)w * bp + j;
+        x = tail ? _mm512_maskz_loadu_epi64(valid, (const void *)p)
+                 : _mm512_loadu_si512((const void *)p);
+        for (int qi = 0; qi < qb; qi++)
+            acc[qi] = _mm512_add_epi64(
+                acc[qi], _mm512_popcnt_epi64(_mm512_xor_si512(
+                             x, _mm512_set1_epi64((long long)qw[qi * nw + w]))));
+    }
+    for (int qi = 0; qi < qb; qi++) {
+        unsigned m = _mm512_mask_cmplt_epi64_mask(valid, acc[qi], tau[qi]);
+        if (HK_UNLIKELY(m)) {
+            int64_t d[8];
+            _mm512_storeu_si512((void *)d, acc[qi]);
+            do { /* ascending rows, and tau may shrink within the eight */
+                const int i = __builtin_ctz(m);
+                m &= m - 1;
+                if (d[i] < sinks[qi]->tau)
+                    sinks[qi]->accept(sinks[qi], (int32_t)d[i], row0 + j + i);
+            } while (m);
+            tau[qi] = _mm512_set1_epi64(sinks[qi]->tau);
+        }
+    }
+}
+
 static HK_AVX512_ATTR inline __attribute__((always_inline)) void
 hk_scan_t(const uint64_t *T, int64_t bp, int64_t count, int64_t row0, size_t nw,
           const uint64_t *qw, const int qb, Sink *const *sinks)
 {
     __m512i tau[4];
     for (int qi = 0; qi < qb; qi++) tau[qi] = _mm512_set1_epi64(sinks[qi]->tau);
-    for (int64_t j = 0; j < count; j += 8) {
-        __m512i acc[4];
-        __m512i x = _mm512_loadu_si512((const void *)(T + j));
-        for (int qi = 0; qi < qb; qi++)
-            acc[qi] = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)qw[qi * nw])));
-        for (size_t w = 1; w < nw; w++) {
-            x = _mm512_loadu_si512((const void *)(T + (int64_t)w * bp + j));
-            for (int qi = 0; qi < qb; qi++)
-                acc[qi] = _mm512_add_epi64(
-                    acc[qi], _mm512_popcnt_epi64(_mm512_xor_si512(
-                                 x, _mm512_set1_epi64((long long)qw[qi * nw + w]))));
-        }
-        const __mmask8 valid = count - j >= 8 ? (__mmask8)0xFF
-                                              : (__mmask8)((1u << (count - j)) - 1);
-        for (int qi = 0; qi < qb; qi++) {
-            unsigned m = _mm512_mask_cmplt_epi64_mask(valid, acc[qi], tau[qi]);
-            if (HK_UNLIKELY(m)) {
-                int64_t d[8];
-                _mm512_storeu_si512((void *)d, acc[qi]);
-                do { /* ascending rows, and tau may shrink within the eight */
-                    const int i = __builtin_ctz(m);
-                    m &= m - 1;
-                    if (d[i] < sinks[qi]->tau)
-                        sinks[qi]->accept(sinks[qi], (int32_t)d[i], row0 + j + i);
-                } while (m);
-                tau[qi] = _mm512_set1_epi64(sinks[qi]->tau);
-            }
-        }
-    }
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8)
+        hk_scan_t_group(T, bp, j, row0, nw, qw, qb, sinks, tau, 0, (__mmask8)0xFF);
+    if (j < count)
+        hk_scan_t_group(T, bp, j, row0, nw, qw, qb, sinks, tau, 1,
+                        (__mmask8)((1u << (count - j)) - 1));
 }
 
 static HK_AVX512_ATTR void scan_t_q1(const uint64_t *T, int64_t bp, int64_t count, int64_t row0,
