@@ -3,7 +3,8 @@ rows (marked dead until compaction, hashsdk._storage) cost a search.
 
     .venv/bin/python benchmarks/index_updates.py [--n 1000000] [--bits 64]
 
-Targets (issue 12): 100,000 single-code adds to a 1M-code index in under 2 s; a removal of a
+An add with an id below the largest present merges (an O(n) copy); its cost is measured too,
+with the add after it. Targets (issue 12): 100,000 single-code adds to a 1M-code index in under 2 s; a removal of a
 few ids from 1M codes under 1 ms; the same for MultiIndexHammingIndex, whose tables rebuild
 when the codes added since pass 1/64 of the index (here a search after every 1,000th add
 makes them, so the rebuilds count). faiss's IndexBinaryFlat takes the same single adds, for
@@ -48,6 +49,22 @@ def removes(index: HammingIndex, ids: np.ndarray) -> list[float]:
     return times
 
 
+def out_of_order_adds(index: HammingIndex, codes: np.ndarray) -> tuple[list[float], list[float]]:
+    """Seconds of each add one id below the largest present (a merge: two writers that took
+    ids in one order and reached the index in the other), and of the plain add after it."""
+    merges, appends = [], []
+    for a, b, c in codes.reshape(-1, 3, codes.shape[1]):
+        top = index.next_id
+        index.add(a[None], np.array([top + 1]))
+        t0 = time.perf_counter()
+        index.add(b[None], np.array([top]))
+        t1 = time.perf_counter()
+        index.add(c[None])
+        merges.append(t1 - t0)
+        appends.append(time.perf_counter() - t1)
+    return merges, appends
+
+
 def search_ms(index: HammingIndex, queries: np.ndarray, runs: int = 9) -> float:
     times = []
     for _ in range(runs):
@@ -63,6 +80,7 @@ def main() -> None:
     p.add_argument("--bits", type=int, default=64)
     p.add_argument("--adds", type=int, default=100_000)
     p.add_argument("--removes", type=int, default=2_000)
+    p.add_argument("--merges", type=int, default=100)
     args = p.parse_args()
     rng = np.random.default_rng(0)
     cs = args.bits // 8
@@ -83,6 +101,11 @@ def main() -> None:
                remove_ms_p99=1e3 * float(np.percentile(remove_times, 99)),
                remove_ms_max=1e3 * max(remove_times), dead_rows_after=dead,
                search_ms_before_removes=before, search_ms_with_dead_rows=after)
+    shuffled = HammingIndex(args.bits)
+    shuffled.add(base)
+    merges, appends = out_of_order_adds(shuffled, extra[:3 * args.merges])
+    row.update(merges=args.merges, merge_ms_median=1e3 * statistics.median(merges),
+               append_after_merge_ms_median=1e3 * statistics.median(appends))
     multi = MultiIndexHammingIndex(args.bits)
     multi.add(base)
     multi.search(query, 10)  # the tables, built
@@ -121,6 +144,9 @@ def markdown(r: dict) -> str:
         "| measure | hashsdk | target |", "|---|---:|---:|",
         f"| {r['adds']:,} single-code adds | {r['hashsdk_add_seconds']:.2f} s "
         f"({r['hashsdk_add_us_each']:.1f} µs each; faiss IndexBinaryFlat {faiss_cell}) | < 2 s |",
+        f"| an add one id below the largest present (a merge), median of {r['merges']} / "
+        f"the add after it | {r['merge_ms_median']:.2f} / "
+        f"{r['append_after_merge_ms_median']:.3f} ms | |",
         f"| the same adds to a MultiIndexHammingIndex, a search every 1,000 (tables rebuilt "
         f"as they go) | {r['mih_add_seconds']:.2f} s | < 2 s |",
         f"| one-id removal, median / p99 / max of {r['removes']:,} | "

@@ -3,7 +3,8 @@
 The rows stay sorted by id, because the (distance, id) order of every result rests on it.
 Most adds come with ids above every id present (default ids are sequential), so their rows go
 into spare capacity at the end of the buffers, which double when full: amortized O(1) a code,
-as faiss's vectors. Ids below the largest present need a merge, one O(n) copy.
+as faiss's vectors. Ids below the largest present need a merge: one O(n) copy (memcpy of the
+segments between the new rows) into new buffers with the same spare capacity.
 
 A removal marks rows dead (their positions, kept sorted) instead of copying the buffers; once
 more than ``max(64, n / 1024)`` rows are dead, they are dropped in one O(n) copy, so a removal
@@ -25,6 +26,7 @@ import numpy as np
 from hashsdk.errors import HashsdkError
 
 PAD_DISTANCE = np.iinfo(np.int32).max  # a missing result's distance, as in faiss
+_SEGMENT_COPIES = 64  # a merge of at most this many rows copies segments, not a boolean mask
 
 
 class Snapshot(NamedTuple):
@@ -105,13 +107,35 @@ class Store:
         self._codes, self._ids, self._writable = codes, ids, True
 
     def _merge(self, snap: Snapshot, codes: np.ndarray, ids: np.ndarray) -> Snapshot:
+        """Rows whose ids fall among those present: one O(n) copy into new buffers (published
+        snapshots may be reading the old ones), with spare capacity as ``_grow`` leaves it, so
+        that the appends after a merge need no copy. A server whose writers reach the index in
+        a slightly different order than they took their ids merges often: this is its cost."""
         live_codes, live_ids = snap.live()
-        all_ids = np.concatenate([live_ids, ids])
-        order = np.argsort(all_ids, kind="stable")
-        self._codes = np.concatenate([live_codes, codes])[order]
-        self._ids = all_ids[order]
-        self._writable = True
-        return Snapshot(self._codes, self._ids, np.empty(0, np.int64), snap.generation + 1)
+        order = np.argsort(ids, kind="stable")
+        codes, ids = codes[order], ids[order]
+        n, m = len(live_ids), len(ids)
+        grow = n + m > len(self._ids)
+        capacity = max(n + m, 2 * len(self._ids) if grow else len(self._ids), 1024)
+        out_codes = np.empty((capacity, live_codes.shape[1]), np.uint8)
+        out_ids = np.empty(capacity, np.int64)
+        # the new rows' places in the merged order; ids are unique, so no ties
+        at = np.searchsorted(live_ids, ids) + np.arange(m)
+        if m <= _SEGMENT_COPIES:  # a few new rows: m + 1 contiguous copies of the old ones
+            src = 0
+            for j, dst in enumerate(at.tolist()):
+                out_codes[src + j:dst], out_ids[src + j:dst] = (live_codes[src:dst - j],
+                                                                live_ids[src:dst - j])
+                src = dst - j
+            out_codes[src + m:n + m], out_ids[src + m:n + m] = live_codes[src:], live_ids[src:]
+        else:
+            old = np.ones(n + m, bool)
+            old[at] = False
+            out_codes[:n + m][old], out_ids[:n + m][old] = live_codes, live_ids
+        out_codes[at], out_ids[at] = codes, ids
+        self._codes, self._ids, self._writable = out_codes, out_ids, True
+        return Snapshot(out_codes[:n + m], out_ids[:n + m], np.empty(0, np.int64),
+                        snap.generation + 1)
 
 
 def without_dead_knn(dist: np.ndarray, rows: np.ndarray, dead: np.ndarray,

@@ -274,6 +274,8 @@ def test_updates_in_any_order_match_brute_force(search_path, bits, rng):
         n = int(rng.integers(1, 60))
         codes = random_packed(rng, n, bits, distinct=8)
         if step % 3 == 2:  # ids anywhere, some below the largest present: a merge
+            n = int(rng.integers(1, 150))  # both ways of merging: segments, and a mask
+            codes = random_packed(rng, n, bits, distinct=8)
             free = np.setdiff1d(np.arange(2000), list(live))
             ids = rng.choice(free, n, replace=False)
             index.add(codes, ids)
@@ -302,6 +304,21 @@ def test_single_adds_go_into_spare_capacity(rng):
         buffers.add(id(index._store._ids))
     assert len(buffers) <= 2 and index.ntotal == 8000
     assert (index.ids == np.arange(8000)).all()
+
+
+def test_appends_after_an_out_of_order_add_need_no_copy(rng):
+    # a server's writers reach the index slightly out of id order: each merge leaves spare
+    # capacity, so the appends that follow go into it
+    index = HammingIndex(64)
+    codes = random_packed(rng, 5000, 64)
+    index.add(codes)
+    index.add(codes[:1], np.array([6000]))
+    index.add(codes[1:2], np.array([5500]))  # below the largest: a merge
+    merged = id(index._store._ids)
+    index.add(codes[2:40])
+    assert id(index._store._ids) == merged
+    assert index.ids.tolist() == [*range(5000), 5500, 6000, *range(6001, 6039)]
+    np.testing.assert_array_equal(index.lookup(np.array([5500, 6000, 6001]))[1], codes[[1, 0, 2]])
 
 
 def test_lookup_and_next_id(rng):

@@ -294,9 +294,7 @@ def _routes(app: FastAPI) -> None:
         if not len(codes):
             raise BadRequest("nothing to add: send images (multipart) or codes (JSON)")
         ids = inputs.check_ids(body.ids, len(codes), config.limits)
-        if ids is None:
-            ids = served.reserve_ids(len(codes))
-        await run_in_threadpool(served.add, codes, ids)
+        ids = await run_in_threadpool(served.add, codes, ids)  # None: new ids, under its lock
         return {"ids": ids.tolist()}
 
     @app.get("/items/{item_id}")
@@ -338,21 +336,19 @@ async def _add_images(request: Request, body: Body) -> list[int]:
     if ids is not None:
         served.check_new(ids)  # before the model runs; add checks again under its lock
     codes, exts = await _encode_uploads(request, body.images)
-    if ids is None:
-        ids = served.reserve_ids(len(codes))
 
-    def store() -> None:
-        paths = [served.save_upload(int(i), u.data, ext)
-                 for i, u, ext in zip(ids, body.images, exts, strict=True)]
+    def store() -> np.ndarray:
+        paths: list[str | None] = []
         try:
-            served.add(codes, ids, paths)
+            for upload, ext in zip(body.images, exts, strict=True):
+                paths.append(served.save_upload(upload.data, ext))
+            return served.add(codes, ids, paths)  # ids None: new ones, under its lock
         except BaseException:
             for path in paths:
                 served.drop_upload(path)
             raise
 
-    await run_in_threadpool(store)
-    return ids.tolist()
+    return (await run_in_threadpool(store)).tolist()
 
 
 def _hits(served: ServedIndex, dist: np.ndarray, ids: np.ndarray) -> list[dict]:

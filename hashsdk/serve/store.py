@@ -5,12 +5,15 @@ Files, beside the index ``INDEX`` (a ``.hidx`` file, ``hashsdk.index_file``):
     INDEX                      the last folded index, replaced atomically
     INDEX.paths.txt            its image paths (one per code, in id order; "" for none)
     INDEX.journal-NNNNNNNN     journals (``hashsdk.serve.journal``), numbered from 1
-    INDEX.uploads/ID-TOKEN.EXT images added by upload, so that results can show them
+    INDEX.uploads/TOKEN.EXT    images added by upload, so that results can show them
 
 Opening reads INDEX and replays every journal over it in number order. A write (``add``,
 ``remove``) appends one record to the newest journal and fsyncs it, then applies it to the
 in-memory index; only then is it acknowledged. Searches read the index's snapshots and never
-wait for a write (``HammingIndex`` publishes a new snapshot per write).
+wait for a write (``HammingIndex`` publishes a new snapshot per write). New ids are handed out
+under the write lock, so they reach the index in order and append (ids taken before the lock
+would reach it out of order whenever writers overtake each other: a merge, an O(n) copy, and
+for ``mih`` a rebuild of its tables, each time).
 
 Folding (every ``fold_every`` records, and on ``close``): under the write lock, a new journal
 is started and the index's codes, ids and paths are copied; then, with writes flowing to the
@@ -71,15 +74,11 @@ class ServedIndex:
             raise HashsdkError(f"index kind: expected one of {sorted(INDEX_KINDS)}, got {kind!r}")
         self.path, self.kind, self.fold_every = os.fspath(path), kind, fold_every
         self.uploads = self.path + ".uploads"
-        self._lock = threading.Lock()  # serializes writes and folds' journal switch
-        # ids are handed out on the event loop: never behind the write lock, which a write
-        # holds through its fsync
-        self._ids_lock = threading.Lock()
+        self._lock = threading.Lock()  # serializes writes (and new ids) and folds' switch
         self._fold_lock = threading.Lock()  # one fold at a time
         self._folder: threading.Thread | None = None
         self.index = self._load_index(bits, INDEX_KINDS[kind], threads)
         self.paths = self._load_paths()
-        self._reserved = self.index.next_id
         numbers = self._journal_numbers()
         self.replayed = sum(self._replay(self._journal_path(n)) for n in numbers[:-1])
         self._journal = Journal.open(self._journal_path(numbers[-1] if numbers else 1),
@@ -87,7 +86,6 @@ class ServedIndex:
         for record in self._journal.records:
             self._apply(record)
         self.replayed += len(self._journal.records)  # records replayed at open
-        self._reserved = max(self._reserved, self.index.next_id)
         if len(numbers) > 1:  # a fold was interrupted: finish it now
             self.fold()
 
@@ -148,13 +146,6 @@ class ServedIndex:
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def reserve_ids(self, n: int) -> np.ndarray:
-        """n new ids, above every id present or reserved, int64 (n,). Never waits for a write."""
-        with self._ids_lock:
-            start = max(self._reserved, self.index.next_id)
-            self._reserved = start + n
-        return np.arange(start, start + n, dtype=np.int64)
-
     def check_new(self, ids: np.ndarray) -> None:
         """Raises Conflict for ids present, HashsdkError for negative or repeated ones."""
         ids = np.asarray(ids, np.int64)
@@ -166,20 +157,24 @@ class ServedIndex:
         if len(present):
             raise Conflict(f"ids already in the index: {present[:10].tolist()}")
 
-    def add(self, codes: np.ndarray, ids: np.ndarray,
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None,
             paths: list[str | None] | None = None) -> np.ndarray:
-        """Adds codes (packed or unpacked) under new ids; durable when it returns."""
+        """Adds codes (packed or unpacked) under the given ids, or under new ones (None: the
+        next ids, never used before); returns the ids, int64 (n,). Durable when it returns."""
         packed = as_packed(codes, self.index.bits, "add")
-        ids = np.asarray(ids, np.int64)
-        if len(ids) != len(packed):
-            raise HashsdkError(f"add: {len(packed)} codes but {len(ids)} ids")
+        if ids is not None:
+            ids = np.asarray(ids, np.int64)
+            if len(ids) != len(packed):
+                raise HashsdkError(f"add: {len(packed)} codes but {len(ids)} ids")
         with self._lock:
-            self.check_new(ids)
+            if ids is None:
+                ids = np.arange(self.index.next_id, self.index.next_id + len(packed),
+                                dtype=np.int64)
+            else:
+                self.check_new(ids)
             record = Record(ADD, ids, packed, paths or [None] * len(ids))
             self._journal.append(record)
             self._apply(record)
-        with self._ids_lock:
-            self._reserved = max(self._reserved, self.index.next_id)
         self._maybe_fold()
         return ids
 
@@ -197,11 +192,13 @@ class ServedIndex:
 
     # ---- uploads ---------------------------------------------------------------------------
 
-    def save_upload(self, i: int, data: bytes, ext: str) -> str:
-        """Stores an uploaded image as ``INDEX.uploads/ID-TOKEN.EXT`` (fsynced) and returns its
-        path; the random token keeps a refused add from replacing another item's file."""
+    def save_upload(self, data: bytes, ext: str) -> str:
+        """Stores an uploaded image as ``INDEX.uploads/TOKEN.EXT`` (fsynced) and returns its
+        path, which the add's journal record then names. The name holds no id (the id is
+        handed out later, under the write lock); the random token keeps one upload from
+        replacing another's file."""
         os.makedirs(self.uploads, exist_ok=True)
-        path = os.path.join(os.path.abspath(self.uploads), f"{i}-{secrets.token_hex(4)}{ext}")
+        path = os.path.join(os.path.abspath(self.uploads), f"{secrets.token_hex(8)}{ext}")
         with atomic_write(path) as f:
             f.write(data)
         return path
