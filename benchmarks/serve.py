@@ -88,11 +88,19 @@ def multipart(files: list[tuple[str, bytes]], fields: dict[str, str] | None = No
 
 # ---- load ---------------------------------------------------------------------------------
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_clients(url: str, clients: int, make_request, requests_each: int,
-                seconds: float) -> dict:
+                seconds: float, server_pid: int | None = None) -> dict:
     """``clients`` threads, each sending up to ``requests_each`` requests for up to
     ``seconds``; ``make_request(client, rng) -> (kind, status)``. 20 requests first warm the
-    server up (the model's first runs, the event loop's first connections), not counted."""
+    server up (the model's first runs, the event loop's first connections), not counted.
+    With ``server_pid``, also the CPU milliseconds a request of the server and of the clients
+    (this process): on a machine they share, what the clients take the server cannot use."""
     warm = Client(url)
     for _ in range(20):
         make_request(warm, np.random.default_rng(99))
@@ -123,6 +131,7 @@ def run_clients(url: str, clients: int, make_request, requests_each: int,
                 latencies.setdefault(kind, []).extend(values)
 
     threads = [threading.Thread(target=loop, args=(s,)) for s in range(clients)]
+    cpu0 = (server_cpu_seconds(server_pid), time.process_time()) if server_pid else None
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -130,6 +139,10 @@ def run_clients(url: str, clients: int, make_request, requests_each: int,
         t.join()
     wall = time.perf_counter() - t0
     out = {"clients": clients, "seconds": round(wall, 2), "errors": len(errors)}
+    done = sum(len(v) for v in latencies.values())
+    if cpu0 and done:
+        out["server_cpu_ms"] = round(1e3 * (server_cpu_seconds(server_pid) - cpu0[0]) / done, 3)
+        out["client_cpu_ms"] = round(1e3 * (time.process_time() - cpu0[1]) / done, 3)
     for kind, values in latencies.items():
         ms = np.asarray(values) * 1e3
         out[kind] = {"requests": len(values), "per_second": round(len(values) / wall, 1),
@@ -188,9 +201,10 @@ def image_run(args, run: Path, tmp: Path) -> dict:
     files = [Path(p).read_bytes() for p in paths[:2000]]
     encoder = Encoder(run / "model.onnx")
     encoder.encode(files[:256])  # warm up
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     encoder.encode(files, batch_size=64)
     encode_rate = len(files) / (time.perf_counter() - t0)
+    encode_cpu_ms = 1e3 * (time.process_time() - cpu0) / len(files)
     print(f"[image] Encoder.encode, batch 64: {encode_rate:.0f} images/s", flush=True)
 
     def request(client: Client, r: np.random.Generator) -> tuple[str, int]:
@@ -206,7 +220,8 @@ def image_run(args, run: Path, tmp: Path) -> dict:
         with ServerProcess(served, "--model", str(run / "model.onnx"), "--max-batch",
                            str(max_batch), log=tmp / "image.log") as server:
             for clients in CLIENTS:
-                row = run_clients(server.url, clients, request, args.requests, args.seconds)
+                row = run_clients(server.url, clients, request, args.requests, args.seconds,
+                                  server.proc.pid)
                 row["max_batch"] = max_batch
                 row["of_encode"] = round(row["search"]["per_second"] / encode_rate, 3)
                 rows.append(row)
@@ -215,6 +230,7 @@ def image_run(args, run: Path, tmp: Path) -> dict:
             rows[-1]["mean_batch"] = stats["batching"]["mean_batch"]
     return {"index": str(run / "db.hidx"), "size": db.ntotal, "bits": db.bits,
             "model": describe_model(encoder), "encode_images_per_second": round(encode_rate, 1),
+            "encode_cpu_ms": round(encode_cpu_ms, 3),
             "rows": rows}
 
 
@@ -439,13 +455,18 @@ def render(result: dict) -> str:
         lines += [f"## Search by image: {image['index']} ({image['size']:,} codes; "
                   f"{image['model']})", "",
                   f"Encoder.encode on the same files, batch 64: "
-                  f"{image['encode_images_per_second']} images/s.", "",
+                  f"{image['encode_images_per_second']} images/s"
+                  + (f", {image['encode_cpu_ms']} CPU ms an image" if "encode_cpu_ms" in image
+                     else "") + ". CPU ms a request: the server's (every thread) and the "
+                  "clients' (on the same cores).", "",
                   "| max batch | clients | images/s | of Encoder.encode | p50 ms | p99 ms | "
-                  "errors |", "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "server CPU ms | clients' CPU ms | errors |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in image["rows"]:
             lines.append(f"| {r['max_batch']} | {r['clients']} | {r['search']['per_second']} "
                          f"| {r['of_encode']:.0%} | {r['search']['p50_ms']} | "
-                         f"{r['search']['p99_ms']} | {r['errors']} |")
+                         f"{r['search']['p99_ms']} | {r.get('server_cpu_ms', '')} | "
+                         f"{r.get('client_cpu_ms', '')} | {r['errors']} |")
         lines.append("")
     if result.get("faults"):
         f = result["faults"]
