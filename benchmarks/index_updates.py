@@ -4,12 +4,12 @@ rows (marked dead until compaction, hashsdk._storage) cost a search.
     .venv/bin/python benchmarks/index_updates.py [--n 1000000] [--bits 64]
 
 An add with an id below the largest present merges (an O(n) copy); its cost is measured too,
-with the add after it. Targets (issue 12): 100,000 single-code adds to a 1M-code index in under 2 s; a removal of a
-few ids from 1M codes under 1 ms; the same for MultiIndexHammingIndex, whose tables rebuild
-when the codes added since pass 1/64 of the index (here a search after every 1,000th add
-makes them, so the rebuilds count). faiss's IndexBinaryFlat takes the same single adds, for
-reference (its storage is a growing vector). One run on one machine; times are medians where
-a call repeats.
+with the add after it. Targets (issue 12): 100,000 single-code adds to a 1M-code index in under
+2 s; a removal of a few ids from 1M codes under 1 ms; the same for MultiIndexHammingIndex,
+whose tables rebuild when the codes added since pass 1/64 of the index (here a search after
+every 1,000th add makes them, so the rebuilds count). faiss's IndexBinaryFlat takes the same
+single adds, for reference (its storage is a growing vector). One run on one machine; times are
+medians where a call repeats.
 
 Writes benchmarks/results/index-updates.json and .md.
 """
