@@ -97,28 +97,30 @@ class Store:
         self._writable = True
         return Snapshot(self._codes, self._ids, np.empty(0, np.int64), snap.generation + 1)
 
+    def _new_buffers(self, need: int, code_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Empty codes and ids buffers for at least ``need`` rows: the capacity now, or twice
+        it where ``need`` does not fit (so that appends cost amortized O(1))."""
+        now = len(self._ids)
+        capacity = max(need, 2 * now if need > now else now, 1024)
+        return np.empty((capacity, code_size), np.uint8), np.empty(capacity, np.int64)
+
     def _grow(self, snap: Snapshot, need: int) -> None:
-        """New buffers of at least twice the capacity, holding the snapshot's rows."""
+        """New buffers for ``need`` rows, holding the snapshot's rows."""
         n = len(snap.ids)
-        capacity = max(need, 2 * len(self._ids), 1024)
-        codes = np.empty((capacity, snap.codes.shape[1]), np.uint8)
-        ids = np.empty(capacity, np.int64)
+        codes, ids = self._new_buffers(need, snap.codes.shape[1])
         codes[:n], ids[:n] = snap.codes, snap.ids
         self._codes, self._ids, self._writable = codes, ids, True
 
     def _merge(self, snap: Snapshot, codes: np.ndarray, ids: np.ndarray) -> Snapshot:
         """Rows whose ids fall among those present: one O(n) copy into new buffers (published
-        snapshots may be reading the old ones), with spare capacity as ``_grow`` leaves it, so
+        snapshots may be reading the old ones), with spare capacity (``_new_buffers``), so
         that the appends after a merge need no copy. A server whose writers reach the index in
         a slightly different order than they took their ids merges often: this is its cost."""
         live_codes, live_ids = snap.live()
         order = np.argsort(ids, kind="stable")
         codes, ids = codes[order], ids[order]
         n, m = len(live_ids), len(ids)
-        grow = n + m > len(self._ids)
-        capacity = max(n + m, 2 * len(self._ids) if grow else len(self._ids), 1024)
-        out_codes = np.empty((capacity, live_codes.shape[1]), np.uint8)
-        out_ids = np.empty(capacity, np.int64)
+        out_codes, out_ids = self._new_buffers(n + m, live_codes.shape[1])
         # the new rows' places in the merged order; ids are unique, so no ties
         at = np.searchsorted(live_ids, ids) + np.arange(m)
         if m <= _SEGMENT_COPIES:  # a few new rows: m + 1 contiguous copies of the old ones
