@@ -20,7 +20,7 @@ BITS ?= 32
 
 .PHONY: test demo bench lint clean gpu-check
 
-$(STAMP): pyproject.toml setup.py hashsdk/_kernel.c hashsdk/_mih.c
+$(STAMP): pyproject.toml setup.py hashsdk/index/_kernel.c hashsdk/index/_mih.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[train,export,pretrained,bench,dev,milvus,docs,serve]'
@@ -73,4 +73,4 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf build *.egg-info hashsdk/*.so .pytest_cache
+	rm -rf build *.egg-info hashsdk/*.so hashsdk/index/*.so .pytest_cache

@@ -34,15 +34,15 @@ setup(
     packages=discover_packages(),
     ext_modules=[
         Extension(
-            "hashsdk._kernel",
-            sources=["hashsdk/_kernel.c"],
+            "hashsdk.index._kernel",
+            sources=["hashsdk/index/_kernel.c"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             optional=True,
         ),
         Extension(
-            "hashsdk._mih",
-            sources=["hashsdk/_mih.c"],
+            "hashsdk.index._mih",
+            sources=["hashsdk/index/_mih.c"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             optional=True,

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _results import write_results  # noqa: E402  (benchmarks/)
 
-from hashsdk._atomic import atomic_write
 from hashsdk.train.losses import RealLoss
 from hashsdk.train.model import create_model
 
@@ -108,10 +107,7 @@ def main() -> None:
                          f"{r['train_speedup']:.2f} | {r['infer_batch_s']:.3f} | "
                          f"{r['infer_speedup']:.2f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out.with_suffix(".json")) as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(args.out.with_suffix(".md")) as f:
-        f.write(("\n".join(lines) + "\n").encode())
+    write_results(args.out, report, lines)
     print("\n".join(lines))
 
 

@@ -29,7 +29,6 @@ Writes benchmarks/results/encode.json and encode.md (encode-<size>.* above 32 pi
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -38,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_results  # noqa: E402  (benchmarks/)
 
 from hashsdk import Encoder, HashsdkError, pack_bits
-from hashsdk._atomic import atomic_write
 from hashsdk.export.onnx_export import export_onnx
 from hashsdk.train import checkpoint, config
 from hashsdk.train.backbones import lookup_backbone
-from hashsdk.train.evaluate import to_input
+from hashsdk.train.evaluate import normalizer, to_input
 from hashsdk.train.model import KIND, create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,13 +77,12 @@ def exported_model(backbone: str, bits: int, folder: Path, size: int = 32,
         return HashNet.from_checkpoint(checkpoint_path)[0].eval()
     cfg = config.from_dict({"data": {"image_size": size}, "hash": {
         "backbone": backbone, "pretrained": "imagenet" if size > 32 else None}})
-    spec = lookup_backbone(backbone).spec(cfg.hash.pretrained)
-    mean, std = (list(spec.mean), list(spec.std)) if spec else ([0.49, 0.48, 0.45],
-                                                                [0.25, 0.24, 0.26])
+    pretrained = lookup_backbone(backbone).contract(cfg.hash.pretrained)
+    mean, std = (pretrained.mean, pretrained.std) if pretrained else ([0.49, 0.48, 0.45],
+                                                                      [0.25, 0.24, 0.26])
     torch.manual_seed(0)
-    model = create_model(backbone, bits, image_size=size, mean=mean, std=std,
-                         resize_size=cfg.data.resize_size,
-                         interpolation=cfg.data.interpolation).eval()
+    model = create_model(backbone, bits,
+                         contract=config.input_contract(cfg.data, 3, mean, std)).eval()
     checkpoint.save(folder / "ckpt.pt", kind=KIND, model_args=model.model_args,
                     state_dict=model.state_dict(), config={})
     export_onnx(folder / "ckpt.pt", folder / "model.onnx")
@@ -94,8 +92,8 @@ def exported_model(backbone: str, bits: int, folder: Path, size: int = 32,
 def int8_model(folder: Path, files: list[Path], checkpoint_path: Path | None) -> Path:
     """folder/model.int8.onnx, calibrated on 64 images: of the checkpoint's training split, or
     of ``files``."""
+    from hashsdk.encoder.preprocess import load_uint8
     from hashsdk.export.quantize import quantize_int8, training_images
-    from hashsdk.preprocess import load_uint8
 
     if checkpoint_path is not None:
         images, where = training_images(checkpoint_path, 64)
@@ -109,12 +107,11 @@ def int8_model(folder: Path, files: list[Path], checkpoint_path: Path | None) ->
 def torch_eager(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None):
     """uint8 images to packed codes through torch, preprocessing included."""
     net = model.to(device)
-    mean = torch.tensor(model.model_args["mean"], device=device)
-    std = torch.tensor(model.model_args["std"], device=device)
+    scale, offset = normalizer(model.contract, device)
 
     @torch.inference_mode()
     def run(batch: np.ndarray) -> np.ndarray:
-        x = to_input(torch.from_numpy(batch).to(device), mean, std)
+        x = to_input(torch.from_numpy(batch).to(device), scale, offset)
         if dtype is None:
             out = net(x)
         else:
@@ -172,7 +169,7 @@ def cpu_rows(model: torch.nn.Module, folder: Path, runs: int, threads_list: tupl
              files: list[Path]) -> list[dict]:
     """torch eager, the FP32 Encoder and the INT8 Encoder on the CPU, from uint8 arrays and
     from ``files``."""
-    from hashsdk.preprocess import load_uint8
+    from hashsdk.encoder.preprocess import load_uint8
 
     rng = np.random.default_rng(0)
     size = model.model_args["image_size"]
@@ -207,7 +204,7 @@ def cpu_rows(model: torch.nn.Module, folder: Path, runs: int, threads_list: tupl
 
 
 def cuda_rows(model: torch.nn.Module, onnx_path: Path, runs: int) -> list[dict]:
-    from hashsdk.backends.onnxruntime import cuda_available
+    from hashsdk.encoder.backends.onnxruntime import cuda_available
 
     rng = np.random.default_rng(1)
     cuda, rows = torch.device("cuda"), []
@@ -296,10 +293,7 @@ def main() -> None:
         report["int8_protocol"] = check.as_dict()
     name = "encode" if size == 32 else f"encode-{size}"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / f"{name}.json") as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(RESULTS / f"{name}.md") as f:
-        f.write(markdown(report).encode())
+    write_results(RESULTS / name, report, markdown(report))
 
 
 def command_line(args: argparse.Namespace) -> str:

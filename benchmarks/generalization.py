@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 import torch
+from _results import write_json, write_results  # noqa: E402  (benchmarks/)
 
-from hashsdk._atomic import atomic_write
 from hashsdk.train.config import from_saved
 from hashsdk.train.evaluate import seen_unseen
 from hashsdk.train.model import HashNet
@@ -42,8 +42,7 @@ def gap(run: Path) -> dict:
         if row.pop("checkpoint_mtime_ns", None) == stamp:
             return row
     row = measure(run)
-    with atomic_write(cache) as f:
-        f.write(json.dumps(dict(row, checkpoint_mtime_ns=stamp), indent=1).encode())
+    write_json(cache, dict(row, checkpoint_mtime_ns=stamp))
     return row
 
 
@@ -81,10 +80,7 @@ def main() -> None:
                      f"| {r['gap']:+.4f} |")
     out = RESULTS / args.out
     report = dict(command=command, rows=rows, torch=torch.__version__)
-    with atomic_write(out.with_suffix(".json")) as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(out.with_suffix(".md")) as f:
-        f.write(("\n".join(lines) + "\n").encode())
+    write_results(out, report, lines)
     print("\n".join(lines))
 
 

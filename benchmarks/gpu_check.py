@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_json  # noqa: E402  (benchmarks/)
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
@@ -380,9 +381,7 @@ class Suite:
     def write(self, part: str, result: dict) -> None:
         result = dict(part=part, device=self.device_name(), torch=torch.__version__,
                       cuda=torch.version.cuda, command=self.command(), **result)
-        path = self.results / f"{self.prefix}{part}.json"
-        with atomic_write(path) as f:
-            f.write((json.dumps(result, indent=1) + "\n").encode())
+        write_json(self.results / f"{self.prefix}{part}.json", result)
         with atomic_write(self.results / f"{self.prefix}check.md") as f:
             f.write(render(self.results, self.prefix).encode())
 

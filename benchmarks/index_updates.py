@@ -1,5 +1,5 @@
 """Adds and removes on a large index: single-code adds, single-id removes, and what removed
-rows (marked dead until compaction, hashsdk._storage) cost a search.
+rows (marked dead until compaction, hashsdk.index._storage) cost a search.
 
     .venv/bin/python benchmarks/index_updates.py [--n 1000000] [--bits 64]
 
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_results  # noqa: E402  (benchmarks/)
 
 from hashsdk import HammingIndex, MultiIndexHammingIndex
-from hashsdk._atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -130,10 +130,7 @@ def main() -> None:
     report = dict(command=" ".join(["python benchmarks/index_updates.py", *given]),
                   cores=os.cpu_count(), **row)
     print(json.dumps(report, indent=1))
-    with atomic_write(RESULTS / "index-updates.json") as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(RESULTS / "index-updates.md") as f:
-        f.write(markdown(report).encode())
+    write_results(RESULTS / "index-updates", report, markdown(report))
 
 
 def markdown(r: dict) -> str:

@@ -11,14 +11,15 @@ Writes benchmarks/results/metrics.json and metrics.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_results  # noqa: E402  (benchmarks/)
 
-from hashsdk import _search, evaluate, mean_average_precision, pack_bits
+from hashsdk import evaluate, mean_average_precision, pack_bits
+from hashsdk._args import default_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NQ, NDB, BITS = 1_000, 59_000, 48
@@ -47,14 +48,13 @@ def main() -> None:
         rows.append(dict(call=name, median_s=statistics.median(times)))
         print(f"{name}: {rows[-1]['median_s']:.2f} s (median of {args.runs})")
     report = dict(command="python benchmarks/metrics_speed.py", queries=NQ, database=NDB,
-                  bits=BITS, runs=args.runs, threads=_search.default_threads(), rows=rows)
+                  bits=BITS, runs=args.runs, threads=default_threads(), rows=rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"{NQ:,} queries against {NDB:,} codes of {BITS} bits, "
              f"{report['threads']} threads, median of {args.runs} runs.", "",
              "| call | seconds |", "|---|---:|"]
     lines += [f"| `{r['call']}` | {r['median_s']:.2f} |" for r in rows]
-    (RESULTS / "metrics.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS / "metrics", report, lines)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Writes benchmarks/results/mih.json and mih.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,9 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_results  # noqa: E402  (benchmarks/)
 
 from hashsdk import HammingIndex, MultiIndexHammingIndex
-from hashsdk._atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KS = (1, 10, 100)
@@ -157,10 +156,7 @@ def main() -> None:
     report = dict(command=" ".join(["python benchmarks/mih.py", *given]), cores=os.cpu_count(),
                   cpu=platform.processor() or platform.machine(),
                   faiss=getattr(faiss, "__version__", None), rows=rows)
-    with atomic_write(RESULTS / "mih.json") as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(RESULTS / "mih.md") as f:
-        f.write(markdown(report).encode())
+    write_results(RESULTS / "mih", report, markdown(report))
     print(markdown(report))
 
 

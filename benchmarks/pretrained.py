@@ -28,7 +28,8 @@ ITQ and SH on pixels; published figures. With-minus-without differences are pair
 queries (per-query AP averaged over seeds, bootstrap SE). Every run is a stage (train/stages.py):
 a finished run is not trained again, so the command resumes where it stopped.
 
-Writes benchmarks/results/retrieval-<dataset>-pretrained.json and .md (or --out).
+Writes benchmarks/results/retrieval-<dataset>-pretrained.json and .md (or --out). The protocol's
+helpers are in pretrained_protocol.py, the tables in pretrained_render.py.
 """
 
 from __future__ import annotations
@@ -40,25 +41,18 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from _results import write_json, write_results  # noqa: E402  (benchmarks/)
+from pretrained_protocol import at_bits, frozen, recipe, seed_config, validation_split  # noqa: E402  (benchmarks/)
+from pretrained_render import FEATURE_BASELINES, markdown, table  # noqa: E402
 
-from hashsdk._atomic import atomic_write
 from hashsdk.train import baselines as bl
 from hashsdk.train import config
-from hashsdk.train.comparison import paired_difference
-from hashsdk.train.data import Split, cache_dir
+from hashsdk.train.data import cache_dir
 from hashsdk.train.evaluate import score
 from hashsdk.train.stages import Pipeline, Stage, run_stages, with_fakes, without_fakes
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PUBLISHED = {  # mAP@all on CIFAR-10 at 12 / 24 / 32 / 48 bits, as published
-    "DPSH (VGG-F pretrained, published)": {12: 0.713, 24: 0.727, 32: 0.744, 48: 0.757},
-    "DPSH (VGG-11 pretrained, as quoted in the project's issue 18)": {48: 0.811},
-}
-FEATURE_BASELINES = ("pca", "itq", "lsh")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="cifar10",
@@ -112,45 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def seed_config(args: argparse.Namespace, seed: int) -> config.RunConfig:
-    return config.from_dict({
-        "data": {"dataset": args.dataset, "root": args.root, "seed": 0,
-                 "image_size": args.image_size,
-                 "resize_size": args.image_size, "train_per_class": args.train_per_class,
-                 "queries_per_class": args.queries_per_class},
-        "gan": {"steps": args.gan_steps, "width": args.gan_width, "seed": seed,
-                "image_size": args.gan_size},
-        "hash": {"backbone": args.backbone, "pretrained": args.pretrained, "seed": seed,
-                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "freeze_backbone_epochs": args.freeze_backbone_epochs,
-                 "fake_loss": args.fake_loss, "fake_ratio": args.fake_ratio,
-                 "fake_bn": args.fake_bn},
-    })
-
-
-def frozen(cfg: config.RunConfig, args: argparse.Namespace, bits: int) -> config.RunConfig:
-    return dataclasses.replace(cfg, hash=dataclasses.replace(
-        cfg.hash, bits=bits, frozen=True, epochs=args.frozen_epochs,
-        batch_size=args.frozen_batch_size, freeze_backbone_epochs=0))
-
-
-def at_bits(cfg: config.RunConfig, bits: int, lam: float | None = None) -> config.RunConfig:
-    hc = dataclasses.replace(cfg.hash, bits=bits, **({} if lam is None else {"lam": lam}))
-    return dataclasses.replace(cfg, hash=hc)
-
-
-def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int = 0) -> Split:
-    """Queries: ``per_class`` training images of each class; training images and database:
-    the other training images. Nothing of the protocol's queries or database is used."""
-    rng = np.random.default_rng(seed)
-    train = split.train
-    queries = np.sort(np.concatenate([
-        rng.choice(train[labels[train] == c], per_class, replace=False)
-        for c in np.unique(labels[train])]))
-    rest = np.setdiff1d(train, queries)
-    return Split(query=queries, train=rest, database=rest)
-
-
 def selection_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
     """λ chosen in frozen-feature mode on the validation split (selection.json)."""
     from hashsdk.train.loop import train_hash
@@ -169,20 +124,13 @@ def selection_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
             scores[f"{lam:g}"] = result["map"]
         best = max(scores.values())
         chosen = min(float(k) for k, v in scores.items() if v == best)
-        with atomic_write(p.run_dir / "selection.json") as f:
-            f.write(json.dumps(dict(bits=bits, validation_queries=len(val.query),
-                                    validation_train=len(val.train), map_by_lam=scores,
-                                    chosen_lam=chosen), indent=1).encode())
+        write_json(p.run_dir / "selection.json", dict(
+            bits=bits, validation_queries=len(val.query), validation_train=len(val.train),
+            map_by_lam=scores, chosen_lam=chosen))
 
     settings = {"data": p.cfg.to_dict()["data"], "hash": frozen(p.cfg, args, bits).to_dict()[
         "hash"], "selection": {"lams": args.lams, "val_per_class": args.val_per_class}}
     return Stage("selection", settings, ["gan"], ["selection.json"], run)
-
-
-def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
-    backbone_lr, crop = text.split(":")
-    return dataclasses.replace(cfg, hash=dataclasses.replace(
-        cfg.hash, backbone_lr=float(backbone_lr), crop=crop))
 
 
 def recipe_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
@@ -198,9 +146,8 @@ def recipe_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
             cfg = without_fakes(recipe(at_bits(p.cfg, bits), text))
             out = p.run_dir / "recipes" / text.replace(":", "-")
             scores[text] = train_hash(cfg, p.data, val, out, progress=False)["map"]
-        with atomic_write(p.run_dir / "recipe.json") as f:
-            f.write(json.dumps(dict(bits=bits, map_by_recipe=scores,
-                                    chosen=max(scores, key=scores.get)), indent=1).encode())
+        write_json(p.run_dir / "recipe.json", dict(bits=bits, map_by_recipe=scores,
+                                                   chosen=max(scores, key=scores.get)))
 
     settings = {"data": p.cfg.to_dict()["data"], "hash": at_bits(p.cfg, bits).to_dict()["hash"],
                 "recipes": {"candidates": args.recipes, "val_per_class": args.val_per_class}}
@@ -225,8 +172,7 @@ def feature_baselines_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
                 metrics, aps = score(fitted.encode(feats[p.split.query]),
                                      fitted.encode(feats[p.split.database]), p.data, p.split)
                 out[f"{bits}-{method}"] = dict(map=metrics.map, ap=aps.tolist())
-        with atomic_write(p.run_dir / "feature-baselines.json") as f:
-            f.write(json.dumps(out).encode())
+        write_json(p.run_dir / "feature-baselines.json", out, indent=None)
 
     settings = {"data": p.cfg.to_dict()["data"], "hash": {
         k: p.cfg.to_dict()["hash"][k] for k in ("backbone", "pretrained")},
@@ -237,15 +183,14 @@ def feature_baselines_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
 def pixel_baselines_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
     """LSH, ITQ and SH on pixels at the source's resolution (``--gan-size``, CIFAR-10's 32):
     pixels of the upsampled images would only make PCA's covariance 9 times larger."""
+    from hashsdk.encoder.contract import InputContract
     from hashsdk.train.comparison import run_baselines
-    from hashsdk.train.loop import fit_images
 
     def run() -> None:
-        small = fit_images(p.data.images, args.gan_size, args.gan_size, "bilinear")
+        small = InputContract(args.gan_size).fit_batch(p.data.images)
         feats = bl.pixel_features(small)
         out = {str(bits): run_baselines(p.data, p.split, bits, 0, feats) for bits in args.bits}
-        with atomic_write(p.run_dir / "pixel-baselines.json") as f:
-            f.write(json.dumps(out).encode())
+        write_json(p.run_dir / "pixel-baselines.json", out, indent=None)
 
     settings = {"data": p.cfg.to_dict()["data"], "baselines": {"bits": args.bits,
                                                                "size": args.gan_size}}
@@ -289,126 +234,6 @@ def run_seed(args: argparse.Namespace, seed: int, chosen: tuple[float, str] | No
     return p, chosen
 
 
-def read_run(run: Path) -> dict:
-    e = json.loads((run / "eval.json").read_text())
-    history = json.loads((run / "history.json").read_text())
-    return dict(map=e["map"], ap=np.load(run / "ap.npy"),
-                train_minutes=sum(r["seconds"] for r in history) / 60)
-
-
-def table(args: argparse.Namespace, roots: list[Path], lam: float) -> dict:
-    """{bits: {row: cell}}, rows "frozen-nofakes", "frozen-fakes", "finetune-nofakes",
-    "finetune-fakes", the feature baselines and the pixel baselines."""
-    modes = [("frozen", "", args.bits), ("finetune", "", args.finetune_bits),
-             ("finetune", "-noaug", args.noaug_bits)]
-    kinds = ["nofakes"] + (["fakes"] if lam > 0 else [])
-    first = roots[0]
-    feature = json.loads((first / "feature-baselines.json").read_text())
-    out: dict = {}
-    for bits in args.bits:
-        cell = {}
-        for mode, suffix, lengths in modes:
-            # the seeds whose runs of this cell finished (all of them, unless --render-only)
-            seeds = [(seed, root) for root, seed in zip(roots, args.seeds, strict=True)
-                     if (mode == "frozen" or seed in args.finetune_seeds) and all(
-                         (root / f"{mode}-{bits}bits-{k}{suffix}" / "eval.json").exists()
-                         for k in kinds)]
-            if bits not in lengths or not seeds:
-                continue
-            runs = {k: [read_run(root / f"{mode}-{bits}bits-{k}{suffix}") for _, root in seeds]
-                    for k in kinds}
-            for k in kinds:
-                cell[f"{mode}-{k}{suffix}"] = dict(
-                    map_mean=float(np.mean([r["map"] for r in runs[k]])),
-                    map_per_seed=[r["map"] for r in runs[k]], seeds=[s for s, _ in seeds],
-                    train_minutes=[r["train_minutes"] for r in runs[k]])
-            if lam > 0:
-                ap = {k: np.mean([r["ap"] for r in runs[k]], axis=0) for k in kinds}
-                fakes = cell[f"{mode}-fakes{suffix}"]
-                fakes["paired"] = paired_difference(ap["fakes"], ap["nofakes"])
-                fakes["paired_per_seed"] = [
-                    paired_difference(f["ap"], n["ap"])
-                    for f, n in zip(runs["fakes"], runs["nofakes"], strict=True)]
-        for method in FEATURE_BASELINES:
-            cell[f"{method}-features"] = dict(map_mean=feature[f"{bits}-{method}"]["map"])
-        pixels = json.loads((first / "pixel-baselines.json").read_text())[str(bits)]
-        for method in bl.METHODS:
-            cell[f"{method}-pixels"] = dict(map_mean=pixels[method]["map"])
-        out[str(bits)] = cell
-    return out
-
-
-LABELS = {
-    "frozen-nofakes": "frozen features, without fakes",
-    "frozen-fakes": "frozen features, with fakes",
-    "finetune-nofakes": "fine-tuned, without fakes",
-    "finetune-fakes": "fine-tuned, with fakes",
-    "finetune-nofakes-noaug": "fine-tuned without augmentation, without fakes",
-    "finetune-fakes-noaug": "fine-tuned without augmentation, with fakes",
-    "pca-features": "sign of PCA (pretrained features, no training)",
-    "itq-features": "ITQ (pretrained features, no training)",
-    "lsh-features": "LSH (pretrained features, no training)",
-    "lsh-pixels": "LSH (pixels)", "itq-pixels": "ITQ (pixels)", "sh-pixels": "SH (pixels)",
-}
-
-
-def finetune_seeds(t: dict, bits: list[int]) -> str:
-    """Which seeds each length's fine-tuned cells average, e.g. "seeds 0, 1 at 48 bits"."""
-    by_seeds: dict[tuple, list[int]] = {}
-    for b in bits:
-        cell = t[str(b)].get("finetune-nofakes")
-        if cell is not None:
-            by_seeds.setdefault(tuple(cell["seeds"]), []).append(b)
-    return "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} at "
-                     f"{', '.join(map(str, lengths))} bits"
-                     for s, lengths in by_seeds.items()) or "none"
-
-
-def markdown(report: dict) -> str:
-    t, bits = report["table"], report["bits"]
-    hc = report["config"]["hash"]
-    lines = [f"{report['dataset']} ({report['protocol']}), mAP@all, mean of "
-             f"{len(report['seeds'])} seed(s) (fine-tuned rows: {finetune_seeds(t, bits)}); "
-             f"`{hc['backbone']}` with ImageNet weights "
-             f"({report['weights']}), images at {report['image_size']} px. Fine-tuned: "
-             f"{hc['epochs']} epochs of batch {hc['batch_size']}, the first "
-             f"{hc['freeze_backbone_epochs']} with the backbone frozen, then the backbone at "
-             f"{hc['backbone_lr']:g} of lr {hc['lr']:g}, {hc['crop']} crops and flips" + (
-                 " (chosen on the validation split: " + ", ".join(
-                     f"{k} {v:.4f}" for k, v in report["recipe"]["map_by_recipe"].items()) + ")"
-                 if report["recipe"] else "") + ". Frozen features: the hash layer "
-             f"alone, {report['frozen_epochs']} epochs. Fakes: {hc['fake_loss']}, λ "
-             f"{report['chosen_lam']:g} (chosen on the validation split: "
-             + ", ".join(f"λ {k} {v:.4f}" for k, v in report["selection"]["map_by_lam"].items())
-             + f"), {hc['fake_ratio']:g} per real, BatchNorm {hc['fake_bn']}. In brackets: "
-             "with minus without fakes, paired over queries (bootstrap SE).", "",
-             "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
-             "|---|" + "---:|" * len(bits)]
-    rows = [r for r in LABELS if any(r in t[str(b)] for b in bits)]
-    for row in rows:
-        def cell(b: int, row: str = row) -> str:
-            c = t[str(b)].get(row)
-            if c is None:
-                return ""
-            paired = c.get("paired")
-            return f"{c['map_mean']:.4f}" + (
-                f" ({paired['difference']:+.4f} ± {paired['standard_error']:.4f})"
-                if paired else "")
-        lines.append(f"| {LABELS[row]} | " + " | ".join(cell(b) for b in bits) + " |")
-    if report["dataset"] == "cifar10":
-        for name, values in PUBLISHED.items():
-            lines.append(f"| {name} | " + " | ".join(
-                f"{values[b]:.3f}" if b in values else "" for b in bits) + " |")
-    minutes = {row: [m for b in bits for m in t[str(b)].get(row, {}).get("train_minutes", [])]
-               for row in ("frozen-nofakes", "frozen-fakes", "finetune-nofakes",
-                           "finetune-fakes", "finetune-nofakes-noaug", "finetune-fakes-noaug")}
-    lines += ["", "Training minutes per model (2 CPU threads), besides the features of the "
-              f"frozen rows, computed once ({report['feature_minutes']:.1f} min): "
-              + "; ".join(f"{LABELS[r]} {min(m):.2f} to {max(m):.2f}"
-                          for r, m in minutes.items() if m) + "."]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     import sys
 
@@ -442,10 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         torch=torch.__version__, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(), table=table(args, roots, lam))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out.with_suffix(".json")) as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(args.out.with_suffix(".md")) as f:
-        f.write(markdown(report).encode())
+    write_results(args.out, report, markdown(report))
     print(markdown(report))
 
 

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_results  # noqa: E402  (benchmarks/)
 
-from hashsdk._atomic import atomic_write
 from hashsdk.train import config
 from hashsdk.train.comparison import paired_difference
 from hashsdk.train.stages import Pipeline, run_stages, with_fakes, without_fakes
@@ -253,10 +253,7 @@ def main() -> None:
         torch=torch.__version__, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(), table=table(args, runs, baselines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out.with_suffix(".json")) as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(args.out.with_suffix(".md")) as f:
-        f.write(markdown(report, args.bits, args.seeds).encode())
+    write_results(args.out, report, markdown(report, args.bits, args.seeds))
     print(markdown(report, args.bits, args.seeds))
 
 

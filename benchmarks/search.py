@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_results  # noqa: E402  (benchmarks/)
 
-from hashsdk import HammingIndex, _search
-from hashsdk._atomic import atomic_write
+from hashsdk import HammingIndex
+from hashsdk.index import _search
 
 BITS = (16, 32, 48, 64, 128, 256)
 BATCHES = (1, 256)
@@ -94,10 +95,7 @@ def main() -> None:
         numpy=np.__version__, faiss=faiss.__version__, python=platform.python_version(),
         summary=summary, cells=cells)
     args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "search.json") as f:
-        f.write((json.dumps(report, indent=1) + "\n").encode())
-    with atomic_write(args.out / "search.md") as f:
-        f.write(markdown(report).encode())
+    write_results(args.out / "search", report, markdown(report))
     print(json.dumps(summary, indent=1))
 
 

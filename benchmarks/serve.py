@@ -39,11 +39,15 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from _results import write_results  # noqa: E402  (benchmarks/)
 
-from hashsdk import Encoder, HammingIndex, index_file
-from hashsdk._atomic import atomic_write
+from hashsdk import Encoder, HammingIndex
+from hashsdk.index import index_file
 from hashsdk.serve import ServedIndex
-from hashsdk.serve.process import ServerProcess
+
+# the tests' harness for a server in a child process (tests/serve_process.py, not in the wheel)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from serve_process import ServerProcess  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIENTS = (1, 4, 16)
@@ -522,10 +526,7 @@ def main() -> None:
             result[name] = parts[name](args, Path(tmp))
         if args.screenshot:
             screenshot(args, Path(tmp))
-    with atomic_write(args.out) as f:
-        f.write(json.dumps(result, indent=1).encode())
-    with atomic_write(args.out.with_suffix(".md")) as f:
-        f.write(render(result).encode())
+    write_results(args.out, result, render(result))
     print(f"wrote {args.out}", flush=True)
 
 

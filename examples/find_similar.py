@@ -9,7 +9,7 @@ built with `hashsdk index build --model` (which writes db.hidx.paths.txt).
 import argparse
 
 from hashsdk import Encoder, HammingIndex
-from hashsdk.index_file import read_paths
+from hashsdk.index.index_file import read_paths
 
 parser = argparse.ArgumentParser(description="find images like this one")
 parser.add_argument("model", help="model.onnx or model.engine from hashsdk-export")

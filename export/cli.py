@@ -19,6 +19,7 @@ which carries none).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -26,9 +27,10 @@ import click
 from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.errors import HashsdkError
 from hashsdk.export.onnx_file import BIT_AGREEMENT_TARGETS
+from hashsdk.export.targets import EXPORT_TARGETS, ExportRequest, ExportTarget
+from hashsdk.export.targets.tensorrt import DEFAULT_MAX_BATCH, VERIFY_IMAGES
 
 TARGETS = {k: f"{100 * v:g}%" for k, v in BIT_AGREEMENT_TARGETS.items()}
-VERIFY_IMAGES = 512  # real images that --verify of a TensorRT engine runs
 
 
 @click.command(context_settings=CONTEXT)
@@ -47,144 +49,76 @@ VERIFY_IMAGES = 512  # real images that --verify of a TensorRT engine runs
               default=None, help="--trt --verify from an ONNX file: a folder of real images "
                                  f"to verify on (up to {VERIFY_IMAGES}).  [default: the run's "
                                  "training images, from a checkpoint]")
-@click.option("--int8", is_flag=True, help="Write a statically quantized INT8 ONNX model.")
+@click.option("--target", "target_name", type=click.Choice(list(EXPORT_TARGETS)), default=None,
+              help="What to write: " + "; ".join(f"{t.name}: {t.about}" for t in
+                                                 EXPORT_TARGETS.values()) + ".  [default: onnx]")
+@click.option("--int8", is_flag=True, help="Write a statically quantized INT8 ONNX model "
+                                           "(--target int8).")
 @click.option("--calibration", type=click.IntRange(min=1), default=512, show_default=True,
               help="--int8: how many calibration images.")
 @click.option("--calibration-dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="--int8: calibrate on images of this folder, not on the "
                                  "run's training split.")
-@click.option("--trt", is_flag=True, help="Build a TensorRT engine.")
+@click.option("--trt", is_flag=True, help="Build a TensorRT engine (--target tensorrt).")
 @click.option("--fp16", is_flag=True, help="TensorRT: half precision.")
 @click.option("--min-batch", type=int, default=1, show_default=True)
 @click.option("--opt-batch", type=int, default=64, show_default=True)
 @click.option("--max-batch", type=int, default=None,
-              help="Largest batch.  [default: ONNX unbounded, TensorRT 256]")
+              help=f"Largest batch.  [default: ONNX unbounded, TensorRT {DEFAULT_MAX_BATCH}]")
 @user_errors('export')
 def main(source: Path, output: Path, opset: int, verify: bool, images_dir: Path | None,
-         int8: bool, calibration: int, calibration_dir: Path | None, trt: bool, fp16: bool,
-         min_batch: int, opt_batch: int, max_batch: int | None) -> None:
+         target_name: str | None, int8: bool, calibration: int, calibration_dir: Path | None,
+         trt: bool, fp16: bool, min_batch: int, opt_batch: int, max_batch: int | None) -> None:
     """Export SOURCE (a hashing checkpoint, or an ONNX model with --trt or --int8).
 
     Training is hashsdk-train; encoding and search with the result is hashsdk."""
     if not source.is_file():
         raise HashsdkError(f"file not found: {source}")
-    is_onnx = source.suffix == ".onnx"
-    _check_options(source, is_onnx, verify, int8, calibration_dir, trt, fp16, images_dir)
+    target = _target(target_name, int8, trt)
+    request = ExportRequest(source, output, source.suffix == ".onnx", opset, verify, images_dir,
+                            calibration, calibration_dir, fp16, min_batch, opt_batch, max_batch)
+    _check_options(request, target)
+    target.check(request)
     onnx_path = source
-    if not is_onnx:
-        onnx_path = output.with_suffix(".onnx") if trt else _fp32_beside(output) if int8 \
-            else output
-        _export_fp32(source, onnx_path, opset, None if trt else max_batch, verify)
-    if int8:
-        _export_int8(onnx_path, output, None if is_onnx else source, calibration,
-                     calibration_dir, verify)
-    if trt:
-        _export_engine(onnx_path, output, None if is_onnx else source, fp16,
-                       (min_batch, opt_batch, max_batch or 256), verify, images_dir)
+    if not request.is_onnx:
+        onnx_path = output if target.fp32_path is None else target.fp32_path(output)
+        # the FP32 model of a TensorRT build has an unbounded batch: the engine sets its own
+        fp32 = replace(request, output=onnx_path,
+                       max_batch=None if target.name == "tensorrt" else max_batch)
+        EXPORT_TARGETS["onnx"].write(fp32, onnx_path)
+    if target.fp32_path is not None:
+        target.write(request, onnx_path)
 
 
-def _export_engine(onnx_path: Path, output: Path, checkpoint: Path | None, fp16: bool,
-                   batches: tuple[int, int, int], verify: bool, images_dir: Path | None) -> None:
-    from hashsdk.export.onnx_file import read_metadata
-    from hashsdk.export.quantize import folder_images, training_images
-    from hashsdk.export.tensorrt_build import build_engine
-
-    check = None
-    if verify:  # the images first: a wrong folder fails before the build, which takes minutes
-        check = (folder_images(images_dir, read_metadata(onnx_path), VERIFY_IMAGES)
-                 if images_dir is not None else training_images(checkpoint, VERIFY_IMAGES))
-    report = build_engine(onnx_path, output, fp16, *batches, check=check)
-    line = f"wrote {output} ({report.precision}, TensorRT {report.tensorrt})"
-    if report.passed is None:
-        click.echo(line + "; not verified (add --verify)")
-        return
-    click.echo(f"{line}; its bits agree with the FP32 ONNX model's on "
-               f"{100 * report.bit_agreement_vs_fp32:.3f}% over {len(check[0])} images of the "
-               f"{report.images} (target {100 * report.target:.1f}%)")
-    if not report.passed:
-        raise HashsdkError(f"verification failed: {100 * report.bit_agreement_vs_fp32:.3f}% of "
-                           f"bits agree, below the {100 * report.target:.1f}% target for "
-                           f"{report.precision}")
-
-
-def _fp32_beside(int8_path: Path) -> Path:
-    """Where the FP32 model of an INT8 export goes: model.int8.onnx -> model.onnx, and any
-    other name -> NAME.fp32.onnx."""
-    name = int8_path.name
-    if name.endswith(".int8.onnx"):
-        return int8_path.with_name(name[:-len(".int8.onnx")] + ".onnx")
-    return int8_path.with_name(int8_path.stem + ".fp32.onnx")
-
-
-def _check_options(source: Path, is_onnx: bool, verify: bool, int8: bool,
-                   calibration_dir: Path | None, trt: bool, fp16: bool,
-                   images_dir: Path | None) -> None:
-    """Refuses combinations that cannot work, before anything is written."""
-    if is_onnx and not (trt or int8):
-        raise HashsdkError(f"{source} is already ONNX; pass --trt to build a TensorRT engine "
-                           "or --int8 to quantize it")
-    if fp16 and not trt:
-        raise HashsdkError("--fp16 applies to TensorRT engines; add --trt")
+def _target(name: str | None, int8: bool, trt: bool) -> ExportTarget:
+    """The target of ``--target`` or of its shorthand flag; two different ones are refused."""
     if int8 and trt:
         raise HashsdkError("--int8 writes an ONNX model for onnxruntime; TensorRT engines take "
                            "--fp16, not --int8")
-    if int8 and is_onnx and calibration_dir is None:
-        raise HashsdkError("--int8 from an ONNX model needs --calibration-dir FOLDER (there is "
-                           "no run to take the training split from); or export the checkpoint")
-    if int8 and is_onnx and verify:
-        raise HashsdkError("--verify with --int8 scores the run's protocol and needs the "
-                           "checkpoint: hashsdk-export CHECKPOINT --int8 --verify")
-    if calibration_dir is not None and not int8:
-        raise HashsdkError("--calibration-dir applies to --int8")
-    if trt and verify and is_onnx and images_dir is None:
-        raise HashsdkError("--verify from an ONNX file needs --images FOLDER: the engine is "
-                           "checked against the FP32 model on real images, and an ONNX file "
-                           "carries none (from a checkpoint, the run's training images are used)")
-    if images_dir is not None and not (trt and verify):
+    flagged = "int8" if int8 else "tensorrt" if trt else None
+    if name is not None and flagged is not None and name != flagged:
+        raise HashsdkError(f"--target {name} and {EXPORT_TARGETS[flagged].flag} disagree")
+    return EXPORT_TARGETS[name or flagged or "onnx"]
+
+
+# the options only some targets take: option -> (the request's field, the targets that take it)
+TARGET_OPTIONS = {"--fp16": ("fp16", ("tensorrt",)),
+                  "--calibration-dir": ("calibration_dir", ("int8",)),
+                  "--images": ("images_dir", ("tensorrt",))}
+
+
+def _check_options(request: ExportRequest, target: ExportTarget) -> None:
+    """Refuses an option that the chosen target does not take, before anything is written."""
+    for option, (field, takers) in TARGET_OPTIONS.items():
+        if getattr(request, field) not in (None, False) and target.name not in takers:
+            flags = " or ".join(EXPORT_TARGETS[t].flag or f"--target {t}" for t in takers)
+            if option == "--images":
+                raise HashsdkError("--images applies to --trt --verify (INT8 calibrates on "
+                                   "--calibration-dir)")
+            raise HashsdkError(f"{option} applies to {flags}")
+    if request.images_dir is not None and not request.verify:
         raise HashsdkError("--images applies to --trt --verify (INT8 calibrates on "
                            "--calibration-dir)")
-
-
-def _export_fp32(checkpoint: Path, onnx_path: Path, opset: int, max_batch: int | None,
-                 verify: bool) -> None:
-    from hashsdk.export.onnx_export import export_onnx
-    from hashsdk.train.model import HashNet
-
-    meta = export_onnx(checkpoint, onnx_path, opset, max_batch)
-    click.echo(f"wrote {onnx_path}: {meta.bits} bits, input {meta.channels}x"
-               f"{meta.input_size}x{meta.input_size}, backbone {meta.backbone}")
-    if not verify:
-        return
-    from hashsdk.export.verify import validation_images, write_report
-    from hashsdk.export.verify import verify as run_verify
-
-    model, ckpt = HashNet.from_checkpoint(checkpoint)
-    images, labels, queries = validation_images(ckpt, str(checkpoint))
-    report = run_verify(str(onnx_path), model, images, labels, queries)
-    click.echo(f"verify: {report.summary()}")
-    write_report(onnx_path, report)
-    if not report.passed:
-        raise HashsdkError(f"verification failed: only {100 * report.bit_agreement:.3f}% of "
-                           f"bits agree, below the {100 * report.target:.1f}% target")
-
-
-def _export_int8(fp32_path: Path, output: Path, checkpoint: Path | None, count: int,
-                 folder: Path | None, verify: bool) -> None:
-    from hashsdk.export.onnx_file import read_metadata
-    from hashsdk.export.quantize import folder_images, quantize_int8, training_images
-
-    if folder is not None:
-        images, where = folder_images(folder, read_metadata(fp32_path), count)
-    else:
-        images, where = training_images(checkpoint, count)
-    quantize_int8(fp32_path, output, images, where)
-    click.echo(f"wrote {output}: INT8, calibrated on {len(images)} images of the {where}")
-    if verify:
-        from hashsdk.export.verify import verify_int8, write_report
-
-        report = verify_int8(output, fp32_path, checkpoint)
-        click.echo(f"verify: {report.summary()}")
-        write_report(output, report)
 
 
 if __name__ == "__main__":

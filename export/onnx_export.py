@@ -15,10 +15,10 @@ import warnings
 import torch
 
 from hashsdk._atomic import atomic_write
+from hashsdk.encoder.metadata import ModelMetadata
 from hashsdk.errors import HashsdkError
 from hashsdk.export.onnx_file import read_metadata  # noqa: F401  (its home before)
-from hashsdk.model_metadata import ModelMetadata
-from hashsdk.train.model import HashNet
+from hashsdk.train.model import HashNet, contract_of
 
 INPUT, OUTPUT = "images", "outputs"
 
@@ -44,12 +44,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 def metadata_for(ckpt: dict, checkpoint_path: str | os.PathLike) -> ModelMetadata:
     args = ckpt["model_args"]
-    return ModelMetadata(
-        bits=args["bits"], input_size=args["image_size"], channels=args["in_channels"],
-        mean=tuple(args["mean"]), std=tuple(args["std"]), backbone=args["backbone"],
-        # checkpoints from before the input contract were trained on squashed images (0)
-        resize_size=args.get("resize_size", 0),
-        interpolation=args.get("interpolation", "bilinear"),
+    return ModelMetadata.of(
+        contract_of(args), args["bits"], backbone=args["backbone"],
         dataset=ckpt.get("config", {}).get("data", {}).get("dataset", "unknown"),
         checkpoint_sha256=sha256(checkpoint_path), input_name=INPUT, output_name=OUTPUT)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
+from hashsdk.encoder.metadata import ModelMetadata
 from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
 
 # --verify's targets: FP32 (ONNX against torch, a TensorRT FP32 engine against ONNX) and an
 # FP16 engine against the FP32 ONNX model, whose outputs near zero round to the other sign

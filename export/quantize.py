@@ -8,7 +8,8 @@ QLinearConv under S8S8 and ran the other 6 in FP32 between Dequantize/Quantize p
 the FP32 model's speed; under U8S8 all 9 fuse (measured on the 12-bit CIFAR-10 cnn, 2 threads,
 batch 256: FP32 1,675 images/s, S8S8 810, U8S8 3,050).
 Activation ranges come from MinMax calibration on real images, preprocessed exactly as the
-Encoder preprocesses them (hashsdk.preprocess), so that the ranges are those the model meets.
+Encoder preprocesses them (hashsdk.encoder.preprocess), so that the ranges are those the model
+meets.
 
 The network's last two operators, the hash layer (Gemm) and its tanh, stay in FP32: the code
 is the sign of the hash layer's output, and an output that sits near zero flips when it is
@@ -30,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from hashsdk._atomic import atomic_write
+from hashsdk.encoder.metadata import ModelMetadata
+from hashsdk.encoder.preprocess import to_input
 from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
-from hashsdk.preprocess import to_input
 
 CALIBRATION_BATCH = 64
 
@@ -68,7 +69,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
 
     Args:
         images: uint8 (N, input_size, input_size, C), the calibration images, already fitted
-            to the model's input (hashsdk.preprocess.load_uint8); N >= 1.
+            to the model's input (hashsdk.encoder.preprocess.load_uint8); N >= 1.
         source: where they came from, recorded in the metadata ("training split of RUN",
             "folder DIR").
     """
@@ -124,7 +125,7 @@ def folder_images(folder: str | os.PathLike, meta: ModelMetadata, count: int,
                   seed: int = 0) -> tuple[np.ndarray, str]:
     """Up to ``count`` images of ``folder`` (drawn at random where it holds more), decoded and
     fitted as the Encoder does; unreadable files are left out."""
-    from hashsdk.preprocess import UnreadableImage, list_images, load_uint8
+    from hashsdk.encoder.preprocess import UnreadableImage, list_images, load_uint8
 
     if not Path(folder).is_dir():
         raise HashsdkError(f"calibration folder not found: {folder}")

@@ -135,8 +135,8 @@ def _bit_agreement(engine_path: str | os.PathLike, onnx_path: str | os.PathLike,
                    images: np.ndarray, max_batch: int) -> float:
     """The share of bits on which the engine and the FP32 ONNX model agree on ``images``
     (uint8 NHWC at the model's input)."""
-    from hashsdk.backends.onnxruntime import OnnxRuntimeBackend
-    from hashsdk.backends.tensorrt import TensorRTBackend
+    from hashsdk.encoder.backends.onnxruntime import OnnxRuntimeBackend
+    from hashsdk.encoder.backends.tensorrt import TensorRTBackend
 
     return bit_agreement(TensorRTBackend(engine_path), OnnxRuntimeBackend(onnx_path, "cpu"),
                          images, max_batch)
@@ -146,7 +146,7 @@ def bit_agreement(candidate, reference, images: np.ndarray, batch: int = 256) ->
     """The share of bits on which two backends (``run``: float32 NCHW to float32 (N, bits))
     agree on ``images``, uint8 (N, H, W, C) at their input, preprocessed by the metadata of
     ``reference``."""
-    from hashsdk.preprocess import to_input
+    from hashsdk.encoder.preprocess import to_input
 
     if len(images) == 0:
         raise HashsdkError("verification needs at least one image")

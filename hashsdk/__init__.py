@@ -9,9 +9,9 @@ extras.
 """
 
 from hashsdk.codes import binarize, code_size, pack_bits, unpack_bits
-from hashsdk.encoder import Encoder
+from hashsdk.encoder import Encoder, InputContract, UnreadableImage
 from hashsdk.errors import HashsdkError
-from hashsdk.index import HammingIndex
+from hashsdk.index import HammingIndex, MultiIndexHammingIndex
 from hashsdk.metrics import (
     RetrievalMetrics,
     evaluate,
@@ -20,8 +20,6 @@ from hashsdk.metrics import (
     precision_at_radius,
     precision_recall_curve,
 )
-from hashsdk.mih import MultiIndexHammingIndex
-from hashsdk.preprocess import UnreadableImage
 
 __version__ = "0.1.0"
 
@@ -29,6 +27,7 @@ __all__ = [
     "Encoder",
     "HammingIndex",
     "HashsdkError",
+    "InputContract",
     "MultiIndexHammingIndex",
     "RetrievalMetrics",
     "UnreadableImage",

@@ -28,12 +28,11 @@ import sys
 import click
 import numpy as np
 
-from hashsdk import index_file
 from hashsdk._atomic import atomic_write
 from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.codes import infer_bits
 from hashsdk.errors import HashsdkError
-from hashsdk.index import HammingIndex
+from hashsdk.index import INDEX_KINDS, HammingIndex, index_file, index_kind, kinds_help
 from hashsdk.serve.command import serve
 
 
@@ -55,6 +54,10 @@ ENCODER_OPTIONS = [
     click.option("--quiet", is_flag=True, help="No progress bar."),
     click.option("--batch-size", type=click.IntRange(min=1), default=256),
 ]
+
+
+kind_option = click.option("--kind", type=click.Choice(sorted(INDEX_KINDS)), default="flat",
+                           show_default=True, help=f"The index kind: {kinds_help()}")
 
 
 def encoder_options(fn):
@@ -89,10 +92,11 @@ def index() -> None:
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), default=None,
               help="int64 .npy of one unique id per code (not with --model).  "
                    "[default: 0, 1, 2, ...]")
+@kind_option
 @encoder_options
 @user_errors()
 def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: int | None,
-                ids_path: str | None, device: str, threads: int | None, quiet: bool,
+                ids_path: str | None, kind: str, device: str, threads: int | None, quiet: bool,
                 batch_size: int) -> None:
     """Build an index from CODES.npy (packed uint8 codes, or (n, bits) network outputs), or,
     with --model, from images and folders of images. With --model, ids are 0, 1, 2, ... in
@@ -102,10 +106,10 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
             raise HashsdkError("expected one CODES.npy, or --model MODEL with images/folders")
         array = _load_npy(inputs[0], "codes")
         ids = None if ids_path is None else _load_npy(ids_path, "ids")
-        idx = HammingIndex(infer_bits(array) if bits is None else bits, threads=threads)
+        idx = index_kind(kind).create(infer_bits(array) if bits is None else bits, threads)
         idx.add(array, ids)
         idx.save(output)
-        click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits")
+        click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits{_kind_note(kind)}")
         return
     if ids_path is not None:
         raise HashsdkError("--ids applies to CODES.npy; with --model the ids are 0, 1, 2, ... "
@@ -113,11 +117,16 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
     encoder = _encoder(model, device, threads)
     codes, paths = _encode_paths(encoder, inputs, batch_size, expect_bits=bits,
                                  show_progress=not quiet)
-    idx = HammingIndex(encoder.bits, threads=threads)
+    idx = index_kind(kind).create(encoder.bits, threads)
     idx.add(codes)
     idx.save(output, paths=paths)
     click.echo(f"wrote {output}: {idx.ntotal} images, {idx.bits} bits; paths in "
-               f"{index_file.paths_path(output)}")
+               f"{index_file.paths_path(output)}{_kind_note(kind)}")
+
+
+def _kind_note(kind: str) -> str:
+    # every file kind saves the same .hidx format: the kind is chosen again when it is read
+    return "" if kind == "flat" else f"; search it with --kind {kind}"
 
 
 @index.command("push")
@@ -133,7 +142,7 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
 def index_push(index_path: str, uri: str, collection: str, index_type: str, nlist: int,
                batch_size: int) -> None:
     """Copy an index's codes and ids into a Milvus collection."""
-    from hashsdk.milvus import push
+    from hashsdk.index.milvus import push
 
     source = HammingIndex.load(index_path, mmap=True)
     target = push(source, uri, collection, batch_size, index_type=index_type, nlist=nlist)
@@ -175,7 +184,7 @@ def _encode_paths(encoder, inputs: tuple[str, ...], batch_size: int,
     length.
 
     Returns the codes and the path of each row."""
-    from hashsdk.preprocess import list_images
+    from hashsdk.encoder.preprocess import list_images
 
     missing = [p for p in inputs if not os.path.exists(p)]
     if missing:
@@ -210,16 +219,17 @@ def _write_lines(path: str, lines: list[str]) -> None:
 @click.option("-k", type=click.IntRange(min=1), default=10, help="Results per query.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: one {query, results: [{id, distance, path}]} per query.")
+@kind_option
 @encoder_options
 @user_errors()
 def search(index_path: str, queries: tuple[str, ...], model: str | None, k: int,
-           as_json: bool, device: str, threads: int | None, quiet: bool,
+           as_json: bool, kind: str, device: str, threads: int | None, quiet: bool,
            batch_size: int) -> None:
     """Search INDEX_PATH for the k nearest codes of each row of QUERIES.npy, or, with --model,
     of each query image; results name the images of INDEX_PATH.paths.txt where it has one."""
     if model is None and len(queries) != 1:
         raise HashsdkError("expected one QUERIES.npy, or --model MODEL with query images")
-    idx = HammingIndex.load(index_path, mmap=True, threads=threads)
+    idx = index_kind(kind).load(index_path, threads, mmap=True)
     paths = index_file.read_paths(index_path, idx.ntotal)
     if model is None:
         codes = _load_npy(queries[0], "queries")

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hashsdk import _search
 from hashsdk._args import check_int
 from hashsdk.codes import as_packed, check_bits, infer_bits
 from hashsdk.errors import HashsdkError
+from hashsdk.index import _search
 
 # queries per chunk: keeps the (chunk, n) int64 sort order near 50 MB for n = 100,000
 _CHUNK = 64

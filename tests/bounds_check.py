@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import reference  # noqa: E402
 
-from hashsdk import _search, _storage  # noqa: E402
-from hashsdk.mih import MultiIndexHammingIndex  # noqa: E402
+from hashsdk.index import _search, _storage  # noqa: E402
+from hashsdk.index.mih import MultiIndexHammingIndex  # noqa: E402
 
 PAGE = mmap.PAGESIZE
 CODE_SIZES = (1, 2, 3, 7, 8, 9, 12, 16, 24, 32, 33, 64, 65)

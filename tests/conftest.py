@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from hashsdk import _search
+from hashsdk.index import _search
 
 # every search path this machine can run: the numpy fallback, and each CPU dispatch of the
 # C kernel (AVX-512, popcnt, generic) where it built

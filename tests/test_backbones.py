@@ -252,7 +252,7 @@ def export_contract_model(tmp_path: Path, backbone: str, size: int) -> tuple[Has
 
     cfg = config.from_dict({"data": {"image_size": size},
                             "hash": {"backbone": backbone, "pretrained": "imagenet"}})
-    spec = lookup_backbone(backbone).spec("imagenet")
+    spec = lookup_backbone(backbone).contract("imagenet")
     torch.manual_seed(0)
     model = create_model(backbone, 32, image_size=size, mean=list(spec.mean),
                          std=list(spec.std), resize_size=cfg.data.resize_size,

@@ -145,3 +145,23 @@ def test_backbone_pattern_without_wildcards_matches_a_substring():
     assert all("vit_base_patch16_2" in name for name in out)
     shell = _train("backbones", "timm/resnet1?").stdout.split()
     assert "timm/resnet18" in shell and all(len(n) == len("timm/resnet18") for n in shell)
+
+
+def test_index_kinds_from_the_registry_build_and_search_alike(tmp_path, rng):
+    codes = random_packed(rng, 5000, 64)
+    np.save(tmp_path / "codes.npy", codes)
+    np.save(tmp_path / "q.npy", codes[[3, 4000]])
+    found = {}
+    for kind in ("flat", "mih"):
+        built = run("index", "build", tmp_path / "codes.npy", "-o", tmp_path / f"{kind}.hidx",
+                    "--kind", kind)
+        assert built.returncode == 0, built.stderr
+        assert ("--kind mih" in built.stdout) == (kind == "mih")
+        done = run("search", tmp_path / f"{kind}.hidx", tmp_path / "q.npy", "-k", "5",
+                   "--json", "--kind", kind)
+        assert done.returncode == 0, done.stderr
+        found[kind] = json.loads(done.stdout)
+    assert found["mih"] == found["flat"]
+    assert found["flat"][0]["results"][0] == {"id": 3, "distance": 0, "path": None}
+    bad = run("index", "build", tmp_path / "codes.npy", "-o", tmp_path / "x.hidx", "--kind", "ivf")
+    assert bad.returncode == 2 and "'ivf' is not one of 'flat', 'mih'" in bad.stderr

@@ -54,7 +54,8 @@ def test_demo_pipeline_artifacts_report_and_skipping(tmp_path):
     assert index.ntotal == len(split["database"]) and index.bits == 12
     assert (index.ids == np.sort(split["database"])).all()
     # each indexed image is a file (for hashsdk serve's thumbnails), with the encoded pixels
-    from hashsdk import Encoder, index_file
+    from hashsdk import Encoder
+    from hashsdk.index import index_file
 
     paths = index_file.read_paths(run / "db.hidx", index.ntotal)
     assert [Path(p).name for p in paths] == [f"{i}.png" for i in index.ids]

@@ -103,7 +103,7 @@ def test_the_readmes_serve_command_serves_the_quickstarts_index(after_readme, tm
     import shlex
     import urllib.request
 
-    from hashsdk.serve.process import ServerProcess
+    from serve_process import ServerProcess
 
     text = (ROOT / "README.md").read_text()
     line = next(line for line in text.splitlines() if line.startswith("hashsdk serve "))

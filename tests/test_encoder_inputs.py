@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 from PIL import Image, features  # noqa: E402
 
 from hashsdk import Encoder, HashsdkError  # noqa: E402
-from hashsdk.preprocess import UnreadableImage, decode, load_uint8  # noqa: E402
+from hashsdk.encoder.preprocess import UnreadableImage, decode, load_uint8  # noqa: E402
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -79,7 +79,7 @@ def rotated_jpeg(path, upright: np.ndarray) -> None:
 
 
 def test_exif_orientation_is_applied_alike_in_training_and_in_the_encoder(encoder, tmp_path):
-    from hashsdk.train.data import Fit, _decode
+    from hashsdk.train.data import _decode
 
     rng = np.random.default_rng(3)
     upright = rng.integers(0, 255, (48, 32, 3), dtype=np.uint8)  # portrait: taller than wide
@@ -92,8 +92,7 @@ def test_exif_orientation_is_applied_alike_in_training_and_in_the_encoder(encode
     assert seen[:12].mean() > 200 and seen[-12:].mean() < 160  # the bright part on top
     meta = encoder.metadata
     fitted = load_uint8(tmp_path / "phone.jpg", meta)
-    shape = Fit(meta.input_size, meta.resize_size or meta.input_size, meta.interpolation)
-    trained_on = _decode((tmp_path / "phone.jpg").read_bytes(), "phone.jpg", shape)
+    trained_on = _decode((tmp_path / "phone.jpg").read_bytes(), "phone.jpg", meta.contract)
     assert (trained_on == fitted).all()
     assert (encoder.encode(tmp_path / "phone.jpg") == encoder.encode(fitted)).all()
 
@@ -199,10 +198,10 @@ def test_encode_iter_reads_its_input_one_batch_ahead_in_flat_memory(encoder):
 
 
 def test_the_decoding_pool_takes_the_cores_the_model_leaves(exported, monkeypatch):
-    import hashsdk._search
+    import hashsdk._args
 
     path = exported[0] / "model.onnx"
-    monkeypatch.setattr(hashsdk._search, "default_threads", lambda: 8)
+    monkeypatch.setattr(hashsdk._args, "default_threads", lambda: 8)
 
     def plan(**kwargs):
         encoder = Encoder(path, **kwargs)
@@ -212,7 +211,7 @@ def test_the_decoding_pool_takes_the_cores_the_model_leaves(exported, monkeypatc
     assert plan(threads=8) == (4, False)      # none left: every core, between batches
     assert plan() == (4, False)               # the model takes every core by default
     assert plan(threads=8, decode_threads=3) == (3, False)
-    monkeypatch.setattr(hashsdk._search, "default_threads", lambda: 1)
+    monkeypatch.setattr(hashsdk._args, "default_threads", lambda: 1)
     assert plan() == (0, False)               # one core: in the calling thread
 
 
@@ -231,7 +230,7 @@ def jpeg(array: np.ndarray, **options) -> bytes:
 
 def test_plain_jpegs_take_the_fast_decoder_and_get_pillows_pixels():
     pytest.importorskip("simplejpeg")
-    from hashsdk import preprocess
+    from hashsdk.encoder import preprocess
 
     rng = np.random.default_rng(12)
     smooth = np.asarray(Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))

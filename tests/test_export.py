@@ -97,7 +97,7 @@ def test_encode_iter_streams_in_batches(exported):
 def test_an_unreadable_image_raises_by_default_and_skip_keeps_the_positions(exported, tmp_path):
     from PIL import Image
 
-    from hashsdk.preprocess import UnreadableImage
+    from hashsdk.encoder.preprocess import UnreadableImage
 
     root, _, _ = exported
     images, _ = structured_images(2)
@@ -193,7 +193,7 @@ def test_encoder_is_safe_to_share_between_threads(exported):
 
 
 def test_metadata_keeps_keys_it_has_no_field_for():
-    from hashsdk.model_metadata import ModelMetadata
+    from hashsdk.encoder.metadata import ModelMetadata
 
     meta = ModelMetadata(bits=48, input_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
     props = meta.to_props()
@@ -370,7 +370,7 @@ def test_engine_from_onnx_needs_no_torch_and_verify_needs_real_images(exported, 
 
 
 def test_bit_agreement_counts_the_bits_two_models_share(exported):
-    from hashsdk.backends.onnxruntime import OnnxRuntimeBackend
+    from hashsdk.encoder.backends.onnxruntime import OnnxRuntimeBackend
     from hashsdk.export.tensorrt_build import bit_agreement
 
     root, _, _ = exported
@@ -429,9 +429,9 @@ def test_cli_int8_from_an_onnx_model_and_a_folder(exported, tmp_path):
     for i, im in enumerate(images):
         Image.fromarray(im).save(tmp_path / "calib" / f"{i}.png")
     export = BIN / "hashsdk-export"
-    run = subprocess.run([str(export), str(root / "model.onnx"), "--int8", "--calibration", "8",
-                          "--calibration-dir", str(tmp_path / "calib"), "-o",
-                          str(tmp_path / "m.int8.onnx")], capture_output=True, text=True)
+    run = subprocess.run([str(export), str(root / "model.onnx"), "--target", "int8",
+                          "--calibration", "8", "--calibration-dir", str(tmp_path / "calib"),
+                          "-o", str(tmp_path / "m.int8.onnx")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "INT8, calibrated on 8 images of the folder" in run.stdout
     assert read_metadata(tmp_path / "m.int8.onnx").extra["calibration"]["images"] == 8
@@ -441,6 +441,12 @@ def test_cli_int8_from_an_onnx_model_and_a_folder(exported, tmp_path):
         (["--int8", "--verify", "--calibration-dir", str(tmp_path / "calib")],
          "needs the checkpoint"),
         (["--int8", "--calibration-dir", str(tmp_path / "none")], "calibration folder not found"),
+        ([], "already ONNX"),
+        (["--target", "onnx"], "already ONNX"),
+        (["--target", "int8", "--trt"], "--target int8 and --trt disagree"),
+        (["--target", "int8", "--fp16"], "--fp16 applies to --trt"),
+        (["--trt", "--calibration-dir", str(tmp_path / "calib")],
+         "--calibration-dir applies to --int8"),
     ]:
         run = subprocess.run([str(export), str(root / "model.onnx"), *args, "-o",
                               str(tmp_path / "y.onnx")], capture_output=True, text=True)

@@ -35,9 +35,9 @@ def test_console_scripts_are_installed():
 
 def test_numpy_fallback_when_the_kernel_cannot_import():
     # what a machine without a C compiler gets: the same results through np.bitwise_count
-    code = blocking_imports("hashsdk._kernel") + (
+    code = blocking_imports("hashsdk.index._kernel") + (
         "import numpy as np, hashsdk\n"
-        "from hashsdk import _search\n"
+        "from hashsdk.index import _search\n"
         "assert not _search.has_kernel()\n"
         "idx = hashsdk.HammingIndex(12)\n"
         "assert idx.backend == 'numpy'\n"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from conftest import random_packed
 
-from hashsdk import HammingIndex, HashsdkError, index_file
+from hashsdk import HammingIndex, HashsdkError
+from hashsdk.index import index_file
 
 
 @pytest.fixture

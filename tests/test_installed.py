@@ -3,7 +3,7 @@ virtual environments, and used from a folder outside the checkout.
 
 - The built files: ``check-wheel-contents`` and ``twine check`` pass; every module of the three
   source folders is in the wheel under its installed name (a hand-written package list once
-  left ``hashsdk.backends`` out, which the editable install hid); LICENSE and py.typed ship.
+  left ``hashsdk.encoder.backends`` out, which the editable install hid); LICENSE and py.typed ship.
 - No extras: ``pip install hashsdk-*.whl`` resolves its dependencies from the index; the
   Encoder encodes images with a small exported model, HammingIndex adds, searches, saves and
   loads, the ``hashsdk`` commands encode, build an index and search, and ``import hashsdk``
@@ -98,7 +98,7 @@ def test_the_built_files_are_complete_and_pass_the_checkers(dists, wheel):
     assert "License-Expression: Apache-2.0" in metadata
     (sdist,) = dists.glob("hashsdk-*.tar.gz")
     members = tarfile.open(sdist).getnames()
-    assert any(m.endswith("hashsdk/_kernel.c") for m in members)
+    assert any(m.endswith("hashsdk/index/_kernel.c") for m in members)
 
 
 USER_SCRIPT = """
@@ -169,7 +169,7 @@ def test_the_wheel_with_train_and_export_extras(wheel, outside, tmp_path):
     first = Encoder(outside / "model.onnx").encode(images)
     assert (Encoder(outside / "again.onnx").encode(images) == first).all()
     # the installed hashsdk serve (its packages borrowed too) answers its page and a search
-    from hashsdk.serve.process import ServerProcess
+    from serve_process import ServerProcess
 
     with ServerProcess("served.hidx", "--model", "model.onnx", cwd=outside,
                        python=bin_ / "python", log=tmp_path / "serve.log") as server:

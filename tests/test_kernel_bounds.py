@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hashsdk import _search
+from hashsdk.index import _search
 
 
 @pytest.mark.skipif(not _search.has_kernel(), reason="the C kernel did not build")

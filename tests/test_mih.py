@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import random_packed
 
-import hashsdk.mih as mih
+import hashsdk.index.mih as mih
 from hashsdk import HammingIndex, HashsdkError, MultiIndexHammingIndex
 
 pytestmark = pytest.mark.skipif(mih._mih is None, reason="the _mih extension did not build")

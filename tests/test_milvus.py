@@ -12,7 +12,7 @@ from conftest import random_packed
 pytest.importorskip("milvus_lite")
 
 from hashsdk import HammingIndex, HashsdkError  # noqa: E402
-from hashsdk.milvus import MilvusIndex, to_milvus_bytes  # noqa: E402
+from hashsdk.index.milvus import MilvusIndex, to_milvus_bytes  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -99,7 +99,7 @@ def test_reopened_after_the_process_ends(tmp_path, rng):
     db = str(tmp_path / "m.db")
     codes = random_packed(rng, 300, 48)
     np.save(tmp_path / "codes.npy", codes)
-    script = ("import numpy as np; from hashsdk.milvus import MilvusIndex; "
+    script = ("import numpy as np; from hashsdk.index.milvus import MilvusIndex; "
               f"MilvusIndex({db!r}, 'kept', bits=48).add(np.load({str(tmp_path / 'codes.npy')!r}))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

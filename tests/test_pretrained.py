@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 from hashsdk import HashsdkError  # noqa: E402
-from hashsdk.train import offline_weights  # noqa: E402
+from hashsdk.train import weights as offline_weights  # noqa: E402
 from hashsdk.train.backbones import lookup_backbone  # noqa: E402
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "efficientnet-lite-reference.json")
@@ -46,12 +46,12 @@ def test_mapped_weights_give_the_reference_implementations_logits(name):
 
 @needs_weights
 def test_imagenet_for_these_names_never_downloads(monkeypatch):
-    from hashsdk.train import backbones
+    from hashsdk.train import weights
 
     def no_network(*_):
         raise AssertionError("downloaded")
 
-    monkeypatch.setattr(backbones, "_download", no_network)
+    monkeypatch.setattr(weights, "download", no_network)
     net, features = lookup_backbone("timm/tf_efficientnet_lite0").build(3, False, "imagenet", 32)
     source = torch.load(offline_weights.weights_file("tf_efficientnet_lite0"),
                         weights_only=True)
@@ -136,7 +136,7 @@ def test_grey_images_take_one_channel_of_the_pretrained_normalization():
     images, labels = structured_images(40, channels=1)
     data = ImageSet(images, labels.astype("int64"), np.arange(40) >= 30, ("a", "b", "c", "d"),
                     "grey")
-    cfg = from_dict({"data": {"queries_per_class": 2, "train_per_class": 5},
+    cfg = from_dict({"data": {"queries_per_class": 2, "train_per_class": 5, "image_size": 32},
                      "hash": {"backbone": "timm/tf_efficientnet_lite0",
                               "pretrained": "imagenet", "bits": 16}})
     model = build_model(cfg.hash, cfg.data, data, make_split(data, cfg.data))

@@ -16,9 +16,10 @@ from conftest import random_packed, structured_images
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from serve_process import ServerProcess  # noqa: E402
+
 from hashsdk import Encoder, HammingIndex  # noqa: E402
 from hashsdk.serve import ServedIndex  # noqa: E402
-from hashsdk.serve.process import ServerProcess  # noqa: E402
 
 BITS = 64
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import random_packed
 
-from hashsdk import HammingIndex, index_file
+from hashsdk import HammingIndex
 from hashsdk.errors import HashsdkError
+from hashsdk.index import index_file
 from hashsdk.serve import Conflict, ServedIndex
 from hashsdk.serve.journal import ADD, REMOVE, Journal, Record
 

@@ -256,7 +256,7 @@ def test_frozen_mode_trains_the_hash_layer_only_on_cached_features(tmp_path, ima
     the next run."""
     from hashsdk.train.evaluate import evaluate_model
     from hashsdk.train.model import HashNet
-    from hashsdk.train.offline_weights import available
+    from hashsdk.train.weights import available
 
     if not available("tf_efficientnet_lite0"):
         pytest.skip("the pretrained extra is not installed")
@@ -292,7 +292,8 @@ def test_frozen_mode_trains_the_hash_layer_only_on_cached_features(tmp_path, ima
 
 
 def test_fakes_are_fitted_to_the_runs_image_size(tmp_path):
-    from hashsdk.train.loop import fit_images, load_fakes
+    from hashsdk.encoder.contract import InputContract
+    from hashsdk.train.loop import load_fakes
 
     fakes = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     np.savez(tmp_path / "fakes.npz", images=fakes)
@@ -300,7 +301,7 @@ def test_fakes_are_fitted_to_the_runs_image_size(tmp_path):
     data_cfg = config.from_dict({"data": {"image_size": 96, "resize_size": 96}}).data
     fitted = load_fakes(tmp_path / "fakes.npz", real, data_cfg)
     assert fitted.shape == (5, 96, 96, 3)
-    assert (fitted == fit_images(fakes, 96, 96, data_cfg.interpolation)).all()
+    assert (fitted == InputContract(96, 3, 96, data_cfg.interpolation).fit_batch(fakes)).all()
     with pytest.raises(HashsdkError, match="expected uint8 fakes"):
         load_fakes(tmp_path / "fakes.npz", np.zeros((3, 96, 96, 1), np.uint8), data_cfg)
 

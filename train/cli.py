@@ -24,6 +24,7 @@ import click
 
 from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.train.config import CHOICES, RunConfig
+from hashsdk.train.losses import loss_help
 
 DEFAULTS = RunConfig().to_dict()
 # flag parameter -> the config keys it sets, as (section, key); filled by _setting
@@ -90,14 +91,15 @@ HASH = [
     _setting("hash.backbone", "--backbone",
              help="cnn, timm/<name> or torchvision/<name>; `hashsdk-train backbones` lists "
                   "them."),
-    _setting("hash.loss", "--loss"),
+    _setting("hash.loss", "--loss", help=f"The real-image loss: {loss_help()}"),
     _setting("hash.epochs", "--epochs", type=int),
     _setting("hash.batch_size", "--batch-size", type=int),
     _setting("hash.lr", "--lr", type=float),
     _setting("hash.lam", "--lam", type=float, help="Weight of the fake-image loss."),
     click.option("--lambda", "lambda_", type=float, default=None, hidden=True,
                  deprecated="use --lam (the TOML key and the benchmarks' flag)"),
-    _setting("hash.fake_loss", "--fake-loss"),
+    _setting("hash.fake_loss", "--fake-loss",
+             help=f"The fake-image loss: {loss_help(fake=True)}"),
     _setting("hash.fake_ratio", "--fake-ratio", type=float, help="Fakes per real image."),
     _setting("hash.fake_bn", "--fake-bn",
              help="shared: reals and fakes in one pass; separate: fakes in a pass of their "
@@ -169,7 +171,7 @@ def backbones(pattern: str) -> None:
     name ('vit', 'resnet'); with them, shell-style ('timm/resnet*'). Names whose ImageNet
     weights are installed (the pretrained extra) say "ImageNet weights offline"."""
     from hashsdk.train.backbones import ALIASES, list_backbones
-    from hashsdk.train.offline_weights import available
+    from hashsdk.train.weights import available
 
     names = list_backbones(pattern)
     if not names:

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hashsdk.codes import check_bits
+from hashsdk.encoder.contract import (
+    DEFAULT_INTERPOLATION,
+    DEFAULT_SIZE,
+    INTERPOLATIONS,
+    InputContract,
+)
 from hashsdk.errors import HashsdkError
+from hashsdk.train.losses import FAKE_LOSSES, REAL_LOSSES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,11 +42,11 @@ class DataConfig:
     queries_per_class, train_per_class: the protocol; 100 and 500 for CIFAR-10.
     database: "all-but-queries" (59,000 for CIFAR-10, training images included) or
         "exclude-train" (DeepHash-pytorch's variant, the training images left out).
-    image_size, resize_size, interpolation: the network's input contract. Images are fitted
-        to image_size x image_size as the Encoder fits them (hashsdk.preprocess.fit): the
-        shorter side resized to resize_size with that interpolation, then a centre crop
-        (Fashion-MNIST's 28 pads to 32). None: the pretrained backbone's (its input size,
-        resize and interpolation, train/backbones.py), else 32, image_size and "bilinear".
+    image_size, resize_size, interpolation: the network's input contract (size, resize_size
+        and interpolation of hashsdk.encoder.contract; ``input_contract`` makes it). Images
+        are fitted as the Encoder fits them (Fashion-MNIST's 28 pads to 32). None: the
+        pretrained backbone's (its input size, resize and interpolation, train/backbones.py),
+        else the contract's defaults.
     """
 
     dataset: str = "cifar10"
@@ -90,12 +96,12 @@ class HashConfig:
     frozen: bool = False
     width: int = 32                # cnn: channels of its first stage (then 2x and 4x)
     stem32: bool = True            # torchvision ResNets at <= 64 px: 3x3 stride-1 stem, no pool
-    loss: str = "pairwise"         # "pairwise" (DPSH), "triplet" (DNNH) or "ce"
+    loss: str = "pairwise"         # a registered loss (train/losses): pairwise (DPSH), ...
     quantization: float = 0.1      # weight of mean((h - sign(h))^2)
     margin: float = 8.0            # triplet margin, in relaxed Hamming units (h in [-1, 1])
     pairwise_memory: bool = False  # DPSH against the codes of the whole training set
     fakes: str | None = None       # a fakes.npz from stage 1; None trains without fakes
-    fake_loss: str = "entropy"     # "entropy" (KL(p || 1/2)) or "uniform-ce" (KL(1/2 || p))
+    fake_loss: str = "entropy"     # a registered fake loss: entropy (KL(p || 1/2)), uniform-ce
     # weight of the fake-image loss, and BatchNorm: the best measured setting (README: the demo
     # run on Fashion-MNIST; lambda 1 with shared BatchNorm cost 8.8 mAP points there)
     lam: float = 0.03
@@ -137,9 +143,9 @@ class RunConfig:
 CHOICES = {
     ("data", "dataset"): ("cifar10", "fashion-mnist", "imagefolder", "filelist"),
     ("data", "database"): ("all-but-queries", "exclude-train"),
-    ("data", "interpolation"): ("bilinear", "bicubic"),
-    ("hash", "loss"): ("pairwise", "triplet", "ce"),
-    ("hash", "fake_loss"): ("entropy", "uniform-ce"),
+    ("data", "interpolation"): tuple(INTERPOLATIONS),
+    ("hash", "loss"): tuple(REAL_LOSSES),
+    ("hash", "fake_loss"): tuple(FAKE_LOSSES),
     ("hash", "fake_bn"): ("shared", "separate"),
     ("hash", "optimizer"): ("adamw", "sgd"),
     ("hash", "amp"): ("auto", "bf16", "fp16", "off"),
@@ -197,9 +203,7 @@ def validate(cfg: RunConfig) -> RunConfig:
                 or getattr(d, key) < 1:
             raise HashsdkError(f"data.{key}: expected a positive integer, got "
                                f"{getattr(d, key)!r}")
-    if d.resize_size < d.image_size:
-        raise HashsdkError(f"data.resize_size ({d.resize_size}) must be at least "
-                           f"data.image_size ({d.image_size}): the crop is cut from it")
+    input_contract(d, 3).check("data")
     return cfg
 
 
@@ -212,22 +216,30 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
     d, h = cfg.data, cfg.hash
     try:
-        spec = lookup_backbone(h.backbone).spec(h.pretrained)
+        pretrained = lookup_backbone(h.backbone).contract(h.pretrained)
     except HashsdkError as exc:
         raise HashsdkError(f"hash.backbone: {exc}") from None
-    size = d.image_size or (spec.size if spec else 32)
+    size = d.image_size or (pretrained.size if pretrained else DEFAULT_SIZE)
     resize = d.resize_size
     if resize is None:  # the pretrained crop ratio, at this size
-        resize = size if spec is None else (spec.resize_size if size == spec.size else
-                                            math.floor(size * spec.resize_size / spec.size))
+        resize = pretrained.at_size(size).resize_size if pretrained else size
     data = dataclasses.replace(d, image_size=size, resize_size=resize,
-                               interpolation=d.interpolation or (spec.interpolation if spec
-                                                                 else "bilinear"))
+                               interpolation=d.interpolation or (pretrained.interpolation if
+                                                                 pretrained else
+                                                                 DEFAULT_INTERPOLATION))
     hash_ = dataclasses.replace(
         h, backbone_lr=h.backbone_lr if h.backbone_lr is not None else
         (0.1 if h.pretrained else 1.0),
         crop=h.crop if h.crop != "auto" else ("pad" if size <= 64 else "resized"))
     return dataclasses.replace(cfg, data=data, hash=hash_)
+
+
+def input_contract(d: DataConfig, channels: int, mean: Any = None, std: Any = None
+                   ) -> InputContract:
+    """The resolved ``[data]`` settings as the network's input contract (hashsdk.encoder.
+    contract); ``mean`` and ``std`` None: its defaults."""
+    return InputContract(d.image_size or DEFAULT_SIZE, channels, d.resize_size,
+                         d.interpolation or DEFAULT_INTERPOLATION, mean, std)
 
 
 def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None

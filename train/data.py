@@ -39,9 +39,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
+from hashsdk.encoder.contract import InputContract
+from hashsdk.encoder.preprocess import IMAGE_SUFFIXES, UnreadableImage, decode
 from hashsdk.errors import HashsdkError
-from hashsdk.preprocess import IMAGE_SUFFIXES, UnreadableImage, decode, fit
-from hashsdk.train.config import DataConfig
+from hashsdk.train.config import DataConfig, input_contract
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -49,27 +50,6 @@ FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", 
                    "sneaker", "bag", "ankle-boot")
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 CACHE_VERSION = 2  # 2: images of another size are fitted (resize, centre crop), not squashed
-
-
-@dataclass(frozen=True)
-class Fit:
-    """How decoded images reach the network's square input: hashsdk.preprocess.fit's
-    arguments (the shorter side to ``resize_size``, then the centre ``size`` crop)."""
-
-    size: int
-    resize_size: int
-    interpolation: str = "bilinear"
-
-    @classmethod
-    def of(cls, cfg: DataConfig) -> Fit:
-        size = cfg.image_size or 32
-        return cls(size, cfg.resize_size or size, cfg.interpolation or "bilinear")
-
-    def pil(self, image: Image.Image) -> np.ndarray:
-        """A decoded PIL image (L or RGB) as uint8 (size, size, C)."""
-        array = np.asarray(fit(image, self.size, self.resize_size, self.interpolation),
-                           np.uint8)
-        return array[..., None] if array.ndim == 2 else array
 
 
 @dataclass
@@ -197,7 +177,7 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
     source = find_source(cfg)
     if cfg.download and not source.exists():
         source = _download(cfg.dataset, source)
-    shape = Fit.of(cfg)
+    shape = input_contract(cfg, 3)  # its geometry: each loader keeps its images' mode
     key = (f"{cfg.dataset}-{_digest(source)}-{shape.size}-{shape.resize_size}-"
            f"{shape.interpolation}-v{CACHE_VERSION}")
     cache = cache_dir(cfg) / f"{key}.npz"
@@ -235,10 +215,10 @@ def _read_cache(path: Path, name: str) -> ImageSet:
                         name, preset)
 
 
-def _fit_arrays(data: ImageSet, shape: Fit) -> ImageSet:
+def _fit_arrays(data: ImageSet, shape: InputContract) -> ImageSet:
     """Images decoded at another size, to the network's input: padded where they are a little
     smaller and nothing is resized (Fashion-MNIST's 28 to 32), else fitted as the Encoder
-    fits (Fit.pil)."""
+    fits (InputContract.fit_array)."""
     h, w = data.images.shape[1:3]
     size = shape.size
     if (h, w) == (size, size) and shape.resize_size == size:
@@ -249,14 +229,14 @@ def _fit_arrays(data: ImageSet, shape: Fit) -> ImageSet:
         data.images = np.pad(data.images, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         return data
     grey = data.images.shape[3] == 1
-    data.images = np.stack([shape.pil(Image.fromarray(im.squeeze(-1) if grey else im))
+    data.images = np.stack([shape.fit_array(Image.fromarray(im.squeeze(-1) if grey else im))
                             for im in data.images])
     return data
 
 
-def _decode(raw: bytes, where: str, shape: Fit | None = None) -> np.ndarray:
+def _decode(raw: bytes, where: str, shape: InputContract | None = None) -> np.ndarray:
     """An image file's bytes as uint8 (H, W, C), decoded as the Encoder decodes files
-    (hashsdk.preprocess.decode: EXIF orientation, first frame, pixel limit); with ``shape``,
+    (hashsdk.encoder.preprocess.decode: EXIF orientation, first frame, pixel limit); with ``shape``,
     fitted to the network's input as the Encoder fits it."""
     try:
         image = decode(raw, None, shape.resize_size if shape is not None else None)
@@ -264,7 +244,7 @@ def _decode(raw: bytes, where: str, shape: Fit | None = None) -> np.ndarray:
         raise HashsdkError(f"{where}: not a readable image ({exc.reason})") from None
     if shape is not None and (image.size != (shape.size, shape.size)
                               or shape.resize_size != shape.size):
-        return shape.pil(image)
+        return shape.fit_array(image)
     array = np.asarray(image, np.uint8)
     return array[..., None] if array.ndim == 2 else array
 
@@ -280,7 +260,7 @@ def _stack(images: list[np.ndarray], where: str) -> np.ndarray:
     return np.stack(images)
 
 
-def _load_cifar10(source: Path, shape: Fit, progress: bool) -> ImageSet:
+def _load_cifar10(source: Path, shape: InputContract, progress: bool) -> ImageSet:
     if source.is_file():
         return _load_tar_imagefolder(source, "cifar10", progress, shape)
     if (source / "data_batch_1").exists() or (source / "cifar-10-batches-py").exists():
@@ -288,7 +268,8 @@ def _load_cifar10(source: Path, shape: Fit, progress: bool) -> ImageSet:
     return _load_imagefolder(source, shape, progress, name="cifar10")
 
 
-def _load_tar_imagefolder(archive: Path, name: str, progress: bool, shape: Fit) -> ImageSet:
+def _load_tar_imagefolder(archive: Path, name: str, progress: bool,
+                          shape: InputContract) -> ImageSet:
     """An archive of ``<top>/{train,test}/<class>/<image>``, read without unpacking."""
     images, labels, is_test, class_names = [], [], [], []
     try:
@@ -387,7 +368,7 @@ def _idx_file(folder: Path, stem: str) -> Path:
     raise HashsdkError(f"{folder}: no {stem}[.gz]; expected the four Fashion-MNIST IDX files")
 
 
-def _load_fashion_mnist(source: Path, shape: Fit, progress: bool) -> ImageSet:
+def _load_fashion_mnist(source: Path, shape: InputContract, progress: bool) -> ImageSet:
     parts = []
     for split, is_test in (("train", False), ("t10k", True)):
         x = read_idx(_idx_file(source, f"{split}-images-idx3-ubyte"))
@@ -399,7 +380,7 @@ def _load_fashion_mnist(source: Path, shape: Fit, progress: bool) -> ImageSet:
     return ImageSet(images, labels, is_test, FASHION_CLASSES, "fashion-mnist")
 
 
-def _load_imagefolder(source: Path, shape: Fit, progress: bool,
+def _load_imagefolder(source: Path, shape: InputContract, progress: bool,
                       name: str = "imagefolder") -> ImageSet:
     if not source.is_dir():
         raise HashsdkError(f"{source}: expected a folder of <class>/<image> files")
@@ -419,7 +400,7 @@ def _load_imagefolder(source: Path, shape: Fit, progress: bool,
                     np.array([t for _, _, t in files], bool), tuple(class_names), name)
 
 
-def _load_filelist(source: Path, shape: Fit, progress: bool) -> ImageSet:
+def _load_filelist(source: Path, shape: InputContract, progress: bool) -> ImageSet:
     lists = {}
     for part in ("train", "test", "database"):
         path = source / f"{part}.txt"

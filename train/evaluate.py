@@ -11,15 +11,23 @@ from tqdm import tqdm
 
 from hashsdk import RetrievalMetrics, evaluate, pack_bits
 from hashsdk._atomic import atomic_write
+from hashsdk.encoder.contract import InputContract
 from hashsdk.metrics import average_precisions, mean_average_precision
 from hashsdk.train import plots
 from hashsdk.train.data import ImageSet, Split
 
 
-def to_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, C) to normalized float (B, C, H, W)."""
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - mean[:, None, None]) / std[:, None, None]
+def normalizer(contract: InputContract, device: torch.device | str
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The contract's (scale, offset), float32 (C,) each on ``device``, for ``to_input``."""
+    return tuple(torch.from_numpy(v).to(device) for v in contract.scale_offset())
+
+
+def to_input(images: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, C) to normalized float (B, C, H, W): x * scale - offset, the Encoder's
+    arithmetic (hashsdk.encoder.contract)."""
+    x = images.permute(0, 3, 1, 2).float()
+    return x * scale[:, None, None] - offset[:, None, None]
 
 
 def memory_format(model: torch.nn.Module) -> torch.memory_format:
@@ -39,15 +47,14 @@ def encode(model: torch.nn.Module, images: np.ndarray, device: torch.device,
     """Network outputs for uint8 images (N, H, W, C): float32 (N, bits), or the backbone's
     features (N, F) with ``features=True``."""
     args = model.model_args
-    mean = torch.tensor(args["mean"], device=device)
-    std = torch.tensor(args["std"], device=device)
+    scale, offset = normalizer(model.contract, device)
     was_training = model.training
     model.eval()
     layout = memory_format(model)
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress,
                       unit="batch"):
-        x = to_input(torch.from_numpy(images[start:start + batch_size]).to(device), mean, std)
+        x = to_input(torch.from_numpy(images[start:start + batch_size]).to(device), scale, offset)
         x = x.contiguous(memory_format=layout)
         y = model.embed(x) if features else model(x)
         out.append(y.float().cpu().numpy())

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
-from hashsdk.train import checkpoint
+from hashsdk.train import checkpoint, plots
 from hashsdk.train.config import RunConfig, write
 from hashsdk.train.data import ImageSet, Split, cache_dir
 from hashsdk.train.device import resolve_device
@@ -87,9 +87,8 @@ def train_frozen(cfg: RunConfig, model: HashNet, data: ImageSet, split: Split, r
         outputs = torch.tanh(model.hash(torch.from_numpy(feats).to(device))).cpu().numpy()
     metrics, aps = score(outputs[split.query], outputs[split.database], data, split)
     write_eval(run_dir, metrics, aps, "with fakes" if fakes is not None else "without fakes")
-    from hashsdk.train.loop import write_history
 
-    write_history(run_dir, history)
+    plots.write_history(run_dir, history)
     with atomic_write(run_dir / "features.json") as f:  # what the features cost this run
         f.write(json.dumps({"seconds": feature_seconds, "count": len(feats)}).encode())
     return metrics.as_dict() | {"epoch_seconds": float(np.median([r["seconds"]

@@ -2,7 +2,7 @@
 training split only.
 
 Resolution (``gan.image_size``): 64 where the run's images are at least 64 pixels, else 32;
-the training images are fitted to it first (hashsdk.preprocess.fit, as the data loader fits
+the training images are fitted to it first (hashsdk.encoder.preprocess.fit, as the data loader fits
 them), and the hashing stage fits the fakes back to the run's size (train/loop.py's
 ``load_fakes``), so fakes and real images go through the same resize and normalization. A
 64x64 DCGAN adds one stage to each network (4 -> 64 in the generator, 64 -> 4 in the
@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
+from hashsdk.encoder.contract import InputContract
 from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
 from hashsdk.train.config import RunConfig, write
@@ -135,9 +136,7 @@ def train_gan(cfg: RunConfig, data: ImageSet, split: Split, out_dir: Path,
     size = gan_size(cfg, data.images.shape[1])
     images = data.images[split.train]
     if images.shape[1] != size:
-        from hashsdk.train.loop import fit_images
-
-        images = fit_images(images, size, size, "bilinear")
+        images = InputContract(size).fit_batch(images)  # squares: a plain bilinear resize
     device = resolve_device(gc.device)
     torch.manual_seed(gc.seed)
     gen = torch.Generator().manual_seed(gc.seed)

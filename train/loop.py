@@ -27,11 +27,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 from hashsdk.train import checkpoint, plots
 from hashsdk.train.backbones import lookup_backbone
-from hashsdk.train.config import DataConfig, HashConfig, RunConfig, differences, write
+from hashsdk.train.config import (
+    DataConfig,
+    HashConfig,
+    RunConfig,
+    differences,
+    input_contract,
+    write,
+)
 from hashsdk.train.data import ImageSet, Split, channel_stats
 from hashsdk.train.device import (
     Distributed,
@@ -42,8 +48,9 @@ from hashsdk.train.device import (
     take,
     to_device,
 )
-from hashsdk.train.evaluate import evaluate_model, to_input
+from hashsdk.train.evaluate import evaluate_model, normalizer, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
+from hashsdk.train.losses import lookup as lookup_loss
 from hashsdk.train.model import KIND, HashNet, create_model
 from hashsdk.train.schedule import lr_factor
 
@@ -100,7 +107,7 @@ def load_fakes(path: str | Path, like: np.ndarray, cfg_data: DataConfig | None =
                ) -> np.ndarray:
     """The fake bank: uint8 (N, H, W, C), checked against the real images' channels and, where
     its size differs from theirs, fitted to it as the real images were (``cfg_data``'s resize
-    and interpolation, hashsdk.preprocess.fit): fakes go through the same resize and then
+    and interpolation, through the input contract): fakes go through the same resize and then
     the same normalization as real images."""
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -112,28 +119,11 @@ def load_fakes(path: str | Path, like: np.ndarray, cfg_data: DataConfig | None =
                            ) from None
     if fakes.dtype == np.uint8 and fakes.ndim == 4 and len(fakes) and cfg_data is not None \
             and fakes.shape[3] == like.shape[3] and fakes.shape[1:3] != like.shape[1:3]:
-        fakes = fit_images(fakes, like.shape[1], cfg_data.resize_size, cfg_data.interpolation)
+        fakes = input_contract(cfg_data, like.shape[3]).fit_batch(fakes)
     if fakes.dtype != np.uint8 or fakes.shape[1:] != like.shape[1:] or len(fakes) == 0:
         raise HashsdkError(f"{path}: expected uint8 fakes shaped (N,) + {like.shape[1:]}, got "
                            f"{fakes.dtype} {fakes.shape}")
     return fakes
-
-
-def fit_images(images: np.ndarray, size: int, resize_size: int,
-               interpolation: str) -> np.ndarray:
-    """uint8 (N, h, w, C) fitted to (N, size, size, C) as the Encoder and the data loader fit
-    images (hashsdk.preprocess.fit: the shorter side to ``resize_size``, the centre crop)."""
-    from PIL import Image
-
-    from hashsdk.preprocess import fit
-
-    grey = images.shape[3] == 1
-    out = np.empty((len(images), size, size, images.shape[3]), np.uint8)
-    for i, image in enumerate(images):
-        pil = Image.fromarray(image[..., 0] if grey else image)
-        fitted = np.asarray(fit(pil, size, resize_size, interpolation))
-        out[i] = fitted[..., None] if grey else fitted
-    return out
 
 
 @dataclass
@@ -157,8 +147,8 @@ class _Run:
     real_loss: RealLoss
     gen: torch.Generator           # data order and fake sampling
     aug_gen: torch.Generator       # augmentation, one per rank
-    mean: torch.Tensor
-    std: torch.Tensor
+    scale: torch.Tensor  # the input contract's normalization (evaluate.to_input)
+    offset: torch.Tensor
 
 
 def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
@@ -222,7 +212,6 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
     per_step = hc.batch_size * dist.world_size
     steps_per_epoch = max(1, len(train_x) // per_step)
     model = build_model(hc, cfg_data, data, split)
-    mean, std = model.model_args["mean"], model.model_args["std"]
     model.to(device)
     if hc.channels_last:  # CUDA and CPU alike (benchmarks/results/cpu-speed.md)
         model = model.to(memory_format=torch.channels_last)
@@ -238,7 +227,7 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
                  memory=hc.pairwise_memory),
         torch.Generator().manual_seed(hc.seed),
         torch.Generator().manual_seed(hc.seed * 1000 + dist.rank),
-        torch.tensor(mean, device=device), torch.tensor(std, device=device))
+        *normalizer(model.contract, device))
 
 
 def uses_fakes(hc: HashConfig) -> bool:
@@ -249,16 +238,18 @@ def build_model(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Spl
     """The network of a run, before training: its backbone (with its weights), the hash
     layer, and the input contract. A pretrained backbone keeps the normalization it was
     trained with; one trained from scratch takes the training images' own."""
-    spec = lookup_backbone(hc.backbone).spec(hc.pretrained)
-    mean, std = (spec.mean, spec.std) if spec else channel_stats(data.images[split.train])
+    pretrained = lookup_backbone(hc.backbone).contract(hc.pretrained)
+    mean, std = (pretrained.mean, pretrained.std) if pretrained else \
+        channel_stats(data.images[split.train])
     if len(mean) != data.channels:  # grey images into RGB weights: one channel, their average
         mean, std = ([sum(v) / len(v)] * data.channels for v in (mean, std))
-    return create_model(hc.backbone, hc.bits, in_channels=data.channels,
-                        image_size=data.images.shape[1],
-                        num_classes=len(data.classes) if hc.loss == "ce" else 0,
-                        stem32=hc.stem32, mean=list(mean), std=list(std),
-                        pretrained=hc.pretrained, resize_size=cfg_data.resize_size,
-                        interpolation=cfg_data.interpolation, width=hc.width)
+    contract = input_contract(cfg_data, data.channels, mean, std)
+    if data.images.shape[1] != contract.size:  # the loader fits every image to the contract
+        raise HashsdkError(f"images of {data.images.shape[1]} px for a {contract.size} px "
+                           "input contract")
+    classes = len(data.classes) if lookup_loss(hc.loss).needs_classifier else 0
+    return create_model(hc.backbone, hc.bits, contract=contract, num_classes=classes,
+                        stem32=hc.stem32, pretrained=hc.pretrained, width=hc.width)
 
 
 def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int
@@ -358,7 +349,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     xb = take(r.train_x, idx, r.device)
     if r.hc.augment:
         xb = augment(xb, r.aug_gen, r.hc.crop)
-    x = to_input(xb, r.mean, r.std)
+    x = to_input(xb, r.scale, r.offset)
     idx = to_device(idx, r.device)
     xf = None
     if r.fakes is not None:
@@ -366,7 +357,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
                   r.device)
         if r.hc.augment:
             fb = augment(fb, r.aug_gen, r.hc.crop)
-        xf = to_input(fb, r.mean, r.std)
+        xf = to_input(fb, r.scale, r.offset)
     if r.hc.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
@@ -415,7 +406,7 @@ def _save(r: _Run, ckpt_path: Path, cfg: RunConfig, epochs_done: int, history: l
         rng=dict(data=r.gen.get_state(), augment=aug_states, torch=torch.get_rng_state()),
         extra=dict(history=history, scaler=r.scaler.state_dict(),
                    memory_codes=memory.cpu() if memory is not None else None))
-    write_history(ckpt_path.parent, history)
+    plots.write_history(ckpt_path.parent, history)
 
 
 def _finish(r: _Run, data: ImageSet, split: Split, run_dir: Path, history: list[dict],
@@ -454,12 +445,3 @@ def forward(net: torch.nn.Module, x: torch.Tensor,
     return net(x), None
 
 
-def write_history(run_dir: Path, history: list[dict]) -> None:
-    """history.json (a list, a row an epoch) and loss.png."""
-    with atomic_write(run_dir / "history.json") as f:
-        f.write((json.dumps(history, indent=1) + "\n").encode())
-    epochs = [r["epoch"] for r in history]
-    series = {"real loss": (epochs, [r["loss_real"] for r in history])}
-    if any(r["loss_fake"] for r in history):
-        series["fake loss"] = (epochs, [r["loss_fake"] for r in history])
-    plots.curves(run_dir / "loss.png", series, "epoch", "hashing losses")

@@ -1,13 +1,15 @@
 """The hashing network: a backbone (train/backbones.py), then a hash layer (Linear, then tanh).
 
-    model = create_model("timm/resnet18", bits=48, in_channels=3, image_size=32)
+    model = create_model("timm/resnet18", bits=48, contract=InputContract(32))
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
+    model.contract          # the input contract (hashsdk.encoder.contract) the export carries
     model.model_args        # plain data; HashNet(**model_args) rebuilds the same network
     model, ckpt = HashNet.from_checkpoint("runs/x/hash-fakes/checkpoint.pt")
 
-``model_args`` also holds the input contract the exported model carries (image_size,
-resize_size, interpolation, mean, std). Checkpoints of this network are of kind ``KIND``
-(train/checkpoint.py).
+``model_args`` holds the contract's fields flat (image_size, in_channels, resize_size,
+interpolation, mean, std), as every checkpoint since the first has; ``contract_of`` reads them
+back, those of checkpoints from before a field was recorded included. Checkpoints of this
+network are of kind ``KIND`` (train/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from hashsdk.codes import check_bits
+from hashsdk.encoder.contract import DEFAULT_INTERPOLATION, DEFAULT_SIZE, SQUASH, InputContract
 from hashsdk.errors import HashsdkError
 from hashsdk.train.backbones import ALIASES, lookup_backbone
 
@@ -27,18 +30,25 @@ KIND = "hashsdk.hashnet"  # the checkpoint kind of a HashNet
 class HashNet(nn.Module):
     """Backbone, then Linear(features, bits), then tanh; an optional classifier on the codes.
 
-    Args mirror ``model_args`` exactly, so a checkpoint rebuilds the model from plain data.
-    Input: float (B, C, H, W), normalized with ``mean`` and ``std`` (in [0, 1] pixel units).
+    Args mirror ``model_args`` exactly, so a checkpoint rebuilds the model from plain data;
+    ``contract`` (new code) gives in_channels, image_size, mean, std, resize_size and
+    interpolation in one object instead. Input: float (B, C, H, W), normalized by the contract.
     Output: float (B, bits) in (-1, 1).
     """
 
-    def __init__(self, backbone: str, bits: int, in_channels: int = 3, image_size: int = 32,
-                 num_classes: int = 0, stem32: bool = True, mean: list[float] | None = None,
-                 std: list[float] | None = None, pretrained: str | None = None,
-                 resize_size: int | None = None, interpolation: str = "bilinear",
-                 width: int = 32):
+    def __init__(self, backbone: str, bits: int, in_channels: int = 3,
+                 image_size: int = DEFAULT_SIZE, num_classes: int = 0, stem32: bool = True,
+                 mean: list[float] | None = None, std: list[float] | None = None,
+                 pretrained: str | None = None, resize_size: int | None = None,
+                 interpolation: str = DEFAULT_INTERPOLATION, width: int = 32,
+                 contract: InputContract | None = None):
         super().__init__()
         check_bits(bits)
+        if contract is None:
+            contract = InputContract(image_size, in_channels, resize_size or image_size,
+                                     interpolation, mean, std)
+        self.contract = contract
+        in_channels, image_size = contract.channels, contract.size
         row = lookup_backbone(backbone)
         if image_size < row.min_size:
             raise HashsdkError(f"backbone {backbone!r} needs images of at least "
@@ -54,10 +64,9 @@ class HashNet(nn.Module):
         # pretrained is not kept: a rebuilt network takes its weights from the checkpoint
         self.model_args = dict(backbone=backbone, bits=bits, in_channels=in_channels,
                                image_size=image_size, num_classes=num_classes, stem32=stem32,
-                               mean=list(mean or [0.5] * in_channels),
-                               std=list(std or [0.5] * in_channels),
-                               resize_size=resize_size or image_size,
-                               interpolation=interpolation, width=width)
+                               mean=list(contract.mean), std=list(contract.std),
+                               resize_size=contract.resize_size,
+                               interpolation=contract.interpolation, width=width)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
@@ -83,10 +92,21 @@ class HashNet(nn.Module):
 
         ckpt = checkpoint.load(path, KIND)
         model = cls(**ckpt["model_args"])
+        model.contract = contract_of(ckpt["model_args"])
         model.load_state_dict(ckpt["state_dict"])
         return model.eval(), ckpt
 
 
+def contract_of(model_args: dict) -> InputContract:
+    """The input contract of a checkpoint's ``model_args``. Checkpoints from before the
+    contract was recorded lack resize_size and interpolation: they were trained on images
+    squashed to the input size, bilinear."""
+    return InputContract(model_args["image_size"], model_args["in_channels"],
+                         model_args.get("resize_size", SQUASH),
+                         model_args.get("interpolation", DEFAULT_INTERPOLATION),
+                         model_args["mean"], model_args["std"])
+
+
 def create_model(name: str, bits: int, **kwargs) -> HashNet:
-    """The one factory: ``create_model(backbone, bits, in_channels=, image_size=, ...)``."""
+    """The one factory: ``create_model(backbone, bits, contract=InputContract(...), ...)``."""
     return HashNet(name, bits, **kwargs)

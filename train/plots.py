@@ -1,10 +1,14 @@
-"""Pictures people want to see: loss curves, precision-recall curves, image grids."""
+"""Pictures people want to see: loss curves, precision-recall curves, image grids; and a run's
+history (history.json, with its loss.png)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+
+from hashsdk._atomic import atomic_write
 
 
 def _pyplot():
@@ -65,3 +69,14 @@ def save_png(path: Path, picture: np.ndarray, scale: int = 1) -> None:
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     image.save(path)
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """history.json (a list, a row an epoch) and loss.png."""
+    with atomic_write(run_dir / "history.json") as f:
+        f.write((json.dumps(history, indent=1) + "\n").encode())
+    epochs = [r["epoch"] for r in history]
+    series = {"real loss": (epochs, [r["loss_real"] for r in history])}
+    if any(r["loss_fake"] for r in history):
+        series["fake loss"] = (epochs, [r["loss_fake"] for r in history])
+    curves(run_dir / "loss.png", series, "epoch", "hashing losses")

@@ -99,7 +99,8 @@ def environment() -> list[tuple[str, str]]:
     import onnxruntime
     import torch
 
-    from hashsdk import __version__, _search
+    from hashsdk import __version__
+    from hashsdk.index import _search
 
     cpu = platform.processor() or platform.machine()
     try:

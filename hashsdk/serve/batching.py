@@ -17,6 +17,8 @@ import numpy as np
 
 from hashsdk.encoder import Encoder
 
+MAX_BATCH = 64  # images in one model call, by default (hashsdk serve --max-batch)
+
 
 class Batcher:
     """Runs ``encoder.encode`` on ``workers`` threads, merging waiting requests.
@@ -28,7 +30,7 @@ class Batcher:
             less where a request has more images than this).
     """
 
-    def __init__(self, encoder: Encoder, workers: int, max_batch: int = 64):
+    def __init__(self, encoder: Encoder, workers: int, max_batch: int = MAX_BATCH):
         self.encoder, self.workers, self.max_batch = encoder, workers, max_batch
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hashsdk-encode")
         self._queue: deque[tuple[list[np.ndarray], asyncio.Future]] = deque()

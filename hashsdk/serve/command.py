@@ -10,8 +10,10 @@ import click
 
 from hashsdk._cli_errors import user_errors
 from hashsdk.errors import HashsdkError
+from hashsdk.index import INDEX_KINDS, kinds_help
+from hashsdk.serve.batching import MAX_BATCH
 from hashsdk.serve.inputs import Limits
-from hashsdk.serve.store import DEFAULT_FOLD_EVERY, INDEX_KINDS
+from hashsdk.serve.store import DEFAULT_FOLD_EVERY
 
 _DEFAULTS = Limits()
 
@@ -38,7 +40,7 @@ def is_loopback(host: str) -> bool:
 @click.option("--api-key", envvar="HASHSDK_API_KEY", default=None, show_default=False,
               help="Key that writes must send (X-API-Key); also $HASHSDK_API_KEY.")
 @click.option("--kind", type=click.Choice(sorted(INDEX_KINDS)), default="flat",
-              help="flat: HammingIndex; mih: MultiIndexHammingIndex.")
+              help=kinds_help())
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.001),
               default=_DEFAULTS.max_upload_bytes / 2**20, help="Largest request body (413).")
 @click.option("--max-k", type=click.IntRange(min=1), default=_DEFAULTS.max_k)
@@ -46,7 +48,7 @@ def is_loopback(host: str) -> bool:
               help="Images a request may carry.")
 @click.option("--timeout", type=click.FloatRange(min=0.001),
               default=_DEFAULTS.request_timeout_s, help="Seconds a request may take (503).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=64,
+@click.option("--max-batch", type=click.IntRange(min=1), default=MAX_BATCH,
               help="Images in one model call; 1 turns dynamic batching off.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Model calls at once.  [default: every core]")
@@ -67,7 +69,7 @@ def serve(index_path: str, model: str | None, bits: int | None, host: str, port:
     folded into it now and then). INDEX_PATH is created when missing."""
     import uvicorn
 
-    from hashsdk._search import default_threads
+    from hashsdk._args import default_threads
     from hashsdk.encoder import Encoder
     from hashsdk.serve.app import ServeConfig, create_app
     from hashsdk.serve.store import ServedIndex

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from hashsdk.codes import check_packed, code_size
+from hashsdk.encoder.metadata import ModelMetadata
+from hashsdk.encoder.preprocess import UnreadableImage, load_uint8
 from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
-from hashsdk.preprocess import UnreadableImage, load_uint8
 
 CODE_ENCODINGS = ("hex", "base64")
 FORMATS = ("JPEG", "PNG", "WebP", "GIF", "BMP", "TIFF")

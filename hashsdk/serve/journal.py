@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hashsdk._atomic import fsync_folder
 from hashsdk.codes import code_size
 from hashsdk.errors import HashsdkError
 
@@ -196,13 +197,3 @@ def _any_record_after(data: bytes, offset: int) -> bool:
                 zlib.crc32(data[pos + RECORD_HEADER.size:end]) == crc:
             return True
     return False
-
-
-def fsync_folder(path: str) -> None:
-    """Makes a file's creation, rename or removal in its folder durable."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

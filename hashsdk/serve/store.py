@@ -1,6 +1,6 @@
 """``ServedIndex``: an index file that a server reads and writes, losing no acknowledged write.
 
-Files, beside the index ``INDEX`` (a ``.hidx`` file, ``hashsdk.index_file``):
+Files, beside the index ``INDEX`` (a ``.hidx`` file, ``hashsdk.index.index_file``):
 
     INDEX                      the last folded index, replaced atomically
     INDEX.paths.txt            its image paths (one per code, in id order; "" for none)
@@ -39,17 +39,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from hashsdk import index_file
 from hashsdk._atomic import atomic_write
 from hashsdk.codes import as_packed
 from hashsdk.errors import HashsdkError
-from hashsdk.index import HammingIndex
-from hashsdk.mih import MultiIndexHammingIndex
+from hashsdk.index import HammingIndex, IndexKind, index_file, index_kind
 from hashsdk.serve.journal import ADD, REMOVE, Journal, Record, fsync_folder
 
 log = logging.getLogger("hashsdk.serve")
 
-INDEX_KINDS = {"flat": HammingIndex, "mih": MultiIndexHammingIndex}
 DEFAULT_FOLD_EVERY = 10_000  # records between folds: a journal of at most ~10k writes to replay
 
 
@@ -63,21 +60,20 @@ class ServedIndex:
     Args:
         path: the index file; created empty with ``bits`` when missing.
         bits: code length for a new index (must match an existing one's).
-        kind: "flat" (HammingIndex) or "mih" (MultiIndexHammingIndex).
+        kind: a registered index kind (hashsdk.index.kinds): "flat" (HammingIndex), "mih"
+            (MultiIndexHammingIndex), ...
         threads: search threads (None: every core).
         fold_every: journal records between folds.
     """
 
     def __init__(self, path: str | os.PathLike, *, bits: int | None = None, kind: str = "flat",
                  threads: int | None = None, fold_every: int = DEFAULT_FOLD_EVERY):
-        if kind not in INDEX_KINDS:
-            raise HashsdkError(f"index kind: expected one of {sorted(INDEX_KINDS)}, got {kind!r}")
         self.path, self.kind, self.fold_every = os.fspath(path), kind, fold_every
         self.uploads = self.path + ".uploads"
         self._lock = threading.Lock()  # serializes writes (and new ids) and folds' switch
         self._fold_lock = threading.Lock()  # one fold at a time
         self._folder: threading.Thread | None = None
-        self.index = self._load_index(bits, INDEX_KINDS[kind], threads)
+        self.index = self._load_index(bits, index_kind(kind), threads)
         self.paths = self._load_paths()
         numbers = self._journal_numbers()
         self.replayed = sum(self._replay(self._journal_path(n)) for n in numbers[:-1])
@@ -91,16 +87,16 @@ class ServedIndex:
 
     # ---- opening ---------------------------------------------------------------------------
 
-    def _load_index(self, bits: int | None, cls: type[HammingIndex],
+    def _load_index(self, bits: int | None, kind: IndexKind,
                     threads: int | None) -> HammingIndex:
         if not os.path.exists(self.path):
             if bits is None:
                 raise HashsdkError(f"{self.path}: no such index; give the bits (or a model) to "
                                    f"create an empty one")
-            index = cls(bits, threads=threads)
+            index = kind.create(bits, threads)
             index.save(self.path)
             return index
-        index = cls.load(self.path, threads=threads)
+        index = kind.load(self.path, threads)
         if bits is not None and bits != index.bits:
             raise HashsdkError(f"{self.path} holds {index.bits}-bit codes, the model makes "
                                f"{bits}-bit codes: serve it with the model that built it")

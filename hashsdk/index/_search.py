@@ -5,7 +5,7 @@ zero; see ``hashsdk.codes``) and returns rows, meaning positions in ``db``. Resu
 by (distance, row). Missing top-k results are distance 2**31 - 1 and row -1, as in faiss.
 
 Backends:
-    "c"      the ``hashsdk._kernel`` extension: 64-bit XOR and popcount, top-k by counting,
+    "c"      the ``hashsdk.index._kernel`` extension: 64-bit XOR and popcount, top-k by counting,
              multithreaded with the GIL released;
     "numpy"  ``np.bitwise_count`` in chunks, for machines that could not compile the extension;
     "auto"   "c" where it imported, else "numpy".
@@ -13,15 +13,14 @@ Backends:
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from hashsdk import _args
 from hashsdk._args import check_int
 from hashsdk.errors import HashsdkError
 
 try:
-    from hashsdk import _kernel
+    from hashsdk.index import _kernel
 except ImportError:  # the extension is optional: no compiler at install time
     _kernel = None
 
@@ -37,20 +36,12 @@ def has_kernel() -> bool:
     return _kernel is not None
 
 
-def default_threads() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def resolve_backend(backend: str) -> str:
     if backend not in SEARCH_BACKENDS:
         raise HashsdkError(f"backend must be one of {SEARCH_BACKENDS}, got {backend!r}")
     if backend == "c" and _kernel is None:
-        raise HashsdkError("backend 'c' asked for, but hashsdk._kernel did not build or import; "
-                           "reinstall with a C compiler, or use backend='numpy'")
+        raise HashsdkError("backend 'c' asked for, but hashsdk.index._kernel did not build or "
+                           "import; reinstall with a C compiler, or use backend='numpy'")
     if backend == "auto":
         return "c" if _kernel is not None else "numpy"
     return backend
@@ -58,7 +49,7 @@ def resolve_backend(backend: str) -> str:
 
 def resolve_threads(threads: int | None) -> int:
     if threads is None:
-        return default_threads()
+        return _args.default_threads()
     return check_int(threads, "threads")
 
 

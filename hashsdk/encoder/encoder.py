@@ -8,7 +8,7 @@
     index = HammingIndex(encoder.bits); index.add(codes)
 
 Preprocessing (decode, RGB or grey, resize, normalize) comes from the model's metadata; see
-``hashsdk.preprocess`` for the accepted inputs. An Encoder is safe to share between threads.
+``hashsdk.encoder.preprocess`` for the accepted inputs. An Encoder is safe to share between threads.
 
 Files and bytes are decoded by a small thread pool (Pillow releases the GIL while it decodes),
 one batch ahead of the model, so decoding overlaps inference; at most two batches are in
@@ -38,9 +38,8 @@ import numpy as np
 
 from hashsdk._args import check_int
 from hashsdk.codes import pack_bits
-from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
-from hashsdk.preprocess import (
+from hashsdk.encoder.metadata import ModelMetadata
+from hashsdk.encoder.preprocess import (
     DEFAULT_MAX_PIXELS,
     UnreadableImage,
     is_single,
@@ -48,8 +47,8 @@ from hashsdk.preprocess import (
     load_uint8,
     to_input,
 )
+from hashsdk.errors import HashsdkError
 
-ENCODER_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 MAX_DECODE_THREADS = 4
 DECODE_CHUNK = 16  # files a pool task decodes: one Future an image costs more than a decode
 
@@ -106,26 +105,12 @@ class Encoder:
     def __init__(self, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
                  threads: int | None = None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  decode_threads: int | None = None):
-        if backend not in ENCODER_BACKENDS:
-            raise HashsdkError(f"backend must be one of {ENCODER_BACKENDS}, got {backend!r}")
-        path = os.fspath(path)
-        if backend == "auto":
-            backend = "tensorrt" if path.endswith((".engine", ".plan", ".trt")) else "onnxruntime"
-        if backend == "tensorrt":
-            from hashsdk.backends.tensorrt import TensorRTBackend
+        from hashsdk.encoder.backends import open_backend
 
-            if device not in (None, "cuda"):
-                raise HashsdkError("TensorRT engines run on CUDA only")
-            self._backend = TensorRTBackend(path)
-        else:
-            from hashsdk.backends.onnxruntime import OnnxRuntimeBackend, cuda_available
-
-            if device is None:
-                device = "cuda" if cuda_available() else "cpu"
-            self._backend = OnnxRuntimeBackend(path, device, threads)
-        self.path, self.backend = path, backend
+        self.path = os.fspath(path)
+        self.backend, self._backend = open_backend(self.path, backend, device, threads)
         self.max_pixels = None if max_pixels is None else check_int(max_pixels, "max_pixels")
-        from hashsdk._search import default_threads
+        from hashsdk._args import default_threads
 
         cores = default_threads()
         spare = cores - ((threads or cores) if self.device == "cpu" else 0)

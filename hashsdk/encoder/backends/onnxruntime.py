@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
+from hashsdk.encoder.metadata import ModelMetadata
 from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
 
 BUILDS = ("onnxruntime", "onnxruntime-gpu")
 GPU_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu hashsdk && pip install hashsdk-gpu "
@@ -57,11 +57,19 @@ def _no_cuda_reason(available: list[str]) -> str:
     return f"this onnxruntime has only {available}. For CUDA: {GPU_FIX}"
 
 
+def open_model(path: str, device: str | None, threads: int | None) -> OnnxRuntimeBackend:
+    """The registry's opener (hashsdk.encoder.backends): device None is CUDA where this
+    onnxruntime has it, else the CPU."""
+    if device is None:
+        device = "cuda" if cuda_available() else "cpu"
+    return OnnxRuntimeBackend(path, device, threads)
+
+
 class OnnxRuntimeBackend:
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
         import onnxruntime as ort
 
-        from hashsdk._search import default_threads
+        from hashsdk._args import default_threads
 
         if device not in ("cpu", "cuda"):
             raise HashsdkError(f"device must be 'cpu' or 'cuda', got {device!r}")

@@ -5,14 +5,12 @@ Accepted, one item or a batch:
     PIL images;
     uint8 arrays: (H, W, C) or (H, W) one image, (N, H, W, C) a batch;
     float arrays already normalized, NCHW: (C, H, W) one image, (N, C, H, W) a batch.
-Images are converted to RGB or grey as the model wants and brought to its input size by
-``fit``, the model's own evaluation transform: the shorter side resized to ``resize_size`` with
-its interpolation (as torchvision's ``Resize(int)`` on a PIL image), then a centre crop (as
-``CenterCrop``); models exported before the metadata named a ``resize_size`` squash the whole
-image to the input size instead. uint8 arrays already at the input size are taken as fitted.
-Then they are normalized with the model's mean and std. The result is float32 (N, C, H, W),
-C-contiguous. Training decodes its files with the same ``decode`` (hashsdk.train.data), so that
-the Encoder sees the pixels the network was trained and evaluated on.
+Images are converted to RGB or grey as the model wants, brought to its input size and
+normalized by the model's input contract (hashsdk.encoder.contract: its evaluation transform,
+mean and std). uint8 arrays already at the input size are taken as fitted. The result is
+float32 (N, C, H, W), C-contiguous. Training decodes its files with the same ``decode``
+(hashsdk.train.data), so that the Encoder sees the pixels the network was trained and
+evaluated on.
 
 Decoding (``decode``): the EXIF orientation is applied (phone photos are stored sideways with
 a tag), an animation gives its first frame, and an image whose header claims more than
@@ -42,8 +40,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hashsdk.encoder.contract import InputContract
+from hashsdk.encoder.metadata import ModelMetadata
 from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
 
 try:
     import simplejpeg
@@ -86,40 +85,9 @@ def iter_items(images: Any) -> Iterator[Any]:
                            f"{type(images).__name__}")
 
 
-INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
-
-
-def fit(image: Image.Image, size: int, resize_size: int,
-        interpolation: str = "bilinear") -> Image.Image:
-    """``image`` at ``size`` x ``size``: its shorter side resized to ``resize_size`` (the
-    longer in proportion, rounded down), then the centre ``size`` x ``size`` crop, with
-    torchvision's rounding. ``resize_size`` 0 squashes the whole image to the size instead (the
-    transform of models exported before it was recorded)."""
-    if interpolation not in INTERPOLATIONS:
-        raise HashsdkError(f"interpolation: expected one of {tuple(INTERPOLATIONS)}, got "
-                           f"{interpolation!r}")
-    resample = INTERPOLATIONS[interpolation]
-    if resize_size == 0:
-        return image if image.size == (size, size) else image.resize((size, size), resample)
-    w, h = image.size
-    short, long = (w, h) if w <= h else (h, w)
-    if short != resize_size:
-        new_long = int(resize_size * long / short)
-        image = image.resize((resize_size, new_long) if w <= h else (new_long, resize_size),
-                             resample)
-        w, h = image.size
-    if (w, h) == (size, size):
-        return image
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
-
-
-def _from_pil(image: Image.Image, meta: ModelMetadata) -> np.ndarray:
-    mode = "L" if meta.channels == 1 else "RGB"
-    image = fit(image if image.mode == mode else image.convert(mode), meta.input_size,
-                meta.resize_size, meta.interpolation)
-    array = np.asarray(image, np.uint8)
-    return array[..., None] if array.ndim == 2 else array
+def _from_pil(image: Image.Image, contract: InputContract) -> np.ndarray:
+    return contract.fit_array(image if image.mode == contract.mode else
+                              image.convert(contract.mode))
 
 
 def _name(source: Any) -> str:
@@ -246,49 +214,50 @@ def _plain_jpeg_size(raw: bytes) -> tuple[int, int, bool] | None:
 def load_uint8(item: Any, meta: ModelMetadata,
                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One item as uint8 (H, W, C) at the model's size, or float32 (C, H, W) passed through."""
+    contract = meta.contract
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        mode = "L" if meta.channels == 1 else "RGB"
-        image = _decode(item, mode, meta.resize_size or meta.input_size, max_pixels)
+        image = _decode(item, contract.mode, contract.resize_size or contract.size, max_pixels)
         if isinstance(image, np.ndarray):
-            if image.shape[:2] == (meta.input_size,) * 2 and meta.resize_size in (
-                    0, meta.input_size):  # already fitted: fit would change nothing
+            if contract.is_fitted(*image.shape[:2]):  # fit would change nothing
                 return image[..., None] if image.ndim == 2 else image
             image = Image.fromarray(image)
-        return _from_pil(image, meta)
+        return _from_pil(image, contract)
     if isinstance(item, Image.Image):
-        return _from_pil(item, meta)
+        return _from_pil(item, contract)
     if isinstance(item, np.ndarray):
-        if item.dtype == np.uint8:
-            if item.ndim == 2:
-                item = item[..., None]
-            if item.ndim != 3 or item.shape[2] not in (1, 3, 4):
-                raise HashsdkError(f"uint8 image: expected (H, W, C) with C = 1 or 3, got shape "
-                                   f"{item.shape}")
-            if item.shape[2] != meta.channels or item.shape[:2] != (meta.input_size,) * 2:
-                mode = {1: "L", 3: "RGB", 4: "RGBA"}[item.shape[2]]
-                return _from_pil(Image.fromarray(item.squeeze(-1) if mode == "L" else item,
-                                                 mode), meta)
-            return item
-        if item.dtype.kind == "f":
-            expected = (meta.channels, meta.input_size, meta.input_size)
-            if item.shape != expected:
-                raise HashsdkError(f"float image: expected normalized NCHW rows of shape "
-                                   f"{expected}, got {item.shape}")
-            if not np.isfinite(item).all():
-                raise HashsdkError("float image contains NaN or inf")
-            return item.astype(np.float32, copy=False)
-        raise HashsdkError(f"image array: expected uint8 (H, W, C) or normalized float (C, H, W),"
-                           f" got dtype {item.dtype}")
+        return _load_array(item, contract)
     raise HashsdkError(f"expected an image path, PIL image or array, got {type(item).__name__}")
+
+
+def _load_array(item: np.ndarray, contract: InputContract) -> np.ndarray:
+    if item.dtype == np.uint8:
+        if item.ndim == 2:
+            item = item[..., None]
+        if item.ndim != 3 or item.shape[2] not in (1, 3, 4):
+            raise HashsdkError(f"uint8 image: expected (H, W, C) with C = 1 or 3, got shape "
+                               f"{item.shape}")
+        if item.shape[2] != contract.channels or item.shape[:2] != (contract.size,) * 2:
+            mode = {1: "L", 3: "RGB", 4: "RGBA"}[item.shape[2]]
+            return _from_pil(Image.fromarray(item.squeeze(-1) if mode == "L" else item, mode),
+                             contract)
+        return item
+    if item.dtype.kind == "f":
+        expected = (contract.channels, contract.size, contract.size)
+        if item.shape != expected:
+            raise HashsdkError(f"float image: expected normalized NCHW rows of shape "
+                               f"{expected}, got {item.shape}")
+        if not np.isfinite(item).all():
+            raise HashsdkError("float image contains NaN or inf")
+        return item.astype(np.float32, copy=False)
+    raise HashsdkError(f"image array: expected uint8 (H, W, C) or normalized float (C, H, W),"
+                       f" got dtype {item.dtype}")
 
 
 def to_input(items: list[np.ndarray], meta: ModelMetadata) -> np.ndarray:
     """Loaded items (from ``load_uint8``) to float32 (N, C, H, W), normalized."""
-    std = np.asarray(meta.std, np.float32)[:, None, None]
-    # (x / 255 - mean) / std = x * scale - offset: one multiply and one subtract per pixel
-    scale = 1.0 / (255.0 * std)
-    offset = np.asarray(meta.mean, np.float32)[:, None, None] / std
-    out = np.empty((len(items), meta.channels, meta.input_size, meta.input_size), np.float32)
+    contract = meta.contract
+    scale, offset = (v[:, None, None] for v in contract.scale_offset())
+    out = np.empty((len(items), contract.channels, contract.size, contract.size), np.float32)
     for i, item in enumerate(items):
         if item.dtype == np.uint8:
             np.multiply(item.transpose(2, 0, 1), scale, out=out[i], casting="unsafe")

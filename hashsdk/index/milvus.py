@@ -1,6 +1,6 @@
 """``MilvusIndex``: the HammingIndex verbs on a Milvus collection, one machine or a cluster.
 
-    from hashsdk.milvus import MilvusIndex
+    from hashsdk.index.milvus import MilvusIndex
     index = MilvusIndex("codes.db", "images", bits=48)       # Milvus Lite, in this process
     index = MilvusIndex("http://host:19530", "images", bits=48)   # a Milvus server or cluster
     index.add(codes, ids)
@@ -299,9 +299,9 @@ class MilvusIndex:
         """Every code and id of the collection in a HammingIndex."""
         from tqdm import tqdm
 
-        from hashsdk.index import HammingIndex
+        from hashsdk.index.kinds import index_kind
 
-        out = HammingIndex(self._bits)
+        out = index_kind("flat").create(self._bits)  # the registry: flat.py imports this module
         total = self.ntotal
         iterator = self._client.query_iterator(self.collection, batch_size=batch_size,
                                                filter="", output_fields=["id", "code"])

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from hashsdk.codes import check_bits
+from hashsdk.encoder.contract import (
+    DEFAULT_INTERPOLATION,
+    METADATA_FIELDS,
+    SQUASH,
+    InputContract,
+)
 from hashsdk.errors import HashsdkError
 
 FORMAT_VERSION = 1
@@ -30,12 +37,10 @@ def _parse(raw: str):
 class ModelMetadata:
     """What the Encoder needs to turn images into codes.
 
-    input_size: side of the square input (pixels); channels: 1 (grey) or 3 (RGB).
-    resize_size, interpolation: images reach the input size as in training evaluation: the
-        shorter side resized to resize_size, then a centre crop (hashsdk.preprocess.fit);
-        0, in models exported before this was recorded, squashes the image to the input size.
-    mean, std: per-channel, in [0, 1] pixel units; the model's input is (x / 255 - mean) / std,
-        float32 NCHW.
+    input_size, channels, resize_size, interpolation, mean, std: the input contract's fields
+        under their metadata names (``contract`` gives the object; see
+        hashsdk.encoder.contract); the defaults are those of files written before a field was
+        recorded (resize_size 0: the image squashed to the input size).
     input_name, output_name: the graph's tensors; the output is float (N, bits) in (-1, 1).
     precision: "fp32", or "int8" for a model from ``hashsdk-export --int8`` (its input and
         output stay float32; see hashsdk.export.quantize).
@@ -51,14 +56,25 @@ class ModelMetadata:
     backbone: str = "unknown"
     dataset: str = "unknown"
     checkpoint_sha256: str = ""
-    resize_size: int = 0
-    interpolation: str = "bilinear"
+    resize_size: int = SQUASH
+    interpolation: str = DEFAULT_INTERPOLATION
     input_name: str = "images"
     output_name: str = "outputs"
     precision: str = "fp32"
     bit_convention: str = BIT_CONVENTION
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, contract: InputContract, bits: int, **fields) -> ModelMetadata:
+        """The metadata of a model with this contract; ``fields``: the other fields."""
+        return cls(bits=bits, **contract.metadata_fields(), **fields)
+
+    @cached_property
+    def contract(self) -> InputContract:
+        """The input contract these fields carry."""
+        return InputContract.from_metadata_fields(
+            {k: getattr(self, k) for k in METADATA_FIELDS})
 
     def to_props(self) -> dict[str, str]:
         """String key-value pairs for ONNX metadata_props or a JSON sidecar; each ``extra``
@@ -99,10 +115,10 @@ class ModelMetadata:
             check_bits(meta.bits)
         except HashsdkError as exc:
             raise HashsdkError(f"{where}: corrupt hashsdk metadata ({exc})") from None
-        if meta.channels not in (1, 3) or len(meta.mean) != meta.channels \
-                or len(meta.std) != meta.channels or meta.input_size < 1 \
-                or (meta.resize_size and meta.resize_size < meta.input_size) \
-                or meta.interpolation not in ("bilinear", "bicubic") \
-                or meta.precision not in PRECISIONS:
+        try:
+            meta.contract  # noqa: B018  (made to be checked)
+        except (HashsdkError, TypeError) as exc:
+            raise HashsdkError(f"{where}: inconsistent hashsdk metadata {meta} ({exc})") from None
+        if meta.precision not in PRECISIONS:
             raise HashsdkError(f"{where}: inconsistent hashsdk metadata {meta}")
         return meta

@@ -14,8 +14,8 @@ import threading
 
 import numpy as np
 
+from hashsdk.encoder.metadata import ModelMetadata
 from hashsdk.errors import HashsdkError
-from hashsdk.model_metadata import ModelMetadata
 
 
 def _check(result):
@@ -24,6 +24,13 @@ def _check(result):
     if int(err) != 0:
         raise HashsdkError(f"CUDA error {err}")
     return rest[0] if len(rest) == 1 else rest
+
+
+def open_model(path: str, device: str | None, threads: int | None) -> TensorRTBackend:
+    """The registry's opener (hashsdk.encoder.backends); ``threads`` does not apply."""
+    if device not in (None, "cuda"):
+        raise HashsdkError("TensorRT engines run on CUDA only")
+    return TensorRTBackend(path)
 
 
 class TensorRTBackend:

@@ -1,5 +1,6 @@
 """``hashsdk serve`` in a child process: started on a free port, waited for, stopped or killed.
-The tests and ``benchmarks/serve.py`` use it to test the server as users run it."""
+The tests and ``benchmarks/serve.py`` use it to test the server as users run it; a test
+harness, so it lives here and not in the wheel."""
 
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ Punjani and Fleet ("Fast Search in Hamming Space with Multi-Index Hashing", CVPR
     index = MultiIndexHammingIndex(64)          # the HammingIndex verbs, the same results
     index.add(codes); index.search(queries, k=10); index.range_search(queries, radius=3)
 
-The code is cut into m substrings, each indexed in a table (hashsdk/_mih.c): a k-NN query widens
-its substring radius until the k-th best (distance, id) is proven, so the answer is exact,
-bit for bit the flat index's (distances, ids, ties by id, padding). m comes from the database
-size and the code length (substrings of about log2(n) bits, at most 26) unless given.
+The code is cut into m substrings, each indexed in a table (hashsdk/index/_mih.c): a k-NN
+query widens its substring radius until the k-th best (distance, id) is proven, so the answer
+is exact, bit for bit the flat index's (distances, ids, ties by id, padding). m comes from the
+database size and the code length (substrings of about log2(n) bits, at most 26) unless given.
 
 Where the work a query would do approaches a scan (short codes, a small database, uniform
 random codes, a large k), it stops and scans instead with the flat kernel. And where most
@@ -28,13 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hashsdk import _search, _storage
 from hashsdk._args import check_int
 from hashsdk.errors import HashsdkError
-from hashsdk.index import HammingIndex, _rows_to_ids
+from hashsdk.index import _search, _storage
+from hashsdk.index.flat import HammingIndex, _rows_to_ids
 
 try:
-    from hashsdk import _mih
+    from hashsdk.index import _mih
 except ImportError:  # no C compiler at install: the flat scan serves every query
     _mih = None
 

@@ -1,0 +1,29 @@
+"""The one way benchmarks write their results: ``NAME.json`` (the report, with the command that
+made it) and ``NAME.md`` (its table), both atomically, into benchmarks/results/ or where
+``--out`` says. Imported by the scripts as ``from _results import write_results`` (they run
+from this folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hashsdk._atomic import atomic_write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_json(path: Path, data: object, indent: int | None = 1) -> None:
+    """``data`` as JSON into ``path``, atomically, ending in a newline."""
+    with atomic_write(path) as f:
+        f.write((json.dumps(data, indent=indent) + "\n").encode())
+
+
+def write_results(base: Path, report: dict, markdown: str | list[str]) -> None:
+    """``base``.json and ``base``.md (``base`` without a suffix, or with one that is replaced);
+    ``markdown`` as text or as lines."""
+    text = markdown if isinstance(markdown, str) else "\n".join(markdown) + "\n"
+    base = Path(base)
+    write_json(base.with_suffix(".json"), report)
+    with atomic_write(base.with_suffix(".md")) as f:
+        f.write(text.encode())

@@ -1,0 +1,48 @@
+"""``RealLoss``: the registered real-image loss chosen by name, plus the quantization term
+eta * mean((h - sign(h))^2), which pulls outputs to +-1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hashsdk.errors import HashsdkError
+from hashsdk.train.losses.common import quantization
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """What a loss may be made with: the triplet margin, the pairwise code memory, the
+    training split's labels (int64 (n,) or multi-hot (n, K), on the device) and the bits."""
+
+    margin: float = 8.0
+    memory: bool = False
+    train_labels: torch.Tensor | None = None
+    bits: int | None = None
+
+
+class RealLoss:
+    """The real-image loss chosen by name (hashsdk.train.losses's registry), with its
+    quantization term; ``memory`` is the pairwise loss's code memory."""
+
+    def __init__(self, name: str, quantization_weight: float, margin: float = 8.0,
+                 train_labels: torch.Tensor | None = None, bits: int | None = None,
+                 memory: bool = False):
+        from hashsdk.train.losses import lookup
+
+        entry = lookup(name)
+        if memory and name != "pairwise":
+            raise HashsdkError("the code memory works with the pairwise loss")
+        self.name, self.eta, self.entry = name, quantization_weight, entry
+        self.loss = entry.load()(LossOptions(margin, memory, train_labels, bits))
+
+    def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
+                 index: torch.Tensor | None = None) -> torch.Tensor:
+        h = h.float()
+        return self.loss(h, labels, logits, index) + self.eta * quantization(h)
+
+    @property
+    def memory_codes(self) -> torch.Tensor | None:
+        """The pairwise loss's code memory (n_train, bits), which checkpoints keep; else None."""
+        return getattr(self.loss, "memory_codes", None)
