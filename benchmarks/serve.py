@@ -202,7 +202,8 @@ def image_run(args, run: Path, tmp: Path) -> dict:
     ``Encoder.encode`` on the same files."""
     db = HammingIndex.load(run / "db.hidx", mmap=True)
     paths = index_file.read_paths(run / "db.hidx", db.ntotal)
-    files = [Path(p).read_bytes() for p in paths[:2000]]
+    files = [Path(index_file.resolve_path(run / "db.hidx", p)).read_bytes()
+             for p in paths[:2000]]
     encoder = Encoder(run / "model.onnx")
     encoder.encode(files[:256])  # warm up
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -211,25 +212,35 @@ def image_run(args, run: Path, tmp: Path) -> dict:
     encode_cpu_ms = 1e3 * (time.process_time() - cpu0) / len(files)
     print(f"[image] Encoder.encode, batch 64: {encode_rate:.0f} images/s", flush=True)
 
-    def request(client: Client, r: np.random.Generator) -> tuple[str, int]:
+    def multipart_request(client: Client, r: np.random.Generator) -> tuple[str, int]:
         body, kind = multipart([("q.png", files[int(r.integers(len(files)))])], {"k": "10"})
         return "search", client.request("POST", "/search", body, kind)[0]
 
+    def raw_request(client: Client, r: np.random.Generator) -> tuple[str, int]:
+        # the image as the body (Content-Type: image/*), k in the query string
+        data = files[int(r.integers(len(files)))]
+        return "search", client.request("POST", "/search?k=10", data, "image/" + (
+            "jpeg" if data[:3] == b"\xff\xd8\xff" else "png"))[0]
+
     rows = []
-    for max_batch in (64, 1):
-        served = tmp / f"image-{run.name}-{max_batch}.hidx"  # a fresh copy: no old journal
+    for max_batch, upload, request in ((64, "multipart", multipart_request),
+                                       (64, "raw", raw_request),
+                                       (1, "multipart", multipart_request)):
+        served = tmp / f"image-{run.name}-{max_batch}-{upload}.hidx"  # a fresh copy
         for suffix in ("", index_file.PATHS_SUFFIX):
-            served.with_name(served.name + suffix).write_bytes(
-                (run / ("db.hidx" + suffix)).read_bytes())
+            source = run / ("db.hidx" + suffix)
+            if source.exists():
+                served.with_name(served.name + suffix).write_bytes(source.read_bytes())
         with ServerProcess(served, "--model", str(run / "model.onnx"), "--max-batch",
                            str(max_batch), log=tmp / "image.log") as server:
             for clients in CLIENTS:
                 row = run_clients(server.url, clients, request, args.requests, args.seconds,
                                   server.proc.pid)
-                row["max_batch"] = max_batch
+                row["max_batch"], row["upload"] = max_batch, upload
                 row["of_encode"] = round(row["search"]["per_second"] / encode_rate, 3)
                 rows.append(row)
-                print(f"[image] max_batch {max_batch} clients {clients}: {row}", flush=True)
+                print(f"[image] max_batch {max_batch} {upload} clients {clients}: {row}",
+                      flush=True)
             stats = json.loads(Client(server.url).request("GET", "/stats")[1])
             rows[-1]["mean_batch"] = stats["batching"]["mean_batch"]
     return {"index": str(run / "db.hidx"), "size": db.ntotal, "bits": db.bits,
@@ -315,7 +326,7 @@ def hostile_part(args, tmp: Path) -> dict | None:
     Image.new("RGB", (meta.input_size,) * 2, (120, 30, 200)).save(good, "JPEG")
     cases = hostile_cases(good.getvalue(), meta.bits, 8 << 20)
     answers = {}
-    with ServerProcess(tmp / "hostile.hidx", "--model", str(run / "model.onnx"),
+    with ServerProcess(tmp / "hostile.hidx", "--model", str(run / "model.onnx"), "--create",
                        "--max-upload-mb", "8", log=tmp / "hostile.log") as server:
         client = Client(server.url)
         for name, (method, path, body, kind) in cases.items():
@@ -324,15 +335,117 @@ def hostile_part(args, tmp: Path) -> dict | None:
             except (OSError, http.client.HTTPException) as exc:  # the server cut it off
                 status, text = 0, str(exc).encode()
             answers[name] = {"status": status, "detail": text[:160].decode(errors="replace")}
+        edges = edge_checks(server, meta.bits, good.getvalue(), tmp)
         alive = Client(server.url).request("GET", "/healthz")[0] == 200
         still_searches = Client(server.url).request(
             "POST", "/search", *multipart([("ok.jpg", good.getvalue())]))[0] == 200
     bad = {n: a for n, a in answers.items() if not 400 <= a["status"] < 500}
-    print(f"[hostile] {len(cases)} requests, {len(bad)} not 4xx: {bad}; alive {alive}",
-          flush=True)
+    print(f"[hostile] {len(cases)} requests, {len(bad)} not 4xx: {bad}; alive {alive}; "
+          f"edges {edges}", flush=True)
     return {"requests": len(cases), "not_4xx": len(bad), "server_5xx": sum(
         a["status"] >= 500 for a in answers.values()), "alive_after": alive and still_searches,
-        "answers": answers}
+        "answers": answers, "edges": edges}
+
+
+def edge_checks(server, bits: int, good_jpeg: bytes, tmp: Path) -> dict:
+    """The probe's findings, each measured: the HTTP layer's edges (raw sockets), a client that
+    vanishes mid-body, ids at the limit, the size of the largest answer, a second server."""
+    import subprocess
+
+    out = {"protocol": protocol_cases(server.url, 8 << 20)}
+
+    def statuses() -> dict[str, int]:
+        routes = json.loads(Client(server.url).request("GET", "/stats")[1])["routes"]
+        return routes.get("POST /search", {}).get("by_status", {})
+
+    before = statuses()
+    vanishing_client(server.url)
+    time.sleep(0.3)
+    out["vanished_client_counted_as"] = sorted(
+        k for k, n in statuses().items() if n != before.get(k, 0))
+    client, zero = Client(server.url), "00" * ((bits + 7) // 8)
+    for _ in range(12):  # 12,000 codes at distance 0 from the zero code: a wide answer
+        client.json("POST", "/items", {"codes": [zero] * 1000})
+    top = 2**63 - 2
+    out["ids"] = {"add id 2**63 - 2": client.json("POST", "/items", {"codes": [zero],
+                                                                      "ids": [top]})[0],
+                  "then an add without ids": client.json("POST", "/items",
+                                                         {"codes": [zero]})[0]}
+    client.request("DELETE", f"/items/{top}")
+    out["ids"]["and after deleting it"] = client.json("POST", "/items", {"codes": [zero]})[0]
+    status, body = client.json("POST", "/search", {"codes": [zero] * 64, "radius": bits})
+    out["largest_answer"] = {"64 codes at radius = bits": status, "bytes": len(body)}
+    second = subprocess.run([sys.executable, "-m", "hashsdk.cli", "serve",
+                             str(tmp / "hostile.hidx"), "--port", "0"], capture_output=True,
+                            text=True, timeout=120)
+    out["second_server"] = {"exit": second.returncode,
+                            "message": second.stderr.strip().splitlines()[-1][:160]}
+    return out
+
+
+def raw_exchange(url: str, head: bytes, body_parts: tuple[bytes, ...] = (),
+                 pause: float = 0.0, wait: float = 3.0) -> tuple[int, str, float]:
+    """Sends ``head`` and then ``body_parts`` on a raw socket, pauses (sending nothing more),
+    then reads the answer for up to ``wait`` seconds: (its status, or 0 where none came; its
+    first line; seconds from the last byte sent to the answer)."""
+    import socket
+
+    parsed = urllib.parse.urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=wait) as sock:
+        try:
+            sock.sendall(head)
+            for part in body_parts:
+                sock.sendall(part)
+        except OSError:
+            pass  # the server answered and closed while we sent: read what it said
+        sent = time.perf_counter()
+        time.sleep(pause)
+        try:
+            data = sock.recv(4096)
+        except OSError:
+            return 0, "", time.perf_counter() - sent
+    first = data.split(b"\r\n", 1)[0].decode(errors="replace")
+    status = int(first.split()[1]) if first.startswith("HTTP/") else 0
+    return status, first, time.perf_counter() - sent
+
+
+def protocol_cases(url: str, max_upload: int) -> dict[str, dict]:
+    """What the HTTP layer must do at its edges, each probed on a raw socket: name -> the
+    status it got, the one it should get, and the seconds it took to answer."""
+    post = b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    cases = {
+        # the body is declared over the limit: 413 at once, nothing read
+        "declared 1 GB, body never sent": (413, post + b"Content-Length: 1000000000\r\n\r\n",
+                                           ()),
+        "Expect: 100-continue with 1 GB": (413, post + b"Content-Length: 1000000000\r\n"
+                                                 b"Expect: 100-continue\r\n\r\n", ()),
+        # chunked past the limit, then a pause: answered at the limit, not after more
+        "chunked past the limit, then a pause": (
+            413, post + b"Transfer-Encoding: chunked\r\n\r\n",
+            tuple(b"%x\r\n" % (1 << 16) + b"a" * (1 << 16) + b"\r\n"
+                  for _ in range(max_upload // (1 << 16) + 2))),
+        "one header of 4 MB": (431, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                               b"a" * (4 << 20) + b"\r\n\r\n", ()),
+        "10,000 headers": (431, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+                           b"".join(b"X-%d: 1\r\n" % i for i in range(10_000)) + b"\r\n", ()),
+    }
+    out = {}
+    for name, (want, head, parts) in cases.items():
+        status, first, seconds = raw_exchange(url, head, parts, pause=0.0, wait=5.0)
+        out[name] = {"status": status, "expected": want, "first_line": first,
+                     "seconds": round(seconds, 3)}
+    return out
+
+
+def vanishing_client(url: str) -> None:
+    """A client that declares a body, sends a little of it and goes away."""
+    import socket
+
+    parsed = urllib.parse.urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=5) as sock:
+        sock.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b'{"codes": [')
+    time.sleep(0.3)
 
 
 def bomb_png(side: int) -> bytes:
@@ -393,7 +506,22 @@ def hostile_cases(good_jpeg: bytes, bits: int, max_upload: int) -> dict[str, tup
         "thumbnail of no item": ("GET", "/items/123456/thumbnail", None, None),
         "delete a word": ("DELETE", "/items/everything", None, None),
         "delete a missing id": ("DELETE", "/items/987654", None, None),
+        "strip png 250,000 x 1": upload(("strip.png", strip_png(250_000))),
+        "strip png 40,000,000 x 1": upload(("strip.png", strip_png(40_000_000))),
+        "add: id 2**63 - 1": codes("/items", {"codes": ["00" * width], "ids": [2**63 - 1]}),
+        "k of 100,000 digits": ("POST", "/search", b'{"codes": ["' + b"00" * width +
+                                b'"], "k": "' + b"9" * 100_000 + b'"}', "application/json"),
+        "64 codes, k 1000": codes("/search", {"codes": ["00" * width] * 64, "k": 1000}),
     }
+
+
+def strip_png(width: int) -> bytes:
+    """A real PNG of width x 1 pixels (a few hundred bytes: its rows compress to nothing)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, 1)).save(out, "PNG")
+    return out.getvalue()
 
 
 # ---- the page ----------------------------------------------------------------------------
@@ -463,11 +591,12 @@ def render(result: dict) -> str:
                   + (f", {image['encode_cpu_ms']} CPU ms an image" if "encode_cpu_ms" in image
                      else "") + ". CPU ms a request: the server's (every thread) and the "
                   "clients' (on the same cores).", "",
-                  "| max batch | clients | images/s | of Encoder.encode | p50 ms | p99 ms | "
-                  "server CPU ms | clients' CPU ms | errors |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| max batch | upload | clients | images/s | of Encoder.encode | p50 ms | "
+                  "p99 ms | server CPU ms | clients' CPU ms | errors |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in image["rows"]:
-            lines.append(f"| {r['max_batch']} | {r['clients']} | {r['search']['per_second']} "
+            lines.append(f"| {r['max_batch']} | {r.get('upload', 'multipart')} | "
+                         f"{r['clients']} | {r['search']['per_second']} "
                          f"| {r['of_encode']:.0%} | {r['search']['p50_ms']} | "
                          f"{r['search']['p99_ms']} | {r.get('server_cpu_ms', '')} | "
                          f"{r.get('client_cpu_ms', '')} | {r['errors']} |")
@@ -490,7 +619,27 @@ def render(result: dict) -> str:
             detail = a["detail"].replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {name} | {a['status']} | {detail} |")
         lines.append("")
+        if h.get("edges"):
+            lines += edges_markdown(h["edges"])
     return "\n".join(lines)
+
+
+def edges_markdown(e: dict) -> list[str]:
+    lines = ["### The HTTP layer's edges", "", "| probe (raw socket) | status | expected | "
+             "answered after |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {p['status']} | {p['expected']} | {p['seconds']} s |"
+              for name, p in e["protocol"].items()]
+    ids = "; ".join(f"{k}: {v}" for k, v in e["ids"].items())
+    largest = e["largest_answer"]
+    lines += ["", f"- A client that vanishes mid-body is counted as: "
+                  f"{', '.join(e['vanished_client_counted_as'])} (in POST /search's statuses).",
+              f"- Ids at the limit: {ids}.",
+              f"- The largest answer: 64 codes at radius = bits over 12,000 codes at distance 0, "
+              f"status {largest['64 codes at radius = bits']}, {largest['bytes']:,} bytes "
+              "(at most 10,000 results in all).",
+              f"- A second server on the same index: exit {e['second_server']['exit']}, "
+              f"\"{e['second_server']['message']}\".", ""]
+    return lines
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ mistakes as one line on stderr."""
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 
 import click
@@ -19,7 +21,13 @@ def version_option() -> Callable:
     metadata also reads), the same whether hashsdk or hashsdk-gpu is installed."""
     from hashsdk import __version__
 
-    return click.version_option(__version__, message="%(prog)s, hashsdk %(version)s")
+    return click.version_option(__version__, message="hashsdk %(version)s")
+
+
+def _stdout_to_devnull() -> None:
+    # Python flushes stdout at exit, which would raise on the closed pipe again
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def user_errors(extra: str | None = None) -> Callable[[Callable], Callable]:
@@ -32,11 +40,15 @@ def user_errors(extra: str | None = None) -> Callable[[Callable], Callable]:
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
+            except BrokenPipeError:  # the reader left (`hashsdk-train backbones | head`)
+                _stdout_to_devnull()
+                sys.exit(0)
             except ImportError as exc:
                 if extra is None:
                     raise
                 raise click.ClickException(f"{exc}; install the {extra} extra: "
-                                           f"pip install 'hashsdk[{extra}]'") from None
+                                           f"pip install '.[{extra}]' in a checkout of hashsdk (or "
+                                           f"the wheel with [{extra}])") from None
             except (HashsdkError, OSError) as exc:
                 raise click.ClickException(str(exc)) from None
         return wrapper

@@ -31,8 +31,10 @@ import numpy as np
 from hashsdk._atomic import atomic_write
 from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.codes import infer_bits
+from hashsdk.encoder.preprocess import IMAGE_SUFFIXES
 from hashsdk.errors import HashsdkError
 from hashsdk.index import INDEX_KINDS, HammingIndex, index_file, index_kind, kinds_help
+from hashsdk.index.writer_lock import WriterLock
 from hashsdk.serve.command import serve
 
 
@@ -71,8 +73,9 @@ def encoder_options(fn):
 def main() -> None:
     """hashsdk: encode images with an exported model, build Hamming indexes and search them.
 
-    Training is hashsdk-train (pip install 'hashsdk[train]'); export to ONNX, INT8 and
-    TensorRT is hashsdk-export (pip install 'hashsdk[export]')."""
+    Training is hashsdk-train (the train extra); export to ONNX, INT8 and TensorRT is
+    hashsdk-export (the export extra). An extra installs from a checkout of hashsdk, which is
+    not on the package index yet: pip install '.[train]'."""
 
 
 @main.group()
@@ -108,7 +111,8 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
         ids = None if ids_path is None else _load_npy(ids_path, "ids")
         idx = index_kind(kind).create(infer_bits(array) if bits is None else bits, threads)
         idx.add(array, ids)
-        idx.save(output)
+        with WriterLock(output, "hashsdk index build"):
+            idx.save(output)
         click.echo(f"wrote {output}: {idx.ntotal} codes of {idx.bits} bits{_kind_note(kind)}")
         return
     if ids_path is not None:
@@ -119,7 +123,8 @@ def index_build(inputs: tuple[str, ...], output: str, model: str | None, bits: i
                                  show_progress=not quiet)
     idx = index_kind(kind).create(encoder.bits, threads)
     idx.add(codes)
-    idx.save(output, paths=paths)
+    with WriterLock(output, "hashsdk index build"):
+        idx.save(output, paths=[index_file.relative_to_index(output, p) for p in paths])
     click.echo(f"wrote {output}: {idx.ntotal} images, {idx.bits} bits; paths in "
                f"{index_file.paths_path(output)}{_kind_note(kind)}")
 
@@ -229,9 +234,16 @@ def search(index_path: str, queries: tuple[str, ...], model: str | None, k: int,
     of each query image; results name the images of INDEX_PATH.paths.txt where it has one."""
     if model is None and len(queries) != 1:
         raise HashsdkError("expected one QUERIES.npy, or --model MODEL with query images")
+    if not os.path.isfile(index_path):
+        raise HashsdkError(f"{index_path}: no such index file (hashsdk index build writes one)")
     idx = index_kind(kind).load(index_path, threads, mmap=True)
     paths = index_file.read_paths(index_path, idx.ntotal)
+    if paths is not None:  # stored relative to the index's folder: shown as paths from here
+        paths = [index_file.resolve_path(index_path, p) if p else p for p in paths]
     if model is None:
+        if queries[0].lower().endswith(IMAGE_SUFFIXES) or os.path.isdir(queries[0]):
+            raise HashsdkError(f"{queries[0]} is an image or a folder: searching by image "
+                               "needs the model that built the index, --model MODEL.onnx")
         codes = _load_npy(queries[0], "queries")
         names: list[str | int] = list(range(len(codes) if codes.ndim == 2 else 1))
     else:

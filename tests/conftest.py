@@ -62,7 +62,7 @@ def blocking_imports(*names: str) -> str:
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         f"        if name.split('.')[0] in {names!r} or name in {names!r}:\n"
-        "            raise ImportError(f'{name} is blocked')\n"
+        "            raise ModuleNotFoundError(f'{name} is blocked', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
     )
 
@@ -135,3 +135,20 @@ def exported(tmp_path_factory):
     model = trained_checkpoint(root / "ckpt.pt")
     meta = export_onnx(root / "ckpt.pt", root / "model.onnx")
     return root, model, meta
+
+
+def load_benchmark(name: str, module_name: str | None = None):
+    """benchmarks/NAME.py as a module (its folder on sys.path, as a script has it), for tests
+    that send what a benchmark sends."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(module_name or f"{name}_benchmark",
+                                                  folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    spec.loader.exec_module(module)
+    return module

@@ -329,6 +329,12 @@ def test_timm_backbone_from_a_local_file_trains_exports_and_encodes_its_files(tm
          "--backbone", "timm/test_resnet", "--pretrained", str(tmp_path / "weights.safetensors"),
          "--image-size", "64", "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    ckpt = run / "hash-nofakes" / "checkpoint.pt"
+    # --quiet: the result against chance, and what to do next; no per-epoch lines
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("mAP@all ") and \
+        "(a random ranking: about 0." in lines[0], done.stdout
+    assert lines[1] == f"next: hashsdk-export {ckpt} -o model.onnx --verify"
     saved = json.loads((run / "hash-nofakes" / "config.json").read_text())
     assert (saved["data"]["image_size"], saved["data"]["resize_size"]) == (64, 67)
     assert saved["hash"]["backbone_lr"] == 0.1

@@ -10,7 +10,7 @@ from conftest import random_packed
 BIN = Path(sys.executable).parent
 
 
-def run(*args, cwd=None):
+def run(*args, cwd=None):  # noqa: D103
     return subprocess.run([str(BIN / "hashsdk"), *map(str, args)], capture_output=True,
                           text=True, cwd=cwd)
 
@@ -48,7 +48,7 @@ def test_packed_codes_infer_bits(tmp_path, rng):
 
 
 @pytest.mark.parametrize("setup, args, message", [
-    (None, ["search", "missing.hidx", "q.npy"], "No such file"),
+    (None, ["search", "missing.hidx", "q.npy"], "no such index file"),
     ("garbage", ["search", "db.hidx", "q.npy"], "not a hashsdk index"),
     ("pickle", ["index", "build", "obj.npy", "-o", "db.hidx"], "not a readable .npy"),
     ("wrong-width", ["search", "db.hidx", "q.npy"], "expected packed uint8 codes of width 2"),
@@ -112,8 +112,9 @@ def test_train_help_shows_the_config_defaults():
 
     out = " ".join(_train("all", "-h").stdout.split())
     for flag, value in [("--lam", HashConfig().lam), ("--fake-bn", HashConfig().fake_bn),
-                        ("--epochs", HashConfig().epochs), ("--bits", HashConfig().bits),
-                        ("--gan-steps", GanConfig().steps)]:
+                        ("--bits", HashConfig().bits), ("--gan-steps", GanConfig().steps),
+                        ("--epochs", "by the training images' count (60 from scratch, 8 to 60 "
+                                     "fine-tuning)")]:
         after = out[out.index(flag + " "):]
         after = after[:after.index(" --", 3)]
         assert f"[default: {value}]" in after, (flag, after)
@@ -165,3 +166,52 @@ def test_index_kinds_from_the_registry_build_and_search_alike(tmp_path, rng):
     assert found["flat"][0]["results"][0] == {"id": 3, "distance": 0, "path": None}
     bad = run("index", "build", tmp_path / "codes.npy", "-o", tmp_path / "x.hidx", "--kind", "ivf")
     assert bad.returncode == 2 and "'ivf' is not one of 'flat', 'mih'" in bad.stderr
+
+
+def test_what_a_newcomer_types_gets_a_clear_answer(tmp_path, rng):
+    np.save(tmp_path / "codes.npy", random_packed(rng, 20, 16))
+    assert run("index", "build", "codes.npy", "-o", "db.hidx", cwd=tmp_path).returncode == 0
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    done = run("search", "db.hidx", "photo.jpg", cwd=tmp_path)
+    assert done.returncode == 1 and "needs the model that built the index, --model" in \
+        done.stderr and "pickle" not in done.stderr
+    done = run("search", "nope.hidx", "q.npy", cwd=tmp_path)
+    assert done.stderr == "Error: nope.hidx: no such index file (hashsdk index build writes " \
+                          "one)\n"
+    assert run("--version").stdout == "hashsdk 0.1.0\n"
+    # a reader that stops early (| head) is no error
+    piped = subprocess.run(f"'{BIN / 'hashsdk-train'}' backbones | head -1", shell=True,
+                           capture_output=True, text=True)
+    assert piped.stdout == "cnn\n" and piped.stderr == ""
+    # a typo in the index's name is not a new, empty index
+    served = subprocess.run([str(BIN / "hashsdk"), "serve", "photoz.hidx", "--port", "0"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert served.returncode == 1 and "no such index" in served.stderr and "--create" in \
+        served.stderr
+    assert not (tmp_path / "photoz.hidx").exists()
+
+
+def test_the_old_lambda_flag_warns_with_its_new_name(tmp_path):
+    done = subprocess.run([str(BIN / "hashsdk-train"), "hash", "--lambda", "0.1", "--dataset",
+                           "imagefolder", "--root", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    warning = done.stderr.splitlines()[0]
+    assert "--lambda is deprecated, use --lam" in warning and "lambda_" not in warning
+
+
+def test_index_build_stores_paths_beside_the_index_and_serve_finds_them(tmp_path, rng):
+    # built from one directory, served from another: the paths are the index folder's
+    from hashsdk.index import index_file
+    from hashsdk.serve import ServedIndex
+
+    (tmp_path / "data" / "photos").mkdir(parents=True)
+    (tmp_path / "data" / "photos" / "a.jpg").write_bytes(b"x")
+    assert index_file.relative_to_index(tmp_path / "data" / "db.hidx",
+                                        tmp_path / "data" / "photos" / "a.jpg") == "photos/a.jpg"
+    np.save(tmp_path / "c.npy", random_packed(rng, 1, 16))
+    index_file.write(tmp_path / "data" / "db.hidx", 16, random_packed(rng, 1, 16),
+                     np.array([0]), 1, ["photos/a.jpg"])
+    served = ServedIndex(str(tmp_path / "data" / "db.hidx"))
+    assert served.image_file(0) == str(tmp_path / "data" / "photos" / "a.jpg")
+    assert served.missing_images() == 0
+    served.close()

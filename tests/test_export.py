@@ -262,8 +262,10 @@ def test_cli_export_then_folder_to_index_to_search(tmp_path):
     run = hashsdk("index", "build", "--model", model, tmp_path / "photos", "-o", db)
     assert run.returncode == 0, run.stderr
     assert "12 images, 24 bits" in run.stdout and "05-broken.png" in run.stderr
-    paths = (tmp_path / "db.hidx.paths.txt").read_text().splitlines()
-    assert len(paths) == 12 and len(set(paths)) == 12 and "05-broken.png" not in str(paths)
+    stored = (tmp_path / "db.hidx.paths.txt").read_text().splitlines()
+    assert len(stored) == 12 and len(set(stored)) == 12 and "05-broken.png" not in str(stored)
+    assert all(p.startswith("photos/") for p in stored)  # relative to the index's folder
+    paths = [str(tmp_path / p) for p in stored]
     # id i is the image on line i, after the skipped file as before it
     index, encoder = HammingIndex.load(db), Encoder(model)
     assert index.ids.tolist() == list(range(12))

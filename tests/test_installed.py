@@ -26,6 +26,7 @@ import sysconfig
 import tarfile
 import urllib.request
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -143,9 +144,11 @@ def test_the_wheel_without_extras_encodes_indexes_and_searches(wheel, outside, t
     # the extras' commands say how to get them
     assert "Usage:" in sh(bin_ / "hashsdk-train", "-h", cwd=outside).stdout
     missing = sh(bin_ / "hashsdk-train", "backbones", cwd=outside, check=False)
-    assert missing.returncode == 1 and "pip install 'hashsdk[train]'" in missing.stderr
+    assert missing.returncode == 1 and "install the train extra: pip install '.[train]'" in \
+        missing.stderr
     missing = sh(bin_ / "hashsdk", "serve", "cli.hidx", cwd=outside, check=False)
-    assert missing.returncode == 1 and "pip install 'hashsdk[serve]'" in missing.stderr
+    assert missing.returncode == 1 and "install the serve extra: pip install '.[serve]'" in \
+        missing.stderr
 
 
 def test_the_wheel_with_train_and_export_extras(wheel, outside, tmp_path):
@@ -171,7 +174,7 @@ def test_the_wheel_with_train_and_export_extras(wheel, outside, tmp_path):
     # the installed hashsdk serve (its packages borrowed too) answers its page and a search
     from serve_process import ServerProcess
 
-    with ServerProcess("served.hidx", "--model", "model.onnx", cwd=outside,
+    with ServerProcess("served.hidx", "--model", "model.onnx", "--create", cwd=outside,
                        python=bin_ / "python", log=tmp_path / "serve.log") as server:
         with urllib.request.urlopen(server.url + "/", timeout=10) as r:
             assert b'id="drop"' in r.read()
@@ -191,3 +194,68 @@ def test_the_gpu_distribution_swaps_onnxruntime_for_its_gpu_build(tmp_path):
     assert "Name: hashsdk-gpu" in info
     assert any(r.startswith("onnxruntime-gpu") for r in requires)
     assert not any(r.startswith("onnxruntime>") or r == "onnxruntime" for r in requires)
+
+
+def test_the_export_extra_alone_exports_a_timm_checkpoint(wheel, tmp_path):
+    """``hashsdk[export]`` must be enough to export any checkpoint. A fresh environment holds
+    the wheel and, borrowed from this one (torch is several GB), only the distributions that
+    hashsdk and its export extra require, transitively; the installed hashsdk-export must
+    export a timm checkpoint there. (Before the extra named timm, it failed.)"""
+    from hashsdk.train import checkpoint
+    from hashsdk.train.model import KIND, HashNet
+
+    net = HashNet("timm/test_resnet", 16, image_size=32)
+    checkpoint.save(tmp_path / "ck.pt", kind=KIND, model_args=net.model_args,
+                    state_dict=net.state_dict(), config={})
+    bin_ = venv(tmp_path / "env")
+    sh(bin_ / "python", "-m", "pip", "install", "-q", "--no-deps", wheel)
+    borrowed = _site_with_only(_closure("hashsdk", "export") - {"hashsdk"}, tmp_path / "site")
+    site = Path(sh(bin_ / "python", "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                          "['purelib'])").stdout.strip())
+    (site / "zz_export_extra.pth").write_text(f"{borrowed}\n")
+    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+    absent = sh(bin_ / "python", "-c", "import pytest", env=env, check=False)
+    assert absent.returncode == 1  # what is not required is not there
+    sh(bin_ / "hashsdk-export", tmp_path / "ck.pt", "-o", tmp_path / "m.onnx", env=env)
+    assert (tmp_path / "m.onnx").is_file()
+
+
+def _site_with_only(dists: set[str], folder: Path) -> Path:
+    """A folder of links to this environment's files of ``dists`` (normalized names): their
+    modules, their metadata, and the vendored libraries beside them."""
+    folder.mkdir()
+    for dist in metadata.distributions():
+        if _norm(dist.metadata["Name"]) not in dists:
+            continue
+        tops = {Path(str(f)).parts[0] for f in dist.files or ()}
+        for top in tops:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (folder / top).exists() and top != "..":
+                (folder / top).symlink_to(source)
+    return folder
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _closure(name: str, extra: str = "") -> set[str]:
+    """``name`` and every distribution it requires (with ``extra``), transitively, as
+    installed here; normalized names."""
+    from packaging.requirements import Requirement
+
+    out, todo = set(), [(name, extra)]
+    while todo:
+        dist, extra = todo.pop()
+        if _norm(dist) in out:
+            continue
+        out.add(_norm(dist))
+        try:
+            lines = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in lines:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo.append((req.name, ""))
+    return out

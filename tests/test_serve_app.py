@@ -3,13 +3,11 @@ HammingIndex they wrap, writes, limits, hostile input (never a 5xx), the API key
 
 import asyncio
 import base64
-import importlib.util
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import structured_images
+from conftest import load_benchmark, structured_images
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -30,16 +28,7 @@ def png(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def load_benchmark():
-    """benchmarks/serve.py, whose hostile requests these tests send too."""
-    spec = importlib.util.spec_from_file_location(
-        "serve_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "serve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = load_benchmark()
+BENCH = load_benchmark("serve")
 bomb_png = BENCH.bomb_png
 
 
@@ -163,7 +152,7 @@ HOSTILE = [
                                     "headers": {"content-type": "application/json"}}, 400,
      "not valid JSON"),
     ("text body", lambda im: {"content": b"hi", "headers": {"content-type": "text/plain"}},
-     415, "expected multipart"),
+     415, "multipart/form-data (images)"),
     ("too many images", lambda im: {"files": files(*[("a.png", png(im))] * 9)}, 400, "is 8"),
     ("too large", lambda im: {"content": b"0" * (2 << 20),
                               "headers": {"content-type": "application/json"}}, 413, "limit"),
@@ -343,3 +332,63 @@ def test_searches_never_wait_for_a_write(client, setup):
     first, second = sorted(a.json()["ids"][0] for a in answers)
     assert second == first + 1  # new ids in the order the writes reached the index
     assert served.index.ntotal == N + 2
+
+
+def test_an_image_as_the_raw_body_searches_and_adds_as_multipart_does(client, setup):
+    _, _, images, _, _ = setup
+    data = png(images[4])
+    raw = client.post("/search?k=5", content=data, headers={"content-type": "image/png"})
+    form = client.post("/search", files=files(("x.png", data)), data={"k": "5"})
+    assert raw.status_code == 200, raw.text
+    assert [h["id"] for h in raw.json()["results"][0]["results"]] == \
+        [h["id"] for h in form.json()["results"][0]["results"]]
+    added = client.post("/items?ids=777", content=data, headers={"content-type": "image/png"})
+    assert added.json() == {"ids": [777]}
+    assert client.get("/items/777").json()["path"].endswith(".png")
+    bad = client.post("/search?k=all", content=data, headers={"content-type": "image/png"})
+    assert bad.status_code == 400 and "k: expected an integer" in bad.text
+
+
+def test_results_are_bounded_and_errors_do_not_echo_large_inputs(setup, tmp_path, rng):
+    root, encoder, *_ = setup
+    served = ServedIndex(str(tmp_path / "db.hidx"), bits=encoder.bits)
+    served.add(np.zeros((300, (encoder.bits + 7) // 8), np.uint8))  # 300 codes at distance 0
+    config = ServeConfig(limits=Limits(max_results=500, max_k=1000))
+    zero = "00" * ((encoder.bits + 7) // 8)
+    with TestClient(create_app(served, encoder, config)) as c:
+        # queries x k over the bound: refused, naming it
+        r = c.post("/search", json={"codes": [zero] * 3, "k": 200})
+        assert r.status_code == 400 and "at most 500" in r.json()["detail"]
+        assert c.post("/search", json={"codes": [zero] * 2, "k": 200}).status_code == 200
+        # a range search stops at the bound in all, the query cut short marked
+        got = c.post("/search", json={"codes": [zero] * 3, "radius": 0}).json()["results"]
+        assert [len(q["results"]) for q in got] == [300, 200, 0]
+        assert [q["truncated"] for q in got] == [False, True, True]
+        # a huge k is a short error, not an echo
+        r = c.post("/search", content=b'{"codes": ["' + zero.encode() + b'"], "k": "' +
+                   b"9" * 100_000 + b'"}', headers={"content-type": "application/json"})
+        assert r.status_code == 400 and len(r.text) < 300, r.text[:300]
+
+
+def test_ids_at_the_edge_are_legal_and_the_next_ids_say_they_are_spent(client, setup):
+    from hashsdk.index.kinds import MAX_ID
+
+    _, _, _, codes, _ = setup
+    code = codes[0].tobytes().hex()
+    assert client.post("/items", json={"codes": [code], "ids": [MAX_ID]}).json() == {
+        "ids": [MAX_ID]}
+    r = client.post("/items", json={"codes": [code], "ids": [MAX_ID + 1]})
+    assert r.status_code == 400 and "from 0 to" in r.json()["detail"]
+    for _ in range(2):  # before and after the id is deleted: a clear 400, never a 500
+        r = client.post("/items", json={"codes": [code]})
+        assert r.status_code == 400 and "no default ids left" in r.json()["detail"]
+        client.delete(f"/items/{MAX_ID}")
+    assert client.post("/items", json={"codes": [code], "ids": [5000]}).status_code == 200
+
+
+def test_a_strip_image_is_refused_before_it_is_resized(client):
+    for width in (250_000, 40_000_000):
+        out = io.BytesIO()
+        Image.new("RGB", (width, 1)).save(out, "PNG")
+        r = client.post("/search", files=files(("strip.png", out.getvalue())))
+        assert r.status_code == 400 and "aspect ratio over 100:1" in r.json()["detail"]

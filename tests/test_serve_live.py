@@ -11,7 +11,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import random_packed, structured_images
+from conftest import load_benchmark, random_packed, structured_images
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -141,3 +141,35 @@ def test_browser_uploads_an_image_and_sees_k_results(exported, tmp_path):
             assert "distance 0" in first.text
         finally:
             driver.quit()
+
+
+def test_the_http_edges_answer_at_once_and_count_what_happened(tmp_path):
+    bench = load_benchmark("serve", "serve_benchmark_live")
+    with ServerProcess(tmp_path / "db.hidx", "--bits", str(BITS), "--max-upload-mb", "1",
+                       log=tmp_path / "log") as server:
+        for name, got in bench.protocol_cases(server.url, 1 << 20).items():
+            assert got["status"] == got["expected"], (name, got)
+            # at once: a declared length is never read, a chunked body stops at the limit
+            assert got["seconds"] < 1.5, (name, got)
+            assert "100 Continue" not in got["first_line"]
+        bench.vanishing_client(server.url)
+        time.sleep(0.3)
+        with urllib.request.urlopen(server.url + "/stats", timeout=10) as r:
+            routes = json.load(r)["routes"]
+        statuses = {s for route in routes.values() for s in route["by_status"]}
+        assert "499" in routes["POST /search"]["by_status"] and "500" not in statuses
+    log = (tmp_path / "log").read_text()
+    assert "Traceback" not in log and "Exception" not in log
+
+
+def test_a_second_server_on_the_same_index_is_refused(tmp_path):
+    with ServerProcess(tmp_path / "db.hidx", "--bits", str(BITS), log=tmp_path / "log1"):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        second = subprocess.run([str(Path(sys.executable).parent / "hashsdk"), "serve",
+                                 str(tmp_path / "db.hidx"), "--port", "0"],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert "being written by another process (pid" in second.stderr

@@ -3,7 +3,10 @@ folding, checked against a plain dict of id -> code."""
 
 import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from hashsdk.index import index_file
 from hashsdk.serve import Conflict, ServedIndex
 from hashsdk.serve.journal import ADD, REMOVE, Journal, Record
 
+BIN = Path(sys.executable).parent
 BITS = 40
 
 
@@ -84,6 +88,7 @@ def test_writes_survive_reopen_without_a_clean_close(tmp_path, rng):
             assert gone == [int(ids[0])]
             del expected[int(ids[0])]
     # no close(): the process "dies"; only the journal has these writes
+    die(served)
     reopened = ServedIndex(path)
     assert state(reopened) == expected
     assert reopened.replayed == 40
@@ -139,6 +144,7 @@ def test_interrupted_fold_finished_on_open(tmp_path, rng):
     expected = state(served2)
     # a second journal exists now: the open finished the fold, then wrote to a new journal
     assert len(journal_files(path)) == 1
+    die(served2)
     assert state(ServedIndex(path)) == expected
 
 
@@ -165,8 +171,44 @@ def test_conflicts_and_bad_ids(tmp_path, rng):
     assert served.journal_records == 1  # refused writes never reach the journal
     with pytest.raises(HashsdkError, match="no such index"):
         ServedIndex(str(tmp_path / "missing.hidx"))
+    served.close()
     with pytest.raises(HashsdkError, match="48-bit"):
         ServedIndex(str(tmp_path / "db.hidx"), bits=48)
+    with pytest.raises(HashsdkError, match="from 0 to"):
+        ServedIndex(str(tmp_path / "db.hidx")).check_new(np.array([2**63 - 1]))
+
+
+def die(served: ServedIndex) -> None:
+    """What a killed process leaves: its files as they are, its writer's lock released (the
+    kernel drops a dead process's flock)."""
+    served._writer.release()
+
+
+def test_one_writer_per_index_and_a_killed_one_leaves_no_lock(tmp_path, rng):
+    path = str(tmp_path / "db.hidx")
+    first = ServedIndex(path, bits=BITS)
+    with pytest.raises(HashsdkError, match=r"being written by another process \(pid \d+, "
+                                           r"hashsdk serve\)"):
+        ServedIndex(path)
+    np.save(tmp_path / "c.npy", random_packed(rng, 3, BITS))
+    done = subprocess.run([str(BIN / "hashsdk"), "index", "build", str(tmp_path / "c.npy"),
+                           "-o", path], capture_output=True, text=True)
+    assert done.returncode == 1 and "being written by another process" in done.stderr
+    first.close()
+    ServedIndex(path).close()  # released on close
+    # a server killed with SIGKILL: the kernel releases its lock with the process
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom hashsdk.serve.store import ServedIndex\n"
+        f"s = ServedIndex({path!r})\nprint('open', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(HashsdkError, match="another process"):
+            ServedIndex(path)
+    finally:
+        holder.kill()
+        holder.wait()
+    ServedIndex(path).close()
 
 
 def test_mih_kind_serves_the_same_results(tmp_path, rng):

@@ -133,5 +133,5 @@ def test_splits_are_disjoint_where_they_must_be(database):
 
 
 def test_protocol_asks_for_more_than_there_is():
-    with pytest.raises(HashsdkError, match="wants 50 queries"):
+    with pytest.raises(HashsdkError, match="wants 50 a class: lower --queries-per-class"):
         make_split(fake_set(), DataConfig(queries_per_class=50))

@@ -39,7 +39,8 @@ def test_fake_loss_formulas_match_their_definitions():
 
 
 @pytest.mark.parametrize("name, memory", [("pairwise", False), ("pairwise", True),
-                                          ("triplet", False), ("ce", False)])
+                                          ("triplet", False), ("ce", False), ("csq", False),
+                                          ("orthohash", False)])
 def test_each_real_loss_decreases_on_a_tiny_batch(name, memory):
     torch.manual_seed(0)
     x = torch.randn(16, 3, 16, 16)
@@ -79,3 +80,42 @@ def test_frozen_bn_statistics_leaves_running_stats_alone():
     model(torch.randn(4, 3, 16, 16) * 5 + 3)  # outside, they move again
     assert not all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert model.features.stem[1].momentum == 0.1
+
+
+def test_codewords_spread_as_far_as_they_can():
+    from hashsdk.train.losses.codewords import codewords, targets
+
+    words = codewords(10, 16)  # Hadamard rows and their negatives
+    d = (words[:, None, :] != words[None, :, :]).sum(-1)
+    off = d[~torch.eye(10, dtype=torch.bool)]
+    assert set(off.tolist()) <= {8, 16} and (words.abs() == 1).all()
+    random = codewords(10, 12)  # 12 is no power of two: random +-1, seeded, the same twice
+    assert torch.equal(random, codewords(10, 12)) and len({tuple(r) for r in
+                                                          random.tolist()}) == 10
+    # multi-hot labels: the sign of the mean of their classes' codewords
+    multi = targets(words[:3], torch.tensor([[1, 1, 0], [0, 0, 1]]))
+    assert torch.equal(multi[1], words[2])
+    mean = (words[0] + words[1]) / 2
+    assert torch.equal(multi[0], torch.where(mean >= 0, 1.0, -1.0))
+
+
+@pytest.mark.parametrize("name", ["csq", "orthohash"])
+def test_codeword_losses_are_least_at_the_own_codeword(name):
+    from hashsdk.train.losses.codewords import codewords
+
+    y = torch.tensor([0, 1, 2, 3])
+    loss_fn = RealLoss(name, 0.0, train_labels=y, bits=16)
+    words = codewords(4, 16)
+    own = loss_fn(0.95 * words[y], y, None)
+    other = loss_fn(0.95 * words[(y + 1) % 4], y, None)
+    assert own < other
+    torch.manual_seed(0)
+    h0 = (0.3 * torch.randn(4, 16)).requires_grad_()
+    loss_fn(h0, y, None).backward()
+    # a step of gradient descent turns each code towards its own codeword
+    h1 = h0.detach() - 0.1 * h0.grad / h0.grad.norm(dim=1, keepdim=True)
+    cos = torch.nn.functional.cosine_similarity
+    assert (cos(h1, words[y]) > cos(h0.detach(), words[y])).all()
+    multi = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0]])
+    assert torch.isfinite(RealLoss(name, 0.1, train_labels=multi, bits=16)(
+        torch.tanh(torch.randn(2, 16)), multi, None))

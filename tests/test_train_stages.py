@@ -321,3 +321,43 @@ def test_gan_at_64_pixels_for_large_images(tmp_path, images):
     at32 = dataclasses.replace(cfg, gan=dataclasses.replace(cfg.gan, image_size=32))
     with np.load(train_gan(at32, big, split, tmp_path / "gan32", progress=False)) as f:
         assert f["images"].shape == (40, 32, 32, 3)
+
+
+def test_chance_map_is_the_map_of_random_rankings():
+    from hashsdk import mean_average_precision
+    from hashsdk.train.data import ImageSet, Split
+    from hashsdk.train.evaluate import chance_map
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, 600, p=[0.6, 0.3, 0.1]).astype(np.int64)
+    data = ImageSet(np.zeros((600, 1, 1, 1), np.uint8), labels, np.zeros(600, bool),
+                    ("a", "b", "c"), "x")
+    split = Split(np.arange(100), np.arange(100, 600), np.arange(100, 600))
+    # random codes rank the database at random: their mAP@all is about the chance level
+    codes = rng.integers(0, 256, (600, 8), dtype=np.uint8)
+    got = mean_average_precision(codes[:100], codes[100:], labels[:100], labels[100:])
+    assert got == pytest.approx(chance_map(data, split), abs=0.03)
+    assert chance_map(data, split) == pytest.approx(
+        np.mean([(labels[100:] == q).mean() for q in labels[:100]]))
+
+
+def test_the_recipe_for_a_folder_of_photos_and_a_schedule_sized_by_the_data():
+    from hashsdk.train.schedule import fit_schedule
+
+    photos = config.from_dict({"data": {"dataset": "imagefolder"}})
+    assert (photos.hash.backbone, photos.hash.pretrained) == ("timm/tf_efficientnet_lite0",
+                                                              "imagenet")
+    assert (photos.data.image_size, photos.data.resize_size) == (128, 146)  # 224 of 256
+    cifar = config.from_dict({})
+    assert (cifar.hash.backbone, cifar.hash.pretrained, cifar.data.image_size) == (
+        "cnn", None, 32)
+    asked = config.from_dict({"data": {"dataset": "imagefolder"}, "hash": {"backbone": "cnn"}})
+    assert (asked.hash.backbone, asked.hash.pretrained) == ("cnn", None)
+    # a folder of 60 training photos: batches of 8, enough epochs for 300 steps
+    small = fit_schedule(photos.hash, 60)
+    assert (small.batch_size, small.epochs) == (8, 43)   # 7 steps an epoch
+    big = fit_schedule(photos.hash, 5000)
+    assert (big.batch_size, big.epochs) == (128, 8)      # 39 steps an epoch
+    assert fit_schedule(cifar.hash, 5000).epochs == 60   # from scratch, as before
+    given = dataclasses.replace(photos.hash, batch_size=16, epochs=3)
+    assert (fit_schedule(given, 60).batch_size, fit_schedule(given, 60).epochs) == (16, 3)

@@ -92,12 +92,13 @@ HASH = [
              help="cnn, timm/<name> or torchvision/<name>; `hashsdk-train backbones` lists "
                   "them."),
     _setting("hash.loss", "--loss", help=f"The real-image loss: {loss_help()}"),
-    _setting("hash.epochs", "--epochs", type=int),
-    _setting("hash.batch_size", "--batch-size", type=int),
+    _setting("hash.epochs", "--epochs", type=int,
+             shown="by the training images' count (60 from scratch, 8 to 60 fine-tuning)"),
+    _setting("hash.batch_size", "--batch-size", type=int,
+             shown="by the training images' count (8 to 128)"),
     _setting("hash.lr", "--lr", type=float),
     _setting("hash.lam", "--lam", type=float, help="Weight of the fake-image loss."),
-    click.option("--lambda", "lambda_", type=float, default=None, hidden=True,
-                 deprecated="use --lam (the TOML key and the benchmarks' flag)"),
+    click.option("--lambda", "lambda_", type=float, default=None, hidden=True),  # was --lam
     _setting("hash.fake_loss", "--fake-loss",
              help=f"The fake-image loss: {loss_help(fake=True)}"),
     _setting("hash.fake_ratio", "--fake-ratio", type=float, help="Fakes per real image."),
@@ -144,6 +145,8 @@ def _config(kw: dict) -> RunConfig:
     if kw.get("lambda_") is not None:
         if kw.get("lam") is not None:
             raise click.UsageError("--lambda is the old name of --lam; give one of them")
+        click.echo("warning: --lambda is deprecated, use --lam (the TOML key hash.lam and the "
+                   "benchmarks' flag)", err=True)
         kw = {**kw, "lam": kw["lambda_"]}
     overrides: dict[str, dict] = {"data": {}, "gan": {}, "hash": {}}
     for name, keys in TARGETS.items():
@@ -215,7 +218,12 @@ def hash_cmd(**kw) -> None:
     result = train_hash(cfg, data, split, kw["run_dir"] / name, resume=not kw["no_resume"],
                         progress=not kw["quiet"])
     if result:  # under torchrun only rank 0 evaluates; the other ranks return nothing
-        click.echo(f"mAP@all {result['map']:.4f}  P@r=2 {result['precision_at_radius']:.4f}")
+        from hashsdk.train.evaluate import chance_map
+
+        checkpoint = kw["run_dir"] / name / "checkpoint.pt"
+        click.echo(f"mAP@all {result['map']:.4f} (a random ranking: about "
+                   f"{chance_map(data, split):.4f})  P@r=2 {result['precision_at_radius']:.4f}")
+        click.echo(f"next: hashsdk-export {checkpoint} -o model.onnx --verify")
 
 
 @main.command()

@@ -85,7 +85,10 @@ class GanConfig:
 class HashConfig:
     """Stage 2: the hashing network, trained with a real-image loss plus the fake-image loss."""
 
-    backbone: str = "cnn"          # cnn, timm/<name>, torchvision/<name> (train/backbones.py)
+    # cnn, timm/<name>, torchvision/<name> (train/backbones.py); "auto": for a folder of
+    # photos (imagefolder, filelist) EfficientNet-Lite0 fine-tuned from its offline ImageNet
+    # weights at PHOTO_SIZE px, else cnn
+    backbone: str = "auto"
     bits: int = 48
     pretrained: str | None = None  # "imagenet" (downloaded once), or a local weights file
     backbone_lr: float | None = None   # the backbone's learning rate over lr; None: 0.1 when
@@ -109,8 +112,8 @@ class HashConfig:
     # "shared": reals and fakes in one forward pass, sharing BatchNorm statistics; "separate":
     # fakes in a pass of their own, which leaves the running statistics to the real images
     fake_bn: str = "separate"
-    epochs: int = 60
-    batch_size: int = 128
+    epochs: int | None = None      # None: by the training split's size (train/schedule.py)
+    batch_size: int | None = None  # None: by the training split's size (train/schedule.py)
     optimizer: str = "adamw"       # "adamw" or "sgd"
     lr: float = 1e-3
     weight_decay: float = 5e-4
@@ -191,7 +194,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise HashsdkError(f"hash.bits: {exc}") from None
     for section, key in (("hash", "epochs"), ("hash", "batch_size"), ("hash", "width"),
                          ("gan", "steps"), ("gan", "batch_size")):
-        if getattr(getattr(cfg, section), key) < 1:
+        value = getattr(getattr(cfg, section), key)
+        if value is not None and value < 1:  # None: decided by the data (schedule.py)
             raise HashsdkError(f"{section}.{key}: expected >= 1")
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
@@ -207,6 +211,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+# backbone "auto" on a folder of photos: the best recipe measured for small folders on a CPU
+# (docs/training.md): EfficientNet-Lite0 from its offline weights, fine-tuned at PHOTO_SIZE px
+PHOTO_DATASETS = ("imagefolder", "filelist")
+PHOTO_BACKBONE = "timm/tf_efficientnet_lite0"
+PHOTO_SIZE = 128  # measured: docs/training.md, "Train on your own images"
+
+
 def resolve(cfg: RunConfig) -> RunConfig:
     """Fills what was left to the backbone (None or "auto") from its row of the table: the
     input contract of a pretrained backbone (its size, resize, interpolation), or 32 pixels,
@@ -215,6 +226,12 @@ def resolve(cfg: RunConfig) -> RunConfig:
     from hashsdk.train.backbones import lookup_backbone
 
     d, h = cfg.data, cfg.hash
+    if h.backbone == "auto":  # the recipe for the data users have
+        photos = d.dataset in PHOTO_DATASETS
+        h = dataclasses.replace(h, backbone=PHOTO_BACKBONE if photos else "cnn",
+                                pretrained=h.pretrained or ("imagenet" if photos else None))
+        if photos and d.image_size is None:
+            d = dataclasses.replace(d, image_size=PHOTO_SIZE)
     try:
         pretrained = lookup_backbone(h.backbone).contract(h.pretrained)
     except HashsdkError as exc:

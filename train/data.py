@@ -244,7 +244,10 @@ def _decode(raw: bytes, where: str, shape: InputContract | None = None) -> np.nd
         raise HashsdkError(f"{where}: not a readable image ({exc.reason})") from None
     if shape is not None and (image.size != (shape.size, shape.size)
                               or shape.resize_size != shape.size):
-        return shape.fit_array(image)
+        try:
+            return shape.fit_array(image)
+        except HashsdkError as exc:
+            raise HashsdkError(f"{where}: {exc}") from None
     array = np.asarray(image, np.uint8)
     return array[..., None] if array.ndim == 2 else array
 
@@ -473,14 +476,17 @@ def make_split(data: ImageSet, cfg: DataConfig) -> Split:
         in_class = data.labels == c
         pool = np.flatnonzero(in_class & test_pool)
         if len(pool) < cfg.queries_per_class:
-            raise HashsdkError(f"class {data.classes[c]!r} has {len(pool)} test images; the "
-                               f"protocol wants {cfg.queries_per_class} queries a class")
+            raise HashsdkError(f"class {data.classes[c]!r} has {len(pool)} images to draw queries "
+                               f"from; the protocol wants {cfg.queries_per_class} a class: "
+                               "lower --queries-per-class (data.queries_per_class)")
         q = rng.choice(pool, cfg.queries_per_class, replace=False)
         query.append(q)
         train_pool = np.setdiff1d(np.flatnonzero(in_class & ~data.is_test), q)
         if len(train_pool) < cfg.train_per_class:
             raise HashsdkError(f"class {data.classes[c]!r} has {len(train_pool)} training "
-                               f"images; the protocol wants {cfg.train_per_class}")
+                               f"images beside its queries; the protocol wants "
+                               f"{cfg.train_per_class}: lower --train-per-class "
+                               "(data.train_per_class) or --queries-per-class")
         train.append(rng.choice(train_pool, cfg.train_per_class, replace=False))
     query, train = np.sort(np.concatenate(query)), np.sort(np.concatenate(train))
     excluded = query if cfg.database == "all-but-queries" else np.union1d(query, train)

@@ -95,6 +95,17 @@ def evaluate_model(model: torch.nn.Module, data: ImageSet, split: Split, device:
     return metrics
 
 
+def chance_map(data: ImageSet, split: Split) -> float:
+    """The mAP a random ranking scores on the split, about: the mean over queries of the share
+    of the database that is relevant to each (what a model must beat to have learned)."""
+    q, db = data.labels[split.query], data.labels[split.database]
+    if q.ndim == 1:
+        counts = np.bincount(db, minlength=int(max(q.max(), db.max())) + 1)
+        return float(np.mean(counts[q] / len(db)))
+    relevant = (q.astype(np.float32) @ db.astype(np.float32).T) > 0
+    return float(relevant.mean())
+
+
 def write(out_dir: Path, metrics: RetrievalMetrics, aps: np.ndarray, label: str) -> None:
     with atomic_write(out_dir / "eval.json") as f:
         f.write((json.dumps(metrics.as_dict(), indent=1) + "\n").encode())

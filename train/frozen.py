@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from hashsdk._atomic import atomic_write
 from hashsdk.train import checkpoint, plots
-from hashsdk.train.config import RunConfig, write
+from hashsdk.train.config import HashConfig, RunConfig, write
 from hashsdk.train.data import ImageSet, Split, cache_dir
 from hashsdk.train.device import resolve_device
 from hashsdk.train.evaluate import encode, score
@@ -60,12 +60,12 @@ def cached_features(model: HashNet, images: np.ndarray, folder: Path, device: to
     return feats
 
 
-def train_frozen(cfg: RunConfig, model: HashNet, data: ImageSet, split: Split, run_dir: Path,
-                 fakes: np.ndarray | None, progress: bool = True) -> dict:
+def train_frozen(cfg: RunConfig, hc: HashConfig, model: HashNet, data: ImageSet, split: Split,
+                 run_dir: Path, fakes: np.ndarray | None, progress: bool = True) -> dict:
     """Trains ``model``'s hash layer on cached backbone features; writes config.json,
     checkpoint.pt, history.json, eval.json and ap.npy into ``run_dir``; returns the metrics
-    with ``epoch_seconds`` and ``feature_seconds`` (0 where the cache had them)."""
-    hc = cfg.hash
+    with ``epoch_seconds`` and ``feature_seconds`` (0 where the cache had them). ``hc``: the
+    run's settings, its batch size and epochs decided (train/schedule.py)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write(cfg, run_dir / "config.json")
@@ -77,7 +77,7 @@ def train_frozen(cfg: RunConfig, model: HashNet, data: ImageSet, split: Split, r
     fake_feats = (None if fakes is None else
                   cached_features(model, fakes, folder, device, progress, "fakes"))
     feature_seconds = time.perf_counter() - started
-    history = _train_head(cfg, model, feats[split.train], data.labels[split.train], fake_feats,
+    history = _train_head(hc, model, feats[split.train], data.labels[split.train], fake_feats,
                           device, progress)
     checkpoint.save(run_dir / "checkpoint.pt", kind=KIND, model_args=model.model_args,
                     state_dict=model.state_dict(), optimizer=None, scheduler=None,
@@ -96,12 +96,11 @@ def train_frozen(cfg: RunConfig, model: HashNet, data: ImageSet, split: Split, r
                                 "feature_seconds": feature_seconds}
 
 
-def _train_head(cfg: RunConfig, model: HashNet, train_feats: np.ndarray, labels: np.ndarray,
+def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels: np.ndarray,
                 fake_feats: np.ndarray | None, device: torch.device,
                 progress: bool) -> list[dict]:
     """The hash layer (and the classifier of the "ce" loss) on features: AdamW, linear
     warmup then cosine decay, seeded; the same losses as the fine-tuning loop."""
-    hc = cfg.hash
     torch.manual_seed(hc.seed)
     gen = torch.Generator().manual_seed(hc.seed)
     x = torch.from_numpy(train_feats).to(device)

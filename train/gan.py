@@ -2,8 +2,8 @@
 training split only.
 
 Resolution (``gan.image_size``): 64 where the run's images are at least 64 pixels, else 32;
-the training images are fitted to it first (hashsdk.encoder.preprocess.fit, as the data loader fits
-them), and the hashing stage fits the fakes back to the run's size (train/loop.py's
+the training images are fitted to it first (the input contract's ``fit``, as the data loader
+fits them), and the hashing stage fits the fakes back to the run's size (train/loop.py's
 ``load_fakes``), so fakes and real images go through the same resize and normalization. A
 64x64 DCGAN adds one stage to each network (4 -> 64 in the generator, 64 -> 4 in the
 discriminator), as the DCGAN paper's.

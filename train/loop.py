@@ -17,8 +17,8 @@ same machine and thread count. Under DDP each rank draws its own augmentation.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +52,7 @@ from hashsdk.train.evaluate import evaluate_model, normalizer, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.losses import lookup as lookup_loss
 from hashsdk.train.model import KIND, HashNet, create_model
-from hashsdk.train.schedule import lr_factor
+from hashsdk.train.schedule import fit_schedule, lr_factor
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, crop: str = "pad",
@@ -156,15 +156,17 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     """Trains and evaluates a hashing network; returns the final metrics as a dict, with
     ``epoch_seconds``, the median epoch's wall time. ``evaluate=False`` skips the evaluation
     (the dict then holds ``epoch_seconds`` alone), for timing runs."""
-    hc = cfg.hash
     run_dir = Path(run_dir)
+    # the config as given is what checkpoints record and resumes compare; the run trains with
+    # its batch size and epochs decided by the data where the config leaves them None
+    hc = fit_schedule(cfg.hash, len(split.train), int(os.environ.get("WORLD_SIZE", 1)))
     if hc.frozen:
         from hashsdk.train.frozen import train_frozen
 
         torch.manual_seed(hc.seed)  # the hash layer's initialization
         fakes = load_fakes(hc.fakes, data.images, cfg.data) if uses_fakes(hc) else None
-        return train_frozen(cfg, build_model(hc, cfg.data, data, split), data, split, run_dir,
-                            fakes, progress)
+        return train_frozen(cfg, hc, build_model(hc, cfg.data, data, split), data, split,
+                            run_dir, fakes, progress)
     device = resolve_device(hc.device)
     dist = Distributed.start(device)
     torch.manual_seed(hc.seed)
@@ -189,7 +191,7 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
                 and epoch + 1 < hc.epochs:
             row["map"] = evaluate_model(r.model, data, split, device, progress=False).map
         history.append(row)
-        _save(r, ckpt_path, cfg, epoch + 1, history, dist)
+        _save(r, ckpt_path, cfg, epoch + 1, history, dist, progress)
 
     result = _finish(r, data, split, run_dir, history, evaluate, progress) if dist.main else {}
     dist.barrier()
@@ -391,13 +393,14 @@ def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: 
 
 
 def _save(r: _Run, ckpt_path: Path, cfg: RunConfig, epochs_done: int, history: list[dict],
-          dist: Distributed) -> None:
+          dist: Distributed, say: bool) -> None:
     """The checkpoint and history after an epoch (rank 0 writes; every rank's augmentation
-    state is gathered first, a collective)."""
+    state is gathered first, a collective); with ``say``, the epoch's line."""
     aug_states = dist.gather(r.aug_gen.get_state())
     if not dist.main:
         return
-    print(json.dumps(history[-1]), flush=True)
+    if say:
+        print(epoch_line(history[-1], r.hc.epochs), flush=True)
     memory = r.real_loss.memory_codes
     checkpoint.save(
         ckpt_path, kind=KIND, model_args=r.model.model_args, state_dict=r.model.state_dict(),
@@ -407,6 +410,15 @@ def _save(r: _Run, ckpt_path: Path, cfg: RunConfig, epochs_done: int, history: l
         extra=dict(history=history, scaler=r.scaler.state_dict(),
                    memory_codes=memory.cpu() if memory is not None else None))
     plots.write_history(ckpt_path.parent, history)
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """One epoch of history as people read it (history.json keeps every digit)."""
+    line = f"epoch {row['epoch']}/{epochs}  loss {row['loss_real']:.4f}"
+    if row.get("loss_fake"):
+        line += f" (fakes {row['loss_fake']:.4f})"
+    line += f"  lr {row['lr']:.1e}  {row['seconds']:.1f} s"
+    return line + (f"  mAP {row['map']:.4f}" if "map" in row else "")
 
 
 def _finish(r: _Run, data: ImageSet, split: Split, run_dir: Path, history: list[dict],

@@ -133,7 +133,7 @@ def write_report(run_dir: Path, cfg: RunConfig, data: ImageSet, split: Split) ->
         f"{len(split.database):,} database images. Backbone `{cfg.hash.backbone}` "
         f"{describe_weights(cfg.hash.backbone, cfg.hash.pretrained)}, "
         f"{FROZEN if cfg.hash.frozen else ''}{cfg.data.image_size} px, loss "
-        f"`{cfg.hash.loss}`, {cfg.hash.epochs} epochs; fakes: "
+        f"`{cfg.hash.loss}`, {cfg.hash.epochs or 'data-sized'} epochs; fakes: "
         f"`{cfg.hash.fake_loss}` at lambda {cfg.hash.lam}, {cfg.hash.fake_ratio} per real "
         f"image, BatchNorm `{cfg.hash.fake_bn}`; DCGAN {cfg.gan.steps} steps.", ""]
     lines += _results(run_dir)

@@ -38,6 +38,10 @@ SQUASH = 0               # resize_size of models exported before the contract
 INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 DEFAULT_INTERPOLATION = "bilinear"
 CHANNELS = {1: "L", 3: "RGB"}  # channels -> PIL mode
+# The longest side over the shortest that fit takes. Resizing the shorter side to resize_size
+# makes the longer one resize_size x this at most (256 x 25,600 px): a 1 x 250,000 strip, legal
+# by its pixel count, would otherwise become 64 x 16,000,000 (1 GB) before the crop.
+MAX_ASPECT = 100
 # the fields whose ONNX metadata key is another name
 METADATA_KEYS = {"size": "input_size"}
 
@@ -104,7 +108,9 @@ class InputContract:
     def fit(self, image: Image.Image) -> Image.Image:
         """``image`` at size x size: the shorter side resized to resize_size (the longer in
         proportion, rounded down), then the centre crop, with torchvision's rounding; or, with
-        resize_size 0, the whole image squashed. The mode is left as it is."""
+        resize_size 0, the whole image squashed. The mode is left as it is. An image longer
+        than ``MAX_ASPECT`` times its width (or the reverse) is refused before any resize."""
+        self.check_shape(*image.size)
         size, resample = self.size, INTERPOLATIONS[self.interpolation]
         if self.resize_size == SQUASH:
             return image if image.size == (size, size) else image.resize((size, size), resample)
@@ -119,6 +125,15 @@ class InputContract:
             return image
         top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
         return image.crop((left, top, left + size, top + size))
+
+    def check_shape(self, width: int, height: int) -> None:
+        """Raises where an image of this shape cannot be fitted: an empty one, or (resizing by
+        the shorter side) one of an aspect ratio over ``MAX_ASPECT``."""
+        if width < 1 or height < 1:
+            raise HashsdkError(f"an image of {width} x {height} pixels is empty")
+        if self.resize_size != SQUASH and max(width, height) > MAX_ASPECT * min(width, height):
+            raise HashsdkError(f"{width} x {height} pixels: an aspect ratio over {MAX_ASPECT}:1, "
+                               "which fitting (the shorter side resized) cannot take")
 
     def fit_array(self, image: Image.Image) -> np.ndarray:
         """A PIL image (mode L or RGB, kept) fitted, as uint8 (size, size, C)."""

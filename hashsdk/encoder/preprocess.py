@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class UnreadableImage(HashsdkError):
         self.path, self.reason = path, reason
 
 
+# a check of an image's (width, height) from its header, raising HashsdkError; or None
+Shape = Callable[[int, int], None] | None
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's own warning threshold, about 89 MP
 
 
@@ -106,7 +108,7 @@ def decode(source: Any, mode: str | None = None, resize_to: int | None = None,
 
 
 def _decode(source: Any, mode: str | None, resize_to: int | None,
-            max_pixels: int | None) -> Image.Image | np.ndarray:
+            max_pixels: int | None, check: Shape = None) -> Image.Image | np.ndarray:
     """``decode``, but a plain JPEG comes as simplejpeg's array, uint8 (H, W, 3) or (H, W) in
     ``mode``, so that an image already at the model's size never becomes a PIL image."""
     name = _name(source)
@@ -116,8 +118,9 @@ def _decode(source: Any, mode: str | None, resize_to: int | None,
     try:
         raw = bytes(source) if not isinstance(source, (str, os.PathLike)) else \
             Path(source).read_bytes()
-        fast = _plain_jpeg(raw, mode, resize_to, max_pixels, name)
-        return fast if fast is not None else _pillow(raw, mode, resize_to, max_pixels, name)
+        fast = _plain_jpeg(raw, mode, resize_to, max_pixels, name, check)
+        return fast if fast is not None else _pillow(raw, mode, resize_to, max_pixels, name,
+                                                     check)
     except FileNotFoundError:
         raise UnreadableImage(name, "no such file") from None
     except IsADirectoryError:
@@ -126,20 +129,28 @@ def _decode(source: Any, mode: str | None, resize_to: int | None,
         raise UnreadableImage(name, str(exc)) from None
 
 
-def _check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> None:
+def _check_pixels(width: int, height: int, max_pixels: int | None, name: str,
+                  check: Shape = None) -> None:
+    """The header's size against the pixel limit and ``check`` (the contract's shape rule),
+    before any pixel is decoded."""
+    if check is not None:
+        try:
+            check(width, height)
+        except HashsdkError as exc:
+            raise UnreadableImage(name, str(exc)) from None
     if max_pixels is not None and width * height > max_pixels:
         raise UnreadableImage(name, f"{width} x {height} = {width * height:,} pixels, more than "
                                     f"max_pixels = {max_pixels:,} (a decompression bomb?)")
 
 
 def _pillow(raw: bytes, mode: str | None, resize_to: int | None, max_pixels: int | None,
-            name: str) -> Image.Image:
+            name: str, check: Shape = None) -> Image.Image:
     try:
         with warnings.catch_warnings():  # we check the size ourselves, below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
         w, h = image.size
-        _check_pixels(w, h, max_pixels, name)
+        _check_pixels(w, h, max_pixels, name, check)
         if resize_to and image.format == "JPEG" and min(w, h) >= 2 * resize_to:
             scale = resize_to / min(w, h)  # libjpeg picks a scale that stays at least this
             image.draft(image.mode, (max(1, int(w * scale)), max(1, int(h * scale))))
@@ -157,14 +168,14 @@ def _pillow(raw: bytes, mode: str | None, resize_to: int | None, max_pixels: int
 
 
 def _plain_jpeg(raw: bytes, mode: str | None, resize_to: int | None, max_pixels: int | None,
-                name: str) -> np.ndarray | None:
+                name: str, check: Shape = None) -> np.ndarray | None:
     """simplejpeg's decode of a plain JPEG (see the module docstring), or None where Pillow
     must decode the file."""
     info = _plain_jpeg_size(raw) if simplejpeg is not None else None
     if info is None:
         return None
     w, h, grey = info
-    _check_pixels(w, h, max_pixels, name)
+    _check_pixels(w, h, max_pixels, name, check)
     if resize_to and min(w, h) >= 2 * resize_to:  # Pillow's draft mode
         return None
     mode = mode or ("L" if grey else "RGB")
@@ -213,15 +224,21 @@ def _plain_jpeg_size(raw: bytes) -> tuple[int, int, bool] | None:
 
 def load_uint8(item: Any, meta: ModelMetadata,
                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """One item as uint8 (H, W, C) at the model's size, or float32 (C, H, W) passed through."""
+    """One item as uint8 (H, W, C) at the model's size, or float32 (C, H, W) passed through.
+    A file or bytes that cannot be fitted (hashsdk.encoder.contract's shape rule) is an
+    UnreadableImage naming it, as a file that cannot be decoded is."""
     contract = meta.contract
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        image = _decode(item, contract.mode, contract.resize_size or contract.size, max_pixels)
+        image = _decode(item, contract.mode, contract.resize_size or contract.size, max_pixels,
+                        contract.check_shape)
         if isinstance(image, np.ndarray):
             if contract.is_fitted(*image.shape[:2]):  # fit would change nothing
                 return image[..., None] if image.ndim == 2 else image
             image = Image.fromarray(image)
-        return _from_pil(image, contract)
+        try:
+            return _from_pil(image, contract)
+        except HashsdkError as exc:
+            raise UnreadableImage(_name(item), str(exc)) from None
     if isinstance(item, Image.Image):
         return _from_pil(item, contract)
     if isinstance(item, np.ndarray):

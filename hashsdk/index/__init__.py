@@ -7,6 +7,7 @@
     _search.py       the kernels' Python face and the numpy fallback
     _storage.py      the codes and ids buffers: appends, merges, removals, snapshots
     index_file.py    the .hidx format and its paths file
+    writer_lock.py   one writer per index (INDEX.lock)
 
 ``from hashsdk import HammingIndex, MultiIndexHammingIndex`` is the public way in.
 """

@@ -25,6 +25,9 @@ import numpy as np
 
 from hashsdk.errors import HashsdkError
 
+# the largest id an index holds: the next default id (largest + 1) must fit in int64
+MAX_ID = 2**63 - 2
+
 PAD_DISTANCE = np.iinfo(np.int32).max  # a missing result's distance, as in faiss
 _SEGMENT_COPIES = 64  # a merge of at most this many rows copies segments, not a boolean mask
 
@@ -170,6 +173,9 @@ def check_new_ids(ids: np.ndarray, n: int, snap: Snapshot) -> np.ndarray:
         raise HashsdkError(f"add: got {n} codes but {len(ids)} ids; expected one id per code")
     if (ids < 0).any():
         raise HashsdkError("add: ids must be >= 0 (-1 marks a missing result)")
+    if (ids > MAX_ID).any():
+        raise HashsdkError(f"add: ids must be at most {MAX_ID} (2**63 - 2: the next id after "
+                           "the largest must fit in int64)")
     unique = np.unique(ids)
     if len(unique) != n:
         raise HashsdkError(f"add: ids must be unique; {n - len(unique)} repeat within the batch")

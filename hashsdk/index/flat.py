@@ -108,8 +108,9 @@ class HammingIndex:
 
         Args:
             codes: packed uint8 (n, code_size) or unpacked (n, bits); a 1-D array is one code.
-            ids: int64-compatible (n,), unique, >= 0, not already in the index. None gives
-                consecutive ids after the largest id ever added (faiss's sequential ids).
+            ids: int64-compatible (n,), unique, 0 to 2**63 - 2 (``MAX_ID``), not already in
+                the index. None gives consecutive ids after the largest id ever added (faiss's
+                sequential ids); none are left after ``MAX_ID``.
 
         Returns:
             the ids of the added codes, int64 (n,).
@@ -120,12 +121,20 @@ class HammingIndex:
         with self._write_lock:
             snap = self._snap
             if ids is None:
-                new_ids = np.arange(self._next_id, self._next_id + len(packed), dtype=np.int64)
+                new_ids = self.default_ids(len(packed))
             else:
                 new_ids = _storage.check_new_ids(_as_int64(ids, "add"), len(packed), snap)
             self._snap = self._store.add(snap, packed, new_ids)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return new_ids
+
+    def default_ids(self, n: int) -> np.ndarray:
+        """The n ids an add without ids would take, int64 (n,): after the largest id ever
+        added; an error where they would pass ``MAX_ID`` (the caller holds the write lock)."""
+        if self._next_id + n - 1 > _storage.MAX_ID:
+            raise HashsdkError(f"add: no default ids left: the largest id ever added is "
+                               f"{self._next_id - 1} and ids stop at {_storage.MAX_ID}; give ids")
+        return np.arange(self._next_id, self._next_id + n, dtype=np.int64)
 
     def remove(self, ids: np.ndarray) -> int:
         """Removes the codes with these ids; ids not in the index are ignored.

@@ -23,11 +23,14 @@ Reading checks the header CRC and the exact file size (a truncated file fails); 
 is checked on a full read, and on a mapped read only when asked, because it reads every byte.
 
 The paths file ``INDEX.paths.txt`` (written by ``hashsdk index build --model``) is UTF-8 text,
-one image path per line: line i is the image of the i-th code in id order (id i for the
-default ids 0, 1, 2, ...). It is written in the same step as the index: both files are
-written in full, then renamed into place one right after the other, so that a failed build
-leaves both old files. Only a crash between the two renames could pair the new paths with
-the old index; ``read_paths`` refuses a paths file whose count disagrees with the index.
+one image path per line, relative to the index file's folder (``relative_to_index``; an
+absolute path is kept as it is), so that the index and its images can move together and be
+served from any directory (``resolve_path``): line i is the image of the i-th code in id
+order (id i for the default ids 0, 1, 2, ...). It is written in the same step as the index:
+both files are written in full, then renamed into place one right after the other, so that a
+failed build leaves both old files. Only a crash between the two renames could pair the new
+paths with the old index; ``read_paths`` refuses a paths file whose count disagrees with the
+index.
 """
 
 from __future__ import annotations
@@ -110,6 +113,26 @@ def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray
             f.write(_bytes(codes))
             f.write(pad)
             f.write(_bytes(ids.astype("<i8", copy=False)))
+
+
+def relative_to_index(index_path: str | os.PathLike, image: str | os.PathLike) -> str:
+    """How the paths file names ``image`` (a path from the current directory): relative to
+    the index file's folder, or absolute where no relative path leads there (another drive)."""
+    folder = os.path.dirname(os.path.abspath(index_path))
+    try:
+        return os.path.relpath(os.path.abspath(image), folder)
+    except ValueError:
+        return os.path.abspath(image)
+
+
+def resolve_path(index_path: str | os.PathLike, stored: str) -> str:
+    """The file a paths-file line names, from the current directory: relative to the index's
+    folder; an index written before paths were stored so (relative to the directory it was
+    built in) falls back to the line as it is, where only that exists."""
+    if os.path.isabs(stored):
+        return stored
+    beside = os.path.join(os.path.dirname(os.fspath(index_path)), stored)
+    return stored if not os.path.exists(beside) and os.path.exists(stored) else beside
 
 
 def paths_path(path: str | os.PathLike) -> str:

@@ -4,8 +4,9 @@ a ``.hidx`` file.
 ``CodeIndex`` is what search, evaluation and ``hashsdk serve`` may rely on, whatever holds the
 codes: ``HammingIndex`` (flat, exact scan), ``MultiIndexHammingIndex`` (exact, sublinear) and
 the Milvus adapter (``hashsdk.index.milvus.MilvusIndex``) all satisfy it. Codes are packed uint8
-(n, ceil(bits / 8)), MSB first (``hashsdk.codes``); ids int64; results sorted by (distance,
-id), missing top-k results at distance 2**31 - 1 and id -1.
+(n, ceil(bits / 8)), MSB first (``hashsdk.codes``); ids int64 from 0 to ``MAX_ID``
+(2**63 - 2); results sorted by (distance, id), missing top-k results at distance 2**31 - 1
+and id -1.
 
 A *file kind* is a ``CodeIndex`` class that is made from its bits (``cls(bits, threads=)``)
 and saved to and loaded from a ``.hidx`` file (``save(path)``, ``cls.load(path, threads=)``).
@@ -25,6 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hashsdk.errors import HashsdkError
+from hashsdk.index._storage import MAX_ID  # noqa: F401  (part of the contract)
 
 
 @runtime_checkable

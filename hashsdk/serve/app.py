@@ -27,7 +27,7 @@ from hashsdk.errors import HashsdkError
 from hashsdk.serve import errors
 from hashsdk.serve.batching import MAX_BATCH, Batcher
 from hashsdk.serve.inputs import Limits
-from hashsdk.serve.middleware import BodyLimit, RequestStats
+from hashsdk.serve.middleware import BodyLimit, HeaderLimit, RequestStats
 from hashsdk.serve.routes import ROUTES
 from hashsdk.serve.stats import Stats
 from hashsdk.serve.store import ServedIndex
@@ -67,7 +67,9 @@ def create_app(served: ServedIndex, encoder: Encoder | None = None,
     app.state.served, app.state.encoder, app.state.config = served, encoder, config
     app.state.stats, app.state.batcher = stats, batcher
     app.add_middleware(BodyLimit, max_bytes=config.limits.max_upload_bytes)
-    app.add_middleware(RequestStats, stats=stats)
+    app.add_middleware(HeaderLimit, max_headers=config.limits.max_headers,
+                       max_header_bytes=config.limits.max_header_bytes)
+    app.add_middleware(RequestStats, stats=stats)  # the last added runs first: counts them all
     errors.install(app)
     for module in ROUTES:
         module.add_routes(app)

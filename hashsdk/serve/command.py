@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import ipaddress
 import logging
+import os
 
 import click
 
@@ -32,8 +33,11 @@ def is_loopback(host: str) -> bool:
 @click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None,
               help="The .onnx / .engine model that encodes uploaded images (without it: codes "
                    "only).")
+@click.option("--create", is_flag=True,
+              help="Start an empty index at INDEX_PATH if it is missing (its code length from "
+                   "--model, or --bits).")
 @click.option("--bits", type=int, default=None,
-              help="Code length of a new index when INDEX_PATH is missing and there is no model.")
+              help="Code length of a new index (implies --create) when there is no model.")
 @click.option("--host", default="127.0.0.1", help="Address to bind; any other than loopback "
                                                    "needs --api-key.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000)
@@ -60,13 +64,15 @@ def is_loopback(host: str) -> bool:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info")
 @user_errors(extra="serve")
-def serve(index_path: str, model: str | None, bits: int | None, host: str, port: int,
+def serve(index_path: str, model: str | None, create: bool, bits: int | None, host: str,
+          port: int,
           api_key: str | None, kind: str, max_upload_mb: float, max_k: int, max_images: int,
           timeout: float, max_batch: int, workers: int | None, threads: int | None,
           device: str, fold_every: int, log_level: str) -> None:
     """Serve INDEX_PATH over HTTP: search by image or code, add and remove items, and a web
     page at /. Every acknowledged add or remove survives a crash (a journal beside the index,
-    folded into it now and then). INDEX_PATH is created when missing."""
+    folded into it now and then). A missing INDEX_PATH is an error unless --create (or --bits)
+    asks for a new, empty index."""
     import uvicorn
 
     from hashsdk._args import default_threads
@@ -74,6 +80,11 @@ def serve(index_path: str, model: str | None, bits: int | None, host: str, port:
     from hashsdk.serve.app import ServeConfig, create_app
     from hashsdk.serve.store import ServedIndex
 
+    if not os.path.exists(index_path) and not create and bits is None:
+        raise HashsdkError(f"{index_path}: no such index. To start an empty one there, add "
+                           "--create (its code length from --model) or --bits N")
+    if create and model is None and bits is None and not os.path.exists(index_path):
+        raise HashsdkError("--create: give --model (its code length) or --bits N")
     if not is_loopback(host) and not api_key:
         raise HashsdkError(f"--host {host} lets other machines write to the index: give "
                            f"--api-key (or $HASHSDK_API_KEY), or bind to 127.0.0.1")
@@ -92,6 +103,11 @@ def serve(index_path: str, model: str | None, bits: int | None, host: str, port:
     config = ServeConfig(limits=limits, api_key=api_key, max_batch=max_batch,
                          encode_workers=workers, model_name=model)
     app = create_app(served, encoder, config)
+    missing = served.missing_images()
+    if missing:
+        click.echo(f"warning: {missing:,} of the index's {len(served.paths):,} image files are "
+                   f"not found (their thumbnails will answer 404); paths are read relative to "
+                   f"{os.path.dirname(os.path.abspath(index_path))}", err=True)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {index_path} ({served.index.ntotal:,} codes of {served.index.bits} "
                f"bits, {served.replayed} journal records replayed) at http://{shown}:{port}/",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from hashsdk.errors import HashsdkError
 from hashsdk.serve.inputs import BadRequest
@@ -32,6 +33,12 @@ def install(app: FastAPI) -> None:
     async def timeout(request: Request, exc: TimeoutError):
         limit = app.state.config.limits.request_timeout_s
         return JSONResponse({"detail": f"the request took longer than {limit:g} s"}, 503)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect):
+        # the client left mid-body: nobody reads an answer; counted as 499 (middleware.py)
+        log.debug("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):

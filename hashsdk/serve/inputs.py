@@ -26,6 +26,7 @@ from hashsdk.codes import check_packed, code_size
 from hashsdk.encoder.metadata import ModelMetadata
 from hashsdk.encoder.preprocess import UnreadableImage, load_uint8
 from hashsdk.errors import HashsdkError
+from hashsdk.index.kinds import MAX_ID
 
 CODE_ENCODINGS = ("hex", "base64")
 FORMATS = ("JPEG", "PNG", "WebP", "GIF", "BMP", "TIFF")
@@ -43,14 +44,34 @@ class BadRequest(HashsdkError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask. ``max_upload_bytes``: the whole body (413 above it)."""
+    """What one request may ask (docs/serve.md lists them with these defaults).
+
+    max_upload_bytes: the whole body (413 above it); max_headers, max_header_bytes: the
+    headers' count and their bytes in all (431); max_images, max_codes: queries or items a
+    request carries; max_k: k of a search; max_results: results one search returns in all
+    (queries x k above it is a 400; a range search stops there, marked truncated); max_pixels:
+    an image's pixels by its header; request_timeout_s: a request's time (503).
+    """
     max_upload_bytes: int = 16 << 20
+    max_headers: int = 100
+    max_header_bytes: int = 16 << 10
     max_images: int = 64
     max_codes: int = 1024
     max_k: int = 1000
-    max_range_results: int = 10_000
+    max_results: int = 10_000
     max_pixels: int = 40_000_000
     request_timeout_s: float = 30.0
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: an error names what it got without echoing a
+    large input back."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def quote(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened."""
+    return shorten(repr(value), limit)
 
 
 @dataclass
@@ -76,14 +97,15 @@ def from_json(data: Any) -> Body:
         raise BadRequest("expected a JSON object with codes, ids, k, radius")
     unknown = set(data) - {"codes", "ids", "k", "radius", "code_encoding"}
     if unknown:
-        raise BadRequest(f"unknown fields {sorted(unknown)}; expected codes, ids, k, radius, "
-                         f"code_encoding")
+        raise BadRequest(f"unknown fields {quote(sorted(unknown))}; expected codes, ids, k, "
+                         f"radius, code_encoding")
     codes = data.get("codes") or []
     if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
         raise BadRequest("codes: expected a list of strings (hex or base64)")
     encoding = data.get("code_encoding", "hex")
     if encoding not in CODE_ENCODINGS:
-        raise BadRequest(f"code_encoding: expected one of {CODE_ENCODINGS}, got {encoding!r}")
+        raise BadRequest(f"code_encoding: expected one of {CODE_ENCODINGS}, got "
+                         f"{quote(encoding)}")
     ids = data.get("ids")
     if ids is not None and (not isinstance(ids, list)
                             or not all(type(i) is int for i in ids)):
@@ -95,8 +117,8 @@ def from_json(data: Any) -> Body:
 def from_form(images: list[Upload], fields: dict[str, list[str]]) -> Body:
     unknown = set(fields) - {"k", "radius", "ids"}
     if unknown:
-        raise BadRequest(f"unknown form fields {sorted(unknown)}; expected image, k, radius, "
-                         f"ids")
+        raise BadRequest(f"unknown form fields {quote(sorted(unknown))}; expected image, k, "
+                         f"radius, ids")
     ids = None
     if "ids" in fields:
         parts = [p.strip() for value in fields["ids"] for p in value.split(",") if p.strip()]
@@ -112,7 +134,7 @@ def _int(value: Any, name: str) -> int:
             raise ValueError
         return int(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{name}: expected an integer, got {value!r}") from None
+        raise BadRequest(f"{name}: expected an integer, got {quote(value)}") from None
 
 
 def _int_or_none(value: Any, name: str) -> int | None:
@@ -122,13 +144,13 @@ def _int_or_none(value: Any, name: str) -> int | None:
 def check_k(k: int | None, limits: Limits) -> int:
     k = 10 if k is None else k
     if not 1 <= k <= limits.max_k:
-        raise BadRequest(f"k: expected 1 to {limits.max_k}, got {k}")
+        raise BadRequest(f"k: expected 1 to {limits.max_k}, got {quote(k)}")
     return k
 
 
 def check_radius(radius: int, bits: int) -> int:
     if not 0 <= radius <= bits:
-        raise BadRequest(f"radius: expected 0 to {bits} (the code length), got {radius}")
+        raise BadRequest(f"radius: expected 0 to {bits} (the code length), got {quote(radius)}")
     return radius
 
 
@@ -140,8 +162,8 @@ def check_ids(ids: list[int] | None, count: int | None, limits: Limits) -> np.nd
         raise BadRequest(f"ids: expected one per item ({count}), got {len(ids)}")
     if len(ids) > limits.max_codes:
         raise BadRequest(f"ids: at most {limits.max_codes} a request, got {len(ids)}")
-    if any(not 0 <= i < 2**63 for i in ids):
-        raise BadRequest("ids: expected integers from 0 to 2**63 - 1")
+    if any(not 0 <= i <= MAX_ID for i in ids):
+        raise BadRequest(f"ids: expected integers from 0 to {MAX_ID} (2**63 - 2)")
     return np.asarray(ids, np.int64)
 
 
@@ -186,7 +208,7 @@ def sniff_format(data: bytes) -> str | None:
 
 def decode_image(upload: Upload, meta: ModelMetadata, limits: Limits) -> tuple[np.ndarray, str]:
     """An upload as the model's uint8 (H, W, C) input and the extension of its format."""
-    name = os.path.basename(upload.name or "upload")
+    name = shorten(os.path.basename(upload.name or "upload"))
     ext = sniff_format(upload.data)
     if ext is None:
         raise BadRequest(f"{name}: not an image (expected one of {', '.join(FORMATS)})")

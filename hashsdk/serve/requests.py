@@ -79,14 +79,20 @@ async def read_body(request: Request) -> Body:
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if name != "image":
-                    raise BadRequest(f"upload field {name!r}: expected 'image'")
+                    raise BadRequest(f"upload field {inputs.quote(name)}: expected 'image'")
                 images.append(inputs.Upload(value.filename or "upload", await value.read()))
             else:
                 fields.setdefault(name, []).append(value)
         await form.close()
         return inputs.from_form(images, fields)
-    raise BadRequest(f"content type {kind or 'none'!r}: expected multipart/form-data (images) "
-                     f"or application/json (codes)", 415)
+    if kind.startswith("image/"):  # one image as the raw body; k, radius, ids in the query
+        fields: dict[str, list[str]] = {}
+        for name, value in request.query_params.multi_items():
+            fields.setdefault(name, []).append(value)
+        return inputs.from_form([inputs.Upload("upload", await request.body())], fields)
+    raise BadRequest(f"content type {inputs.quote(kind or 'none')}: expected image/* (one "
+                     "image as the body), multipart/form-data (images) or application/json "
+                     "(codes)", 415)
 
 
 async def encode_uploads(request: Request, uploads: list[inputs.Upload]

@@ -43,6 +43,8 @@ from hashsdk._atomic import atomic_write
 from hashsdk.codes import as_packed
 from hashsdk.errors import HashsdkError
 from hashsdk.index import HammingIndex, IndexKind, index_file, index_kind
+from hashsdk.index.kinds import MAX_ID
+from hashsdk.index.writer_lock import WriterLock
 from hashsdk.serve.journal import ADD, REMOVE, Journal, Record, fsync_folder
 
 log = logging.getLogger("hashsdk.serve")
@@ -73,6 +75,14 @@ class ServedIndex:
         self._lock = threading.Lock()  # serializes writes (and new ids) and folds' switch
         self._fold_lock = threading.Lock()  # one fold at a time
         self._folder: threading.Thread | None = None
+        self._writer = WriterLock(self.path, "hashsdk serve")  # one writer per index
+        try:
+            self._open(bits, kind, threads)
+        except BaseException:
+            self._writer.release()
+            raise
+
+    def _open(self, bits: int | None, kind: str, threads: int | None) -> None:
         self.index = self._load_index(bits, index_kind(kind), threads)
         self.paths = self._load_paths()
         numbers = self._journal_numbers()
@@ -140,13 +150,25 @@ class ServedIndex:
                 if p:
                     self.paths[i] = p
 
+    def image_file(self, item_id: int) -> str | None:
+        """The image file of an item, from the current directory (paths are stored relative
+        to the index's folder, hashsdk.index.index_file.resolve_path), or None."""
+        stored = self.paths.get(item_id)
+        return None if stored is None else index_file.resolve_path(self.path, stored)
+
+    def missing_images(self) -> int:
+        """How many of the items' image files do not exist (told at start: thumbnails of
+        those are 404)."""
+        return sum(not os.path.isfile(index_file.resolve_path(self.path, p))
+                   for p in self.paths.values())
+
     # ---- writes ----------------------------------------------------------------------------
 
     def check_new(self, ids: np.ndarray) -> None:
         """Raises Conflict for ids present, HashsdkError for negative or repeated ones."""
         ids = np.asarray(ids, np.int64)
-        if (ids < 0).any():
-            raise HashsdkError("ids must be >= 0")
+        if (ids < 0).any() or (ids > MAX_ID).any():
+            raise HashsdkError(f"ids must be from 0 to {MAX_ID}")
         if len(np.unique(ids)) != len(ids):
             raise HashsdkError("ids repeat within the request")
         present = self.index.lookup(ids)[0]
@@ -164,8 +186,7 @@ class ServedIndex:
                 raise HashsdkError(f"add: {len(packed)} codes but {len(ids)} ids")
         with self._lock:
             if ids is None:
-                ids = np.arange(self.index.next_id, self.index.next_id + len(packed),
-                                dtype=np.int64)
+                ids = self.index.default_ids(len(packed))
             else:
                 self.check_new(ids)
             record = Record(ADD, ids, packed, paths or [None] * len(ids))
@@ -248,6 +269,7 @@ class ServedIndex:
             self._folder.join()
         self.fold()
         self._journal.close()
+        self._writer.release()
 
     @property
     def journal_records(self) -> int:

@@ -72,6 +72,10 @@ register_loss("pairwise", "pairwise:Pairwise", "DPSH's pairwise likelihood (Li e
 register_loss("triplet", "triplet:Triplet", "DNNH-style triplet ranking (Lai et al. 2015)")
 register_loss("ce", "ce:CrossEntropy", "cross-entropy of a classifier on the codes",
               needs_classifier=True)
+register_loss("csq", "csq:CentralSimilarity",
+              "CSQ's hash centres, one per class, each code pulled to its own (Yuan et al. 2020)")
+register_loss("orthohash", "orthohash:OrthoHash",
+              "cosine to fixed orthogonal class codewords, with a margin (Hoe et al. 2021)")
 register_loss("entropy", "fake:entropy", "KL(p || 1/2): bounded, log 2 at most", fake=True)
 register_loss("uniform-ce", "fake:uniform_ce", "KL(1/2 || p), LSRO's 50/50 target: unbounded",
               fake=True)

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from hashsdk.encoder.preprocess import UnreadableImage, decode
+from hashsdk.index.kinds import MAX_ID
 from hashsdk.serve import inputs
 from hashsdk.serve.inputs import BadRequest, Body
 from hashsdk.serve.requests import (
@@ -26,7 +27,7 @@ from hashsdk.serve.requests import (
 from hashsdk.serve.store import ServedIndex
 
 THUMBNAIL = 160  # pixels, the longer side
-ItemId = Annotated[int, Path(ge=0, le=2**63 - 1, description="an id the index holds")]
+ItemId = Annotated[int, Path(ge=0, le=MAX_ID, description="an id the index holds")]
 
 ITEMS_BODY = openapi_body(
     {"ids": {"type": "string", "description": "comma-separated ids, one per image"}},
@@ -74,7 +75,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/items/{item_id}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}})
     async def thumbnail(item_id: ItemId):
-        path = served.paths.get(item_id)  # only paths the index holds; never the request's
+        path = served.image_file(item_id)  # only paths the index holds; never the request's
         if path is None:
             raise HTTPException(404, f"no image for item {item_id}")
         data = await run_in_threadpool(_thumbnail, path, config.limits.max_pixels)

@@ -1,5 +1,7 @@
 """POST /search: the k nearest codes (or every code within a radius) of each uploaded image,
-code or item id; results bounded by the limits (hashsdk.serve.inputs)."""
+code or item id; at most ``Limits.max_results`` results in all (hashsdk.serve.inputs). One
+image may also come as the raw body (``Content-Type: image/jpeg``, k or radius in the query
+string)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ from hashsdk.serve.store import ServedIndex
 
 _K = {"k": {"type": "integer", "default": 10}, "radius": {"type": "integer"}}
 SEARCH_BODY = openapi_body(_K, {"ids": IDS, **_K})
+SEARCH_BODY["requestBody"]["content"]["image/*"] = {"schema": {"type": "string",
+                                                                "format": "binary"}}
+SEARCH_BODY["parameters"] = [{"name": name, "in": "query", "required": False,
+                              "schema": {"type": "integer"},
+                              "description": "with an image/* body"} for name in _K]
 
 
 def add_routes(app: FastAPI) -> None:
@@ -51,8 +58,12 @@ def add_routes(app: FastAPI) -> None:
         if body.radius is not None:
             radius = inputs.check_radius(body.radius, served.index.bits)
             return JSONResponse({"results": await maybe_inline(
-                inline, _range, served, codes, names, radius, limits.max_range_results)})
+                inline, _range, served, codes, names, radius, limits.max_results)})
         k = inputs.check_k(body.k, limits)
+        if len(codes) * k > limits.max_results:
+            raise BadRequest(f"{len(codes)} queries x k = {k} asks for {len(codes) * k:,} "
+                             f"results; a search returns at most {limits.max_results:,}: send "
+                             "fewer queries or a smaller k")
         dist, ids = await maybe_inline(
             inline, functools.partial(served.index.search, threads=1 if inline else None),
             codes, k)
@@ -68,11 +79,14 @@ def _hits(served: ServedIndex, dist: np.ndarray, ids: np.ndarray) -> list[dict]:
 
 def _range(served: ServedIndex, codes: np.ndarray, names: list, radius: int,
            cap: int) -> list[dict]:
+    """Each query's codes within ``radius``, nearest first, ``cap`` results in all: the
+    queries in order take what is left of it; a query cut short is marked truncated."""
     lims, dist, ids = served.index.range_search(codes, radius, threads=1)
     out = []
     for q, name in enumerate(names):
         lo, hi = int(lims[q]), int(lims[q + 1])
-        out.append({"query": name, "results": _hits(served, dist[lo:min(hi, lo + cap)],
-                                                     ids[lo:min(hi, lo + cap)]),
-                    "truncated": hi - lo > cap})
+        end = min(hi, lo + cap)
+        cap -= end - lo
+        out.append({"query": name, "results": _hits(served, dist[lo:end], ids[lo:end]),
+                    "truncated": hi > end})
     return out

@@ -1,0 +1,79 @@
+"""The README quickstart's training command with every default, on a small folder of photos.
+
+    python benchmarks/quickstart.py [--archive ../shared/datasets/cifar10-jpeg.tar.gz]
+
+The folder: 3 CIFAR-10 test classes (airplane, cat, ship), the first 25 JPEGs of each in the
+archive; the protocol of the quickstart (5 queries and 20 training images a class, 32 bits);
+seeds 0 to 2. Rows: the default recipe (EfficientNet-Lite0 from its offline ImageNet
+weights, at 128 px), the same at 96 px, and the cnn from scratch. Each run is the whole
+``hashsdk-train hash`` command (decoding, training, evaluation), timed on its wall clock;
+mAP@all breaks ties by id. Writes benchmarks/results/quickstart.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _results import RESULTS, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ("airplane", "cat", "ship")
+RECIPES = {"default (Lite0, 128 px)": [], "Lite0 at 96 px": ["--image-size", "96"],
+           "cnn from scratch": ["--backbone", "cnn"]}
+
+
+def make_folder(archive: Path, folder: Path, per_class: int = 25) -> None:
+    with tarfile.open(archive) as tar:
+        for c in CLASSES:
+            names = sorted(m.name for m in tar.getmembers()
+                           if m.name.startswith(f"cifar10-jpeg/test/{c}/"))[:per_class]
+            (folder / c).mkdir(parents=True, exist_ok=True)
+            for name in names:
+                (folder / c / Path(name).name).write_bytes(tar.extractfile(name).read())
+
+
+def run(folder: Path, run_dir: Path, seed: int, extra: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "hashsdk-train"), "hash", "--dataset", "imagefolder",
+         "--root", str(folder), "--run-dir", str(run_dir), "--queries-per-class", "5",
+         "--train-per-class", "20", "--bits", "32", "--seed", str(seed), "--quiet", *extra],
+        capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - start
+    return float(re.search(r"mAP@all ([0-9.]+)", done.stdout).group(1)), seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--archive", type=Path,
+                   default=ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "quickstart-bench")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = p.parse_args()
+    make_folder(args.archive, args.work / "photos")
+    rows = {}
+    for i, (name, extra) in enumerate(RECIPES.items()):
+        runs = [run(args.work / "photos", args.work / f"recipe{i}-seed{seed}", seed, extra)
+                for seed in args.seeds]
+        rows[name] = {"map": [m for m, _ in runs], "seconds": [s for _, s in runs]}
+        print(name, rows[name], flush=True)
+    report = {"command": "python benchmarks/quickstart.py", "classes": CLASSES,
+              "seeds": args.seeds, "rows": rows}
+    lines = ["| recipe | mAP@all, mean of seeds (each seed) | seconds a run, median |",
+             "|---|---|---:|"]
+    for name, r in rows.items():
+        each = ", ".join(f"{m:.4f}" for m in r["map"])
+        lines.append(f"| {name} | {np.mean(r['map']):.4f} ({each}) | "
+                     f"{np.median(r['seconds']):.0f} |")
+    write_results(RESULTS / "quickstart", report, lines)
+
+
+if __name__ == "__main__":
+    main()
