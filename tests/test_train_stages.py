@@ -361,3 +361,10 @@ def test_the_recipe_for_a_folder_of_photos_and_a_schedule_sized_by_the_data():
     assert fit_schedule(cifar.hash, 5000).epochs == 60   # from scratch, as before
     given = dataclasses.replace(photos.hash, batch_size=16, epochs=3)
     assert (fit_schedule(given, 60).batch_size, fit_schedule(given, 60).epochs) == (16, 3)
+
+
+def test_moving_averages_do_not_dip_at_the_ends():
+    from hashsdk.train.plots import moving_average
+
+    assert moving_average([2.0] * 7, 5) == [2.0] * 7  # a flat curve stays flat at its ends
+    assert moving_average([1.0, 2.0, 3.0], 5) == [1.5, 2.0, 2.5]

@@ -225,7 +225,7 @@ def _write_losses(out_dir: Path, rows: list[tuple]) -> None:
     window = max(1, len(rows) // 100)
 
     def smooth(values: list[float]) -> list[float]:
-        return np.convolve(values, np.ones(window) / window, mode="same").tolist()
+        return plots.moving_average(values, window)
 
     plots.curves(out_dir / "losses.png", {"discriminator": (steps, smooth([r[1] for r in rows])),
                                           "generator": (steps, smooth([r[2] for r in rows]))},

@@ -31,13 +31,29 @@ def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
     _pyplot().close(fig)
 
 
+# line styles and markers by series, so that curves that coincide stay visible
+STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
 def curves(path: Path, series: dict[str, tuple[list[float], list[float]]], xlabel: str,
            title: str, ylabel: str = "loss") -> None:
-    """Line plot of {name: (x, y)}."""
+    """Line plot of {name: (x, y)}: each series its own line style and markers (about a dozen
+    along it), drawn a little transparent, so that equal curves do not hide each other."""
     fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=110)
-    for name, (x, y) in series.items():
-        ax.plot(x, y, label=name)
+    for i, (name, (x, y)) in enumerate(series.items()):
+        style, marker = STYLES[i % len(STYLES)]
+        ax.plot(x, y, label=name, linestyle=style, marker=marker, markersize=4, alpha=0.85,
+                markevery=max(1, len(x) // 12))
     _save(fig, ax, path, title, xlabel, ylabel)
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """The mean of each value's window, centred; near the ends, of the values there are (no
+    zero padding, which would dip the curve at both ends)."""
+    v = np.asarray(values, np.float64)
+    kernel = np.ones(min(window, len(v)) or 1)
+    return (np.convolve(v, kernel, "same") / np.convolve(np.ones_like(v), kernel, "same")
+            ).tolist()
 
 
 def precision_recall(path: Path, runs: dict[str, tuple[np.ndarray, np.ndarray]],

@@ -30,15 +30,6 @@ def _rgb(images: np.ndarray) -> np.ndarray:
     return np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images
 
 
-def _framed(image: np.ndarray, colour: tuple[int, int, int], scale: int = 2,
-            border: int = 3) -> np.ndarray:
-    big = image.repeat(scale, 0).repeat(scale, 1)
-    out = np.empty((big.shape[0] + 2 * border, big.shape[1] + 2 * border, 3), np.uint8)
-    out[:] = colour
-    out[border:-border, border:-border] = big
-    return out
-
-
 def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 24) -> np.ndarray:
     """Two RGB pictures on a white canvas, top-aligned."""
     height = max(left.shape[0], right.shape[0])
@@ -48,19 +39,40 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 24) -> np.ndarr
     return canvas
 
 
-def query_grid(data: ImageSet, queries: list[int], results: list[list[int]]) -> np.ndarray:
-    """One row per query: the query (blue), then its results, green if right, red if wrong."""
-    rows = []
-    for q, found in zip(queries, results, strict=True):
-        tiles = [_framed(_rgb(data.images[q:q + 1])[0], QUERY)]
-        gap = np.full_like(tiles[0][:, :8], 255)
-        tiles.append(gap)
-        right = relevant(data.labels[[q]], data.labels[found])[0]  # the metrics' rule
-        for j, is_right in zip(found, right, strict=True):
-            tiles.append(_framed(_rgb(data.images[j:j + 1])[0], RIGHT if is_right else WRONG))
-        rows.append(np.concatenate(tiles, axis=1))
-        rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
-    return np.concatenate(rows[:-1])
+def query_figure(path: Path, data: ImageSet, queries: list[int], results: list[list[int]],
+                 distances: list[list[int]]) -> None:
+    """One row per query: the query (blue frame) with its class, then its results, each with
+    its class and Hamming distance, green if it shares a label with the query (the metrics'
+    rule), red if not."""
+    plt = plots._pyplot()
+    k = len(results[0])
+    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.05 * (k + 1), 1.3 * len(queries)),
+                             dpi=110, squeeze=False)
+    for row, q, found, dist in zip(axes, queries, results, distances, strict=True):
+        right = relevant(data.labels[[q]], data.labels[found])[0]
+        _tile(row[0], data, q, f"query\n{_class_name(data, q)}", QUERY)
+        for ax, j, d, is_right in zip(row[1:], found, dist, right, strict=True):
+            _tile(ax, data, j, f"{_class_name(data, j)}\nd = {d}", RIGHT if is_right else WRONG)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _tile(ax, data: ImageSet, i: int, caption: str, colour: tuple[int, int, int]) -> None:
+    ax.imshow(_rgb(data.images[i:i + 1])[0])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(np.asarray(colour) / 255)
+        spine.set_linewidth(3)
+    ax.set_title(caption, fontsize=6, pad=2)
+
+
+def _class_name(data: ImageSet, i: int) -> str:
+    label = data.labels[i]
+    if np.ndim(label) == 0:
+        return str(data.classes[int(label)])
+    return "+".join(data.classes[c] for c in np.flatnonzero(label)) or "none"
 
 
 def bit_figure(path: Path, outputs: dict[str, np.ndarray]) -> None:
@@ -211,12 +223,12 @@ def _loss_curves(run_dir: Path) -> list[str]:
 
 def _query_results(run_dir: Path, data: ImageSet) -> list[str]:
     search_info = _read(run_dir, "search.json")
-    plots.save_png(run_dir / "queries.png",
-                   query_grid(data, search_info["queries"], search_info["ids"]))
+    query_figure(run_dir / "queries.png", data, search_info["queries"], search_info["ids"],
+                 search_info["distances"])
     return ["## Query results", "",
-            "Each row: a query (blue) and its 10 nearest database images by Hamming distance, "
-            "green where it shares a label with the query (the metrics' rule), red where it "
-            "does not.", "", "![query results](queries.png)", ""]
+            "Each row: a query (blue) and its 10 nearest database images by Hamming distance "
+            "(d), each with its class, green where it shares a label with the query (the "
+            "metrics' rule), red where it does not.", "", "![query results](queries.png)", ""]
 
 
 def _bit_activations(run_dir: Path, real: np.ndarray, fakes: np.ndarray) -> list[str]:
