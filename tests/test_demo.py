@@ -49,6 +49,10 @@ def test_demo_pipeline_artifacts_report_and_skipping(tmp_path):
     for picture in ("fakes_vs_real.png", "queries.png", "bits.png", "pr.png"):
         assert f"]({picture})" in report
     assert "| with fakes |" in report and "| ITQ (pixels) |" in report
+    assert "| mAP@all with fakes |" not in report  # mAP in one table, not two
+    assert "The stages took " in report
+    assert report.rstrip().splitlines()[-2] == \
+        f"hashsdk serve {run / 'db.hidx'} --model {run / 'model.onnx'}"
     index = HammingIndex.load(run / "db.hidx")
     split = np.load(run / "split.npz")
     assert index.ntotal == len(split["database"]) and index.bits == 12
