@@ -142,16 +142,17 @@ def test_eval_and_baseline_commands_reproduce_the_runs_numbers(tmp_path):
     assert set(learned) == {"lsh", "itq", "sh"} and learned != pixels
 
 
-def test_query_grid_marks_results_by_the_metrics_rule():
+def test_query_grid_marks_results_by_the_metrics_rule(tmp_path):
     from hashsdk.train.data import ImageSet
-    from hashsdk.train.report import RIGHT, WRONG, query_grid
+    from hashsdk.train.report import QUERY, RIGHT, WRONG, query_figure, query_rows
 
     # multi-label: sharing any one label is right (the metrics' rule), sharing none is wrong
     labels = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0]], np.uint8)
     data = ImageSet(np.zeros((4, 8, 8, 3), np.uint8), labels, np.zeros(4, bool),
                     ("a", "b", "c"), "filelist")
-    grid = query_grid(data, [0], [[1, 2, 3]])
-    tile = 8 * 2 + 2 * 3  # a framed tile: scaled 2x, a 3-pixel border
-    first = tile + 8  # after the query's tile and the gap
-    corners = [tuple(grid[0, first + i * tile]) for i in range(3)]
-    assert corners == [RIGHT, WRONG, RIGHT]
+    (row,) = query_rows(data, [0], [[1, 2, 3]], [[2, 5, 0]])
+    assert [colour for _, _, colour in row] == [QUERY, RIGHT, WRONG, RIGHT]
+    assert [caption for _, caption, _ in row] == ["query\na+b", "a\nd = 2", "c\nd = 5",
+                                                  "a+b\nd = 0"]
+    query_figure(tmp_path / "q.png", data, [0], [[1, 2, 3]], [[2, 5, 0]])
+    assert (tmp_path / "q.png").stat().st_size > 1000

@@ -40,20 +40,31 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 24) -> np.ndarr
     return canvas
 
 
+def query_rows(data: ImageSet, queries: list[int], results: list[list[int]],
+               distances: list[list[int]]) -> list[list[tuple[int, str, tuple[int, int, int]]]]:
+    """What the query grid shows, a row per query: (image index, caption, frame colour) for
+    the query (its class, blue), then for each result (its class and Hamming distance; green
+    if it shares a label with the query, the metrics' rule, else red)."""
+    rows = []
+    for q, found, dist in zip(queries, results, distances, strict=True):
+        right = relevant(data.labels[[q]], data.labels[found])[0]
+        rows.append([(q, f"query\n{_class_name(data, q)}", QUERY)] + [
+            (j, f"{_class_name(data, j)}\nd = {d}", RIGHT if ok else WRONG)
+            for j, d, ok in zip(found, dist, right, strict=True)])
+    return rows
+
+
 def query_figure(path: Path, data: ImageSet, queries: list[int], results: list[list[int]],
                  distances: list[list[int]]) -> None:
-    """One row per query: the query (blue frame) with its class, then its results, each with
-    its class and Hamming distance, green if it shares a label with the query (the metrics'
-    rule), red if not."""
+    """The query grid (``query_rows``) as a picture."""
     plt = plots._pyplot()
-    k = len(results[0])
-    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.05 * (k + 1), 1.3 * len(queries)),
+    rows = query_rows(data, queries, results, distances)
+    fig, axes = plt.subplots(len(rows), len(rows[0]), figsize=(1.05 * len(rows[0]),
+                                                               1.3 * len(rows)),
                              dpi=110, squeeze=False)
-    for row, q, found, dist in zip(axes, queries, results, distances, strict=True):
-        right = relevant(data.labels[[q]], data.labels[found])[0]
-        _tile(row[0], data, q, f"query\n{_class_name(data, q)}", QUERY)
-        for ax, j, d, is_right in zip(row[1:], found, dist, right, strict=True):
-            _tile(ax, data, j, f"{_class_name(data, j)}\nd = {d}", RIGHT if is_right else WRONG)
+    for ax_row, row in zip(axes, rows, strict=True):
+        for ax, (i, caption, colour) in zip(ax_row, row, strict=True):
+            _tile(ax, data, i, caption, colour)
     fig.tight_layout(pad=0.3)
     fig.savefig(path)
     plt.close(fig)
