@@ -101,24 +101,21 @@ def _target(name: str | None, int8: bool, trt: bool) -> ExportTarget:
     return EXPORT_TARGETS[name or flagged or "onnx"]
 
 
-# the options only some targets take: option -> (the request's field, the targets that take it)
-TARGET_OPTIONS = {"--fp16": ("fp16", ("tensorrt",)),
-                  "--calibration-dir": ("calibration_dir", ("int8",)),
-                  "--images": ("images_dir", ("tensorrt",))}
+# the options only some targets take: option -> (the request's field, the targets that take
+# it, what else it needs)
+TARGET_OPTIONS = {"--fp16": ("fp16", ("tensorrt",), ""),
+                  "--calibration-dir": ("calibration_dir", ("int8",), ""),
+                  "--images": ("images_dir", ("tensorrt",),
+                               " --verify (INT8 calibrates on --calibration-dir)")}
 
 
 def _check_options(request: ExportRequest, target: ExportTarget) -> None:
     """Refuses an option that the chosen target does not take, before anything is written."""
-    for option, (field, takers) in TARGET_OPTIONS.items():
-        if getattr(request, field) not in (None, False) and target.name not in takers:
+    for option, (field, takers, needs) in TARGET_OPTIONS.items():
+        given = getattr(request, field) not in (None, False)
+        if given and (target.name not in takers or (needs and not request.verify)):
             flags = " or ".join(EXPORT_TARGETS[t].flag or f"--target {t}" for t in takers)
-            if option == "--images":
-                raise HashsdkError("--images applies to --trt --verify (INT8 calibrates on "
-                                   "--calibration-dir)")
-            raise HashsdkError(f"{option} applies to {flags}")
-    if request.images_dir is not None and not request.verify:
-        raise HashsdkError("--images applies to --trt --verify (INT8 calibrates on "
-                           "--calibration-dir)")
+            raise HashsdkError(f"{option} applies to {flags}{needs}")
 
 
 if __name__ == "__main__":

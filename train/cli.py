@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from hashsdk._cli_errors import CONTEXT, user_errors, version_option
+from hashsdk.train import schedule
 from hashsdk.train.config import CHOICES, RunConfig
 from hashsdk.train.losses import loss_help
 
@@ -93,9 +94,12 @@ HASH = [
                   "them."),
     _setting("hash.loss", "--loss", help=f"The real-image loss: {loss_help()}"),
     _setting("hash.epochs", "--epochs", type=int,
-             shown="by the training images' count (60 from scratch, 8 to 60 fine-tuning)"),
+             shown=f"by the training images' count ({schedule.SCRATCH_EPOCHS} from scratch, "
+                   f"{schedule.FINETUNE_EPOCHS[0]} to {schedule.FINETUNE_EPOCHS[1]} "
+                   "fine-tuning)"),
     _setting("hash.batch_size", "--batch-size", type=int,
-             shown="by the training images' count (8 to 128)"),
+             shown=f"by the training images' count ({schedule.MIN_BATCH} to "
+                   f"{schedule.MAX_BATCH})"),
     _setting("hash.lr", "--lr", type=float),
     _setting("hash.lam", "--lam", type=float, help="Weight of the fake-image loss."),
     click.option("--lambda", "lambda_", type=float, default=None, hidden=True),  # was --lam

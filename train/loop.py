@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,16 +158,17 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
     run_dir = Path(run_dir)
     # the config as given is what checkpoints record and resumes compare; the run trains with
     # its batch size and epochs decided by the data where the config leaves them None
-    hc = fit_schedule(cfg.hash, len(split.train), int(os.environ.get("WORLD_SIZE", 1)))
-    if hc.frozen:
+    if cfg.hash.frozen:
         from hashsdk.train.frozen import train_frozen
 
+        hc = fit_schedule(cfg.hash, len(split.train))
         torch.manual_seed(hc.seed)  # the hash layer's initialization
         fakes = load_fakes(hc.fakes, data.images, cfg.data) if uses_fakes(hc) else None
         return train_frozen(cfg, hc, build_model(hc, cfg.data, data, split), data, split,
                             run_dir, fakes, progress)
-    device = resolve_device(hc.device)
+    device = resolve_device(cfg.hash.device)
     dist = Distributed.start(device)
+    hc = fit_schedule(cfg.hash, len(split.train), dist.world_size)
     torch.manual_seed(hc.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
