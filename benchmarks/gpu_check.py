@@ -2,8 +2,9 @@
 
     make gpu-check                 # GPU machine: installs this checkout (no deps), runs it all
     make gpu-check SMOKE=1         # the same code paths on this CPU, on tiny data
-    python benchmarks/gpu_check.py [--parts epoch-time gan overfit export extras]
-                                   [--budget-s 420] [--device cuda] [--results DIR]
+    python benchmarks/gpu_check.py [--parts epoch-time gan overfit export recipe pretrained
+                                   extras] [--budget-s 420] [--gan-steps N] [--device cuda]
+                                   [--results DIR]
 
 Made for a machine with python3, torch, torchvision, onnx and onnxruntime and no network. Data:
 the CIFAR-10 JPEG archive, from ``--data`` or found as ``hashsdk-train`` finds it
@@ -11,8 +12,9 @@ the CIFAR-10 JPEG archive, from ``--data`` or found as ``hashsdk-train`` finds i
 augments it there (train/device.py), so no minute goes to a data loader.
 
 Parts, run in this order; each writes ``<results>/gpu-<part>.json`` (``cpu-`` on a CPU) the
-moment it ends, and ``gpu-check.md`` is redrawn from whatever is there, so a suite cut short
-keeps what it finished:
+moment it ends (the pretrained part after each of its runs), and ``gpu-check.md`` is redrawn
+from whatever is there, so a suite cut short keeps what it finished. The recipe, pretrained
+and extras parts start a run only while it would end inside ``--budget-s``:
 
     epoch-time  seconds an epoch (5,000 images, batch 128, crop and flip) for ``cnn`` and
                 ResNet-18 (32x32 stem), with bf16 AMP and without; the median of epochs 2 on
@@ -23,11 +25,14 @@ keeps what it finished:
                 queries, and each run's seen/unseen gap.
     export      the CUDA-trained with-fakes checkpoint through ``hashsdk-export --verify``,
                 with the GPU hidden (CPU export, onnxruntime on the CPU).
-    pretrained  the paper's own regime at full resolution: timm's tf_efficientnet_lite0 with
-                its offline ImageNet weights (the pretrained extra, or the weight file in
-                $HASHSDK_WEIGHTS, default data/weights: the GPU machine has no network)
-                fine-tuned at 224 px on the 5,000 training images, 48 bits, 2 seeds, without
-                and with the GAN's fakes (fitted to 224 px); mAP and the paired difference.
+    recipe      the fine-tuning recipe at 224 px (timm's tf_efficientnet_lite0 with its offline
+                ImageNet weights: the pretrained extra, or the weight file in $HASHSDK_WEIGHTS,
+                default data/weights, as the GPU machine has no network), chosen among
+                candidates on a validation split carved from the training images.
+    pretrained  the CIFAR-10 table under that recipe: 48, 12, 24, 32 bits x 2 seeds (3 at 48),
+                without and with the GAN's fakes (fitted to 224 px), while the budget lasts;
+                mAP, minutes a model, and the paired difference. benchmarks/gpu_pretrained.py
+                holds both parts.
     extras      while ``--budget-s`` lasts: the same runs with augmentation on (the other
                 remedy), without and with fakes.
 
@@ -41,7 +46,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import json
 import os
 import platform
 import shutil
@@ -52,9 +56,11 @@ import time
 import traceback
 from pathlib import Path
 
+import gpu_pretrained  # noqa: E402  (benchmarks/)
 import numpy as np
 import torch
-from _results import write_json  # noqa: E402  (benchmarks/)
+from _results import write_json  # noqa: E402
+from gpu_render import PARTS, RESULTS, read_json, render  # noqa: E402
 
 from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
@@ -69,8 +75,6 @@ from hashsdk.train.model import HashNet
 from hashsdk.train.stages import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("epoch-time", "gan", "overfit", "export", "pretrained", "extras")
 CPU_GAN_STEPS = 2000  # the CPU ablation's (benchmarks/results/retrieval-cifar10.json)
 
 
@@ -89,16 +93,20 @@ class Sizes:
     epochs: int = 40
     batch_size: int = 128
     seeds: tuple[int, ...] = (0, 1)
-    pretrained_size: int = 224      # the pretrained part: input pixels, epochs, batch
-    pretrained_epochs: int = 15
+    pretrained_size: int = 224      # the recipe and pretrained parts: input pixels, epochs,
+    pretrained_epochs: int = 15     # batch, validation queries a class, the third seed at 48
     pretrained_batch: int = 64
+    validation_per_class: int = 100
+    third_seed: int | None = 2
 
 
 # the smoke run's regime runs use `cnn`: the epoch-time part already runs ResNet-18 there
 SMOKE = Sizes(queries_per_class=3, train_per_class=20, timing_epochs=2, timing_amps=("off",),
               gan_steps=4, gan_width=8, gan_sample_every=2, backbone="cnn", epochs=1,
-              batch_size=32, pretrained_size=32, pretrained_epochs=1, pretrained_batch=32)
-PRETRAINED = "timm/tf_efficientnet_lite0"
+              batch_size=32, pretrained_size=32, pretrained_epochs=1, pretrained_batch=32,
+              validation_per_class=5, third_seed=None)
+FAKE_DEFAULTS = {k: getattr(config.HashConfig(), k)
+                 for k in ("fake_loss", "lam", "fake_ratio", "fake_bn")}
 
 
 def main() -> None:
@@ -112,12 +120,18 @@ def main() -> None:
                    help="Where the JSON files go (default benchmarks/results; --smoke: "
                         "RUN_ROOT/results).")
     p.add_argument("--budget-s", type=float, default=420.0,
-                   help="Extras start only while the suite's time is under this.")
+                   help="The recipe, pretrained and extras parts start a run only while "
+                        "the suite's time plus the last run's is under this.")
+    p.add_argument("--gan-steps", type=int, default=None,
+                   help=f"DCGAN steps (default {Sizes.gan_steps:,}, ten times the CPU "
+                        "ablation's).")
     p.add_argument("--epochs", type=int, default=None, help="Epochs of the overfit runs.")
-    p.add_argument("--fake-loss", default="entropy", choices=config.CHOICES[("hash", "fake_loss")])
-    p.add_argument("--lam", type=float, default=0.3)
-    p.add_argument("--fake-ratio", type=float, default=0.5)
-    p.add_argument("--fake-bn", default="separate", choices=config.CHOICES[("hash", "fake_bn")])
+    p.add_argument("--fake-loss", default=FAKE_DEFAULTS["fake_loss"],
+                   choices=config.CHOICES[("hash", "fake_loss")])
+    p.add_argument("--lam", type=float, default=FAKE_DEFAULTS["lam"])
+    p.add_argument("--fake-ratio", type=float, default=FAKE_DEFAULTS["fake_ratio"])
+    p.add_argument("--fake-bn", default=FAKE_DEFAULTS["fake_bn"],
+                   choices=config.CHOICES[("hash", "fake_bn")])
     args = p.parse_args()
     try:
         failed = Suite(args).run()
@@ -134,6 +148,10 @@ class Suite:
         self.sizes = SMOKE if args.smoke else Sizes()
         if args.epochs is not None:
             self.sizes = dataclasses.replace(self.sizes, epochs=args.epochs)
+        if args.gan_steps is not None:
+            self.sizes = dataclasses.replace(self.sizes, gan_steps=args.gan_steps)
+        self.root = ROOT
+        self._fine_tuning = None
         self.device = args.device or ("cpu" if args.smoke else "cuda")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise HashsdkError("torch sees no CUDA GPU; run `make gpu-check SMOKE=1` (or "
@@ -187,6 +205,10 @@ class Suite:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
+
+    def affords(self, seconds: float) -> bool:
+        """Whether a run as long as ``seconds`` still ends inside ``--budget-s``."""
+        return self.elapsed() + seconds <= self.args.budget_s
 
     # ---- the parts ------------------------------------------------------------------------
 
@@ -297,7 +319,7 @@ class Suite:
         """The same regime with augmentation on, run by run while the budget lasts."""
         rows, last = [], 0.0
         for name, changes in self.regime(augment=True):
-            if self.elapsed() + last > self.args.budget_s:
+            if not self.affords(last):
                 self.log(f"budget of {self.args.budget_s:.0f} s reached; {name} and after "
                          "skipped")
                 break
@@ -341,40 +363,16 @@ class Suite:
                     trained_on=self.device_name(), onnx_bytes=onnx_path.stat().st_size,
                     verify=report)
 
-    def part_pretrained(self) -> dict:
-        """Fine-tuned from ImageNet weights at full resolution, without and with fakes."""
-        s = self.sizes
-        os.environ.setdefault("HASHSDK_WEIGHTS", str(ROOT / "data" / "weights"))
-        tables = self.cfg.to_dict()
-        tables["data"] |= dict(image_size=s.pretrained_size, resize_size=s.pretrained_size)
-        tables["hash"] |= dict(backbone=PRETRAINED, pretrained="imagenet", bits=48,
-                               epochs=s.pretrained_epochs, batch_size=s.pretrained_batch,
-                               freeze_backbone_epochs=1, backbone_lr=1.0, crop="pad")
-        cfg = config.from_dict({k: tables[k] for k in ("data", "hash")}, where="gpu-check")
-        root = self.run_root / "pretrained"
-        data, split = prepare(root, cfg, progress=False)  # the same protocol, at 224 px
-        rows = []
-        for seed in self.sizes.seeds:
-            for fakes in (None, str(self.fakes())):
-                changes = dict(seed=seed, fakes=fakes, **(self.fake_settings() if fakes else {}))
-                run_cfg = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, **changes))
-                name = f"seed{seed}-{'fakes' if fakes else 'nofakes'}"
-                result = train_hash(run_cfg, data, split, root / name, resume=False,
-                                    progress=False)
-                history = read_json(root / name / "history.json")
-                rows.append(dict(run=name, seed=seed, fakes=fakes is not None,
-                                 map=result["map"], p_r2=result["precision_at_radius"],
-                                 epoch_seconds=result["epoch_seconds"],
-                                 train_seconds=sum(r["seconds"] for r in history)))
-                self.log(f"pretrained {name}: mAP {rows[-1]['map']:.4f}, "
-                         f"{rows[-1]['train_seconds']:.0f} s")
-        ap = {r["run"]: np.load(root / r["run"] / "ap.npy") for r in rows}
-        seeds = [r["seed"] for r in rows if r["fakes"]]
-        paired = paired_difference(np.mean([ap[f"seed{s}-fakes"] for s in seeds], axis=0),
-                                   np.mean([ap[f"seed{s}-nofakes"] for s in seeds], axis=0))
-        return dict(backbone=PRETRAINED, image_size=s.pretrained_size, bits=48,
-                    epochs=s.pretrained_epochs, batch_size=s.pretrained_batch,
-                    fake_setting=self.fake_settings(), rows=rows, fakes_minus_nofakes=paired)
+    def fine_tuning(self) -> gpu_pretrained.FineTuning:
+        if self._fine_tuning is None:
+            self._fine_tuning = gpu_pretrained.FineTuning.open(self)
+        return self._fine_tuning
+
+    def part_recipe(self) -> dict:
+        return gpu_pretrained.part_recipe(self, self.fine_tuning())
+
+    def part_pretrained(self) -> None:
+        return gpu_pretrained.part_pretrained(self, self.fine_tuning())
 
     # ---- output ------------------------------------------------------------------------------
 
@@ -388,11 +386,11 @@ class Suite:
     def command(self) -> str:
         a = self.args
         parts = "" if list(a.parts) == list(PARTS) else " --parts " + " ".join(a.parts)
-        fakes = "" if self.fake_settings() == dict(fake_loss="entropy", lam=0.3, fake_ratio=0.5,
-                                                   fake_bn="separate") else (
+        fakes = "" if self.fake_settings() == FAKE_DEFAULTS else (
             f" --fake-loss {a.fake_loss} --lam {a.lam:g} --fake-ratio {a.fake_ratio:g} "
             f"--fake-bn {a.fake_bn}")
         epochs = "" if a.epochs is None else f" --epochs {a.epochs}"
+        epochs += "" if a.gan_steps is None else f" --gan-steps {a.gan_steps}"
         device = "" if a.device is None else f" --device {a.device}"
         smoke = " --smoke" if a.smoke else ""
         return (f"python benchmarks/gpu_check.py{smoke}{device}{parts}{epochs}{fakes} "
@@ -402,10 +400,6 @@ class Suite:
 def amp_label(device: str, amp: str) -> str:
     dtype = amp_dtype(torch.device(device), amp)
     return "fp32" if dtype is None else str(dtype).removeprefix("torch.")
-
-
-def read_json(path: Path) -> dict | list:
-    return json.loads(path.read_text())
 
 
 def write_synthetic_cifar(path: Path, train: int = 30, test: int = 10) -> Path:
@@ -430,108 +424,6 @@ def write_synthetic_cifar(path: Path, train: int = 30, test: int = 10) -> Path:
                     raw.seek(0)
                     tar.addfile(info, raw)
     return path.resolve()
-
-
-# ---- the summary ------------------------------------------------------------------------------
-
-
-def pretrained_lines(r: dict) -> list[str]:
-    d = r["fakes_minus_nofakes"]
-    lines = [f"The paper's regime: `{r['backbone']}` from ImageNet weights, fine-tuned at "
-             f"{r['image_size']} px on the 5,000 training images, {r['bits']} bits, "
-             f"{r['epochs']} epochs of batch {r['batch_size']}; with minus without fakes "
-             f"{d['difference']:+.4f} ± {d['standard_error']:.4f} (paired over queries).", "",
-             "| run | mAP@all | training s |", "|---|---:|---:|"]
-    lines += [f"| {row['run']} | {row['map']:.4f} | {row['train_seconds']:.0f} |"
-              for row in r["rows"]]
-    return lines + [""]
-
-
-def render(results: Path, prefix: str) -> str:
-    """<prefix>check.md from the part files present in ``results``; it starts with the command
-    that reproduces it (scripts/readme_tables.py puts it into the README as it is)."""
-    parts = {p: read_json(results / f"{prefix}{p}.json") for p in PARTS
-             if (results / f"{prefix}{p}.json").exists()}
-    first = next(iter(parts.values()), {})
-    lines = [f"Reproduce: `{reproduce(first.get('command', ''))}` on {first.get('device')}, "
-             f"torch {first.get('torch')}, CUDA {first.get('cuda')}.", ""]
-    if "epoch-time" in parts:
-        cpu = cpu_reference(results) if prefix == "gpu-" else None
-        lines += epoch_lines(parts["epoch-time"]["rows"], cpu)
-    if "gan" in parts:
-        g = parts["gan"]
-        lines += [f"DCGAN: {g['steps']:,} steps (the CPU ablation ran {g['cpu_ablation_steps']:,})"
-                  f" at {g['steps_per_second']:.0f} steps/s, {g['seconds']:.0f} s; last tenth: "
-                  f"D(real) {g['last_tenth']['d_real']:.2f}, D(fake) "
-                  f"{g['last_tenth']['d_fake']:.2f}.", ""]
-    for part in ("overfit", "extras"):
-        if part in parts:
-            lines += regime_lines(parts[part])
-    if "pretrained" in parts:
-        lines += pretrained_lines(parts["pretrained"])
-    if "export" in parts:
-        v = parts["export"]["verify"]
-        lines += [f"Export of `{parts['export']['checkpoint']}` (trained on "
-                  f"{parts['export']['trained_on']}) to ONNX, verified on the CPU: bits agree "
-                  f"{100 * v['bit_agreement']:.3f}%, max |diff| {v['max_abs_diff']:.2e}, mAP "
-                  f"torch {v['map_torch']:.4f} / ONNX {v['map_exported']:.4f}.", ""]
-    return "\n".join(lines)
-
-
-def reproduce(command: str) -> str:
-    """The make command that reruns ``command``, where one does."""
-    args = command.removeprefix("python benchmarks/gpu_check.py").split()
-    if "--smoke" in args:
-        args.remove("--smoke")
-        return "make gpu-check SMOKE=1" + (f' GPU_ARGS="{" ".join(args)}"' if args else "")
-    if "--device" in args and args[args.index("--device") + 1] == "cpu":
-        return command  # the CPU reference runs in .venv, not through make
-    return "make gpu-check" + (f' GPU_ARGS="{" ".join(args)}"' if args else "")
-
-
-def cpu_reference(results: Path) -> dict | None:
-    """This project's CPU rows (``--device cpu --parts epoch-time``), beside the results or
-    committed in benchmarks/results."""
-    for folder in (results, RESULTS):
-        if (folder / "cpu-epoch-time.json").exists():
-            return read_json(folder / "cpu-epoch-time.json")
-    return None
-
-
-def epoch_lines(rows: list[dict], cpu: dict | None) -> list[str]:
-    head = "Seconds an epoch (5,000 images, batch 128, crop and flip; median of epochs 2 on)"
-    cpu_rows = {r["backbone"]: r for r in cpu["rows"]} if cpu else {}
-    if not cpu_rows:
-        lines = [head + ":", "", "| backbone | precision | first epoch | an epoch |",
-                 "|---|---|---:|---:|"]
-        return lines + [f"| {r['backbone']} | {r['amp']} | {r['first_epoch_seconds']:.2f} | "
-                        f"{r['epoch_seconds']:.2f} |" for r in rows] + [""]
-    lines = [f"{head}, beside {cpu['device']} in fp32 (`{cpu['command']}`, another run on "
-             "another machine):", "",
-             "| backbone | precision | first epoch | an epoch | CPU, an epoch | CPU / GPU |",
-             "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        c = cpu_rows.get(r["backbone"])
-        cells = (f"{c['epoch_seconds']:.2f} | {c['epoch_seconds'] / r['epoch_seconds']:.0f}x"
-                 if c else " | ")
-        lines.append(f"| {r['backbone']} | {r['amp']} | {r['first_epoch_seconds']:.2f} | "
-                     f"{r['epoch_seconds']:.2f} | {cells} |")
-    return lines + [""]
-
-
-def regime_lines(r: dict) -> list[str]:
-    fs = r["fake_setting"]
-    lines = [f"`{r['backbone']}` from scratch, {r['bits']} bits, {r['epochs']} epochs; fakes: "
-             f"{fs['fake_loss']}, λ {fs['lam']:g}, {fs['fake_ratio']:g} per real, BN "
-             f"{fs['fake_bn']}, DCGAN {r['gan_steps']:,} steps.", "",
-             "| run | mAP@all (unseen) | seen | gap | train s |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {x['run']} | {x['map']:.4f} | {x['map_seen']:.4f} | {x['gap']:+.4f} | "
-              f"{x['train_seconds']:.0f} |" for x in r["rows"]]
-    d = r["fakes_minus_nofakes"]
-    if d:
-        lines += ["", f"With minus without fakes, paired over queries: {d['difference']:+.4f} "
-                      f"± {d['standard_error']:.4f} (mean of the seeds' per-query AP)."]
-    return lines + [""]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def smoke(tmp_path_factory):
 
 def test_smoke_runs_every_part_and_writes_its_results(smoke):
     parts, results, _ = smoke
-    assert set(parts) == {"epoch-time", "gan", "overfit", "export", "pretrained", "extras"}
+    assert set(parts) == {"epoch-time", "gan", "overfit", "export", "recipe", "pretrained",
+                          "extras"}
     for part in parts.values():
         assert part["device"].startswith("CPU") and part["seconds"] > 0
         assert part["command"].startswith("python benchmarks/gpu_check.py --smoke")
@@ -57,8 +58,11 @@ def test_overfit_rows_pair_with_and_without_fakes_per_seed(smoke):
     assert set(report["fakes_minus_nofakes_per_seed"]) == {"noaug-seed0-fakes",
                                                            "noaug-seed1-fakes"}
     assert report["fakes_minus_nofakes"]["queries"] == 30  # 3 queries a class
-    assert report["fake_setting"] == dict(fake_loss="entropy", lam=0.3, fake_ratio=0.5,
-                                          fake_bn="separate")
+    # the fakes as a user's run has them: the config's defaults
+    from hashsdk.train.config import HashConfig
+
+    assert report["fake_setting"] == {k: getattr(HashConfig(), k)
+                                      for k in ("fake_loss", "lam", "fake_ratio", "fake_bn")}
     assert all(r["augment"] for r in smoke[0]["extras"]["rows"])
 
 
@@ -96,12 +100,43 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     assert "torch sees no CUDA GPU" in done.stderr and "SMOKE=1" in done.stderr
 
 
-def test_pretrained_part_fine_tunes_the_offline_weights_with_and_without_fakes(smoke):
+def test_recipe_is_chosen_on_a_validation_split_of_the_training_images(smoke):
+    report = smoke[0]["recipe"]
+    rows = {r["candidate"]: r for r in report["rows"]}
+    assert list(rows)[:3] == ["pairwise", "csq", "orthohash"]
+    assert report["validation"] == dict(queries=50, train=150)  # 5 of 20 a class held out
+    best = max(rows.values(), key=lambda r: r["map"])
+    assert report["chosen"] == best["candidate"] and report["chosen_changes"] == best["changes"]
+    # each refinement starts from the best candidate before it
+    first = max(list(rows.values())[:3], key=lambda r: r["map"])
+    assert list(rows)[3] == first["candidate"] + "+full-lr"
+    assert "Recipe, chosen on a validation split" in (smoke[1] / "cpu-check.md").read_text()
+
+
+def test_pretrained_part_runs_the_table_under_the_chosen_recipe(smoke):
     report = smoke[0]["pretrained"]
-    assert report["backbone"] == "timm/tf_efficientnet_lite0" and report["bits"] == 48
-    assert [(r["seed"], r["fakes"]) for r in report["rows"]] == [(0, False), (0, True),
-                                                                  (1, False), (1, True)]
+    recipe = smoke[0]["recipe"]
+    assert report["backbone"] == "timm/tf_efficientnet_lite0"
+    assert report["recipe"] == recipe["chosen"]
+    assert [(r["bits"], r["seed"], r["fakes"]) for r in report["rows"]] == [
+        (b, s, f) for b in (48, 12, 24, 32) for s in (0, 1) for f in (False, True)]
     assert all(0 < r["map"] <= 1 for r in report["rows"])
-    paired = report["fakes_minus_nofakes"]
-    assert abs(paired["difference"]) < 1 and paired["standard_error"] >= 0
-    assert "The paper's regime" in (smoke[1] / "cpu-check.md").read_text()
+    by_bits = {x["bits"]: x for x in report["by_bits"]}
+    assert sorted(by_bits) == [12, 24, 32, 48]
+    for bits, x in by_bits.items():
+        maps = [r["map"] for r in report["rows"] if r["bits"] == bits and not r["fakes"]]
+        assert x["map_without"] == pytest.approx(sum(maps) / 2) and x["seeds_paired"] == 2
+        assert abs(x["fakes_minus_nofakes"]["difference"]) < 1
+    assert "| 48 | 2 |" in (smoke[1] / "cpu-check.md").read_text()
+
+
+def test_a_second_call_reads_back_the_runs_the_first_finished(tmp_path):
+    first = run_suite(tmp_path, "--parts", "recipe", "pretrained", "--budget-s", "0")
+    assert first.returncode == 0, first.stderr
+    # a budget of 0: one candidate and one table run, then nothing more starts
+    assert "recipe candidate csq skipped" in first.stdout
+    assert "48 bits seed 0 and after skipped" in first.stdout
+    second = run_suite(tmp_path, "--parts", "pretrained", "--budget-s", "0")
+    assert "48bits-seed0-nofakes: mAP" in second.stdout and "read back" in second.stdout
+    table = json.loads((tmp_path / "results" / "cpu-pretrained.json").read_text())
+    assert [r["run"] for r in table["rows"]] == ["48bits-seed0-nofakes", "48bits-seed0-fakes"]

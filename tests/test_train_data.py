@@ -17,6 +17,7 @@ from hashsdk.train.data import (  # noqa: E402
     make_split,
     read_cifar_batch,
     read_idx,
+    validation_split,
 )
 
 
@@ -135,3 +136,18 @@ def test_splits_are_disjoint_where_they_must_be(database):
 def test_protocol_asks_for_more_than_there_is():
     with pytest.raises(HashsdkError, match="wants 50 a class: lower --queries-per-class"):
         make_split(fake_set(), DataConfig(queries_per_class=50))
+
+
+def test_validation_split_is_carved_from_the_training_images_alone():
+    data = fake_set()
+    split = make_split(data, DataConfig(queries_per_class=5, train_per_class=10, seed=1))
+    val = validation_split(data, split, per_class=3, seed=2)
+    q, t = set(val.query), set(val.train)
+    assert np.bincount(data.labels[val.query]).tolist() == [3] * 4
+    assert q | t == set(split.train) and not q & t          # the training images, split
+    assert not (q | t) & set(split.query)                    # the protocol's queries untouched
+    assert (val.database == val.train).all()
+    again = validation_split(data, split, per_class=3, seed=2)
+    assert (again.query == val.query).all()
+    with pytest.raises(HashsdkError, match="validation split of 10 a class needs more"):
+        validation_split(data, split, per_class=10)

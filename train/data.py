@@ -494,6 +494,29 @@ def make_split(data: ImageSet, cfg: DataConfig) -> Split:
     return Split(query.astype(np.int64), train.astype(np.int64), database.astype(np.int64))
 
 
+def validation_split(data: ImageSet, split: Split, per_class: int, seed: int = 0) -> Split:
+    """A split for choosing settings that never touches the protocol's queries: from the
+    training images, ``per_class`` a class become the validation queries; the rest are both
+    the training images and the database they are searched in.
+
+    Returns a Split of int64 rows into ``data``: query (classes x per_class), train and
+    database (the same array: split.train less the validation queries)."""
+    if data.multi_label:
+        raise HashsdkError("a validation split needs single-label data")
+    rng = np.random.default_rng(seed)
+    labels = data.labels[split.train]
+    query = []
+    for c in range(len(data.classes)):
+        pool = split.train[labels == c]
+        if len(pool) <= per_class:
+            raise HashsdkError(f"class {data.classes[c]!r} has {len(pool)} training images; a "
+                               f"validation split of {per_class} a class needs more")
+        query.append(rng.choice(pool, per_class, replace=False))
+    query = np.sort(np.concatenate(query)).astype(np.int64)
+    rest = np.setdiff1d(split.train, query).astype(np.int64)
+    return Split(query, rest, rest.copy())
+
+
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images, in [0, 1] units."""
     x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
