@@ -44,10 +44,25 @@ def sha256(path: str | os.PathLike) -> str:
 
 def metadata_for(ckpt: dict, checkpoint_path: str | os.PathLike) -> ModelMetadata:
     args = ckpt["model_args"]
+    config = ckpt.get("config", {})
     return ModelMetadata.of(
         contract_of(args), args["bits"], backbone=args["backbone"],
-        dataset=ckpt.get("config", {}).get("data", {}).get("dataset", "unknown"),
-        checkpoint_sha256=sha256(checkpoint_path), input_name=INPUT, output_name=OUTPUT)
+        dataset=config.get("data", {}).get("dataset", "unknown"),
+        checkpoint_sha256=sha256(checkpoint_path), input_name=INPUT, output_name=OUTPUT,
+        extra={"training": training_of(config)} if config.get("hash") else {})
+
+
+def training_of(config: dict) -> dict:
+    """How the model was trained, for its metadata: the loss, whether labels took part (a
+    label-free loss trains without them), and frozen-feature mode. ``config``: the
+    checkpoint's RunConfig as a dict."""
+    from hashsdk.train.losses import REAL_LOSSES
+
+    h = config["hash"]
+    entry = REAL_LOSSES.get(h.get("loss"))
+    labels = "unknown" if entry is None else "class labels" if entry.needs_labels else "none"
+    return {"loss": h.get("loss"), "labels": labels,
+            "frozen_features": bool(h.get("frozen", False))}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

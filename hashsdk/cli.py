@@ -8,6 +8,8 @@ export ``hashsdk-export``).
     hashsdk search db.hidx QUERIES.npy -k 10 [--json]
     hashsdk search db.hidx --model model.onnx QUERY_IMAGES... -k 10 [--json]
     hashsdk info db.hidx
+    hashsdk dedup IMAGE_DIR --model model.onnx --precision 0.99 [-o duplicates.json]
+    hashsdk dedup db.hidx --radius 3
     hashsdk serve db.hidx --model model.onnx [--host 127.0.0.1] [--port 8000]   (serve extra)
 
 The commands that run a model take ``--device``, ``--threads`` and ``--quiet``. ``search
@@ -281,6 +283,88 @@ def _print_results(queries: list, dist: np.ndarray, ids: np.ndarray,
         for hit in record["results"]:
             where = hit["path"] or f"id {hit['id']}"
             click.echo(f"  {hit['distance']:4d}  {where}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="Encode the images of SOURCE (a folder) with this .onnx / .engine model.")
+@click.option("--radius", type=click.IntRange(min=0), default=None,
+              help="Two images are duplicates within this Hamming distance (groups join "
+                   "chains of them).")
+@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Instead of --radius: the largest radius whose precision reaches this on "
+                   "edited copies of a sample of SOURCE's images (a folder only).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="duplicates.json",
+              show_default=True, help="The groups as JSON; the same as CSV beside it (.csv).")
+@kind_option
+@encoder_options
+@user_errors()
+def dedup(source: str, model: str | None, radius: int | None, precision: float | None,
+          output: str, kind: str, device: str, threads: int | None, quiet: bool,
+          batch_size: int) -> None:
+    """Groups of near-duplicates in SOURCE: a folder of images (with --model) or an index
+    file. Writes OUTPUT (JSON) and its CSV; never compares all pairs (range searches)."""
+    from hashsdk import dedup as dd
+
+    if (radius is None) == (precision is None):
+        raise HashsdkError("give one of --radius R and --precision P")
+    about: dict = {"source": source}
+    if os.path.isdir(source):
+        if model is None:
+            raise HashsdkError(f"{source} is a folder: encoding it needs --model MODEL.onnx")
+        encoder = _encoder(model, device, threads)
+        codes, paths = _encode_paths(encoder, (source,), batch_size, show_progress=not quiet)
+        ids, bits = np.arange(len(codes)), encoder.bits
+        if precision is not None:
+            radius, curve = _calibrate(dd, encoder, paths, precision, batch_size)
+            about |= {"precision_target": precision, "calibration": curve}
+    else:
+        if precision is not None:
+            raise HashsdkError("--precision edits images, and an index holds codes: give the "
+                               "folder of images (with --model), or --radius")
+        idx = index_kind(kind).load(source, threads)
+        codes, ids, bits = idx.codes, idx.ids, idx.bits
+        stored = index_file.read_paths(source, idx.ntotal)
+        paths = None if stored is None else [index_file.resolve_path(source, p) if p else p
+                                             for p in stored]
+    from tqdm import tqdm
+
+    bar = None if quiet else tqdm(total=len(codes), desc="range search", unit="code")
+    pairs, _ = dd.find_pairs(codes, bits, radius, progress=None if bar is None else
+                             lambda done, n: bar.update(done - bar.n), threads=threads)
+    if bar is not None:
+        bar.close()
+    groups = dd.group(len(codes), pairs)
+    doc = dd.report(groups, codes, ids, paths, **about, bits=bits, radius=radius,
+                    images=len(codes), pairs=len(pairs))
+    with atomic_write(output) as f:
+        f.write((json.dumps(doc, indent=1) + "\n").encode())
+    csv_path = os.path.splitext(output)[0] + ".csv"
+    _write_lines(csv_path, dd.csv_lines(doc))
+    click.echo(f"{doc['groups']} groups, {doc['duplicates']} duplicates among {len(codes)} "
+               f"images at radius {radius}; wrote {output} and {csv_path}")
+
+
+def _calibrate(dd, encoder, paths: list[str], precision: float, batch_size: int
+               ) -> tuple[int, dict]:
+    """--precision: the radius from edited copies of a sample of ``paths``' images."""
+    from hashsdk.encoder.preprocess import decode
+
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(paths), min(dd.CALIBRATION_SAMPLE, len(paths)), replace=False)
+    images = [decode(paths[i], "RGB") for i in sample]
+    radius, curve = dd.radius_for_precision(
+        lambda ims: encoder.encode(ims, batch_size, packed=False), images, encoder.bits,
+        precision)
+    if radius < 0:
+        raise HashsdkError(f"no radius reaches precision {precision} on edited copies of "
+                           f"{len(images)} of the images (radius 0: "
+                           f"{curve['precision'][0]:.3f}); lower --precision or give --radius")
+    click.echo(f"radius {radius}: precision {curve['precision'][radius]:.3f}, recall "
+               f"{curve['recall'][radius]:.3f} on {curve['copies']} edited copies of "
+               f"{curve['originals']} images", err=True)
+    return radius, curve
 
 
 @main.command()

@@ -46,3 +46,34 @@ def average_precision(dist_row, rel_row, topk=None):
             hits += 1
             total += hits / rank
     return total / hits if hits else 0.0
+
+
+def pairs_within(packed, bits: int, radius: int) -> list[tuple[int, int, int]]:
+    """Every (i, j, distance) with i < j and distance <= radius, pair by pair."""
+    dist = hamming(packed, packed, bits)
+    return [(i, j, int(dist[i, j])) for i in range(len(dist)) for j in range(i + 1, len(dist))
+            if dist[i, j] <= radius]
+
+
+def connected_groups(n: int, pairs) -> list[list[int]]:
+    """The connected components of two or more of ``pairs`` (i, j), by breadth-first search;
+    each sorted, the list largest first, then by first member."""
+    neighbours: dict[int, set[int]] = {i: set() for i in range(n)}
+    for i, j in pairs:
+        neighbours[int(i)].add(int(j))
+        neighbours[int(j)].add(int(i))
+    seen, out = set(), []
+    for start in range(n):
+        if start in seen:
+            continue
+        todo, part = [start], []
+        seen.add(start)
+        while todo:
+            x = todo.pop()
+            part.append(x)
+            for y in neighbours[x] - seen:
+                seen.add(y)
+                todo.append(y)
+        if len(part) > 1:
+            out.append(sorted(part))
+    return sorted(out, key=lambda p: (-len(p), p[0]))

@@ -75,6 +75,18 @@ class SH:
         return out
 
 
+def itq_rotation(v: np.ndarray, rng: np.random.Generator, iterations: int = 50) -> np.ndarray:
+    """ITQ's orthogonal rotation (bits, bits) of projected data v (N, bits): from a random
+    one, alternately the codes sign(v R) and the R that fits them best (Procrustes)."""
+    bits = v.shape[1]
+    rotation, _ = np.linalg.qr(rng.standard_normal((bits, bits)))
+    for _ in range(iterations):
+        b = np.sign(v @ rotation)
+        u, _, wt = np.linalg.svd(b.T @ v)
+        rotation = (u @ wt).T
+    return rotation
+
+
 def fit(method: str, features: np.ndarray, bits: int, seed: int = 0):
     """Fits a baseline on training features float (N, D)."""
     if method not in (*METHODS, "pca"):
@@ -92,13 +104,7 @@ def fit(method: str, features: np.ndarray, bits: int, seed: int = 0):
         return ITQ(mean, pcs, np.eye(bits))
     if method == "itq":
         mean, pcs = _pca(x, bits)
-        v = (x - mean) @ pcs
-        rotation, _ = np.linalg.qr(rng.standard_normal((bits, bits)))
-        for _ in range(50):
-            b = np.sign(v @ rotation)
-            u, _, wt = np.linalg.svd(b.T @ v)
-            rotation = (u @ wt).T
-        return ITQ(mean, pcs, rotation)
+        return ITQ(mean, pcs, itq_rotation((x - mean) @ pcs, rng))
     # spectral hashing
     mean, pcs = _pca(x, bits)
     v = (x - mean) @ pcs

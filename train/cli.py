@@ -81,6 +81,10 @@ COMMON = [
              help="The protocol's queries a class, from the test split (or from all images)."),
     _setting("data.train_per_class", "--train-per-class", type=int,
              help="The protocol's training images a class."),
+    _setting("data.labels", "--labels",
+             help="auto: a folder of images without class folders trains without labels; "
+                  "none: train without labels on any data (where it has them, they only score "
+                  "the model); folders: require class folders."),
     _setting("data.download", "--download", is_flag=True,
              help="Let torchvision download cifar10 / fashion-mnist."),
     _setting(("hash.device", "gan.device"), "--device", help="auto, cpu or cuda[:N]."),
@@ -219,13 +223,18 @@ def hash_cmd(**kw) -> None:
     cfg = _config(kw)
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
     name = kw["name"] or ("hash-fakes" if cfg.hash.fakes else "hash-nofakes")
+    if not data.labeled or cfg.data.labels == "none":
+        click.echo(f"training without labels: {cfg.hash.loss} on the frozen features of "
+                   f"{cfg.hash.backbone}", err=True)
     result = train_hash(cfg, data, split, kw["run_dir"] / name, resume=not kw["no_resume"],
                         progress=not kw["quiet"])
     if result:  # under torchrun only rank 0 evaluates; the other ranks return nothing
         from hashsdk.train.evaluate import chance_map
 
         checkpoint = kw["run_dir"] / name / "checkpoint.pt"
-        click.echo(f"mAP@all {result['map']:.4f} (a random ranking: about "
+        what = "mAP@all" if data.labeled else (
+            f"copy detection ({len(split.query)} edited copies searching their originals): mAP")
+        click.echo(f"{what} {result['map']:.4f} (a random ranking: about "
                    f"{chance_map(data, split):.4f})  P@r=2 {result['precision_at_radius']:.4f}")
         click.echo(f"next: hashsdk-export {checkpoint} -o model.onnx --verify")
 

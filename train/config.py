@@ -60,6 +60,10 @@ class DataConfig:
     interpolation: str | None = None
     seed: int = 0
     cache_dir: str | None = None  # None: $HASHSDK_CACHE, else the user cache (~/.cache/hashsdk)
+    # "auto": a folder of images without class folders trains without labels, anything else
+    # with them; "none": train without labels on any data (they still score the model where
+    # the data has them); "folders": the class folders are required
+    labels: str = "auto"
 
 
 @dataclass
@@ -99,7 +103,9 @@ class HashConfig:
     frozen: bool = False
     width: int = 32                # cnn: channels of its first stage (then 2x and 4x)
     stem32: bool = True            # torchvision ResNets at <= 64 px: 3x3 stride-1 stem, no pool
-    loss: str = "pairwise"         # a registered loss (train/losses): pairwise (DPSH), ...
+    # a registered loss (train/losses): pairwise (DPSH), ...; "auto": pairwise with labels,
+    # LABEL_FREE_LOSS without them
+    loss: str = "auto"
     quantization: float = 0.1      # weight of mean((h - sign(h))^2)
     margin: float = 8.0            # triplet margin, in relaxed Hamming units (h in [-1, 1])
     pairwise_memory: bool = False  # DPSH against the codes of the whole training set
@@ -147,6 +153,7 @@ CHOICES = {
     ("data", "dataset"): ("cifar10", "fashion-mnist", "imagefolder", "filelist"),
     ("data", "database"): ("all-but-queries", "exclude-train"),
     ("data", "interpolation"): tuple(INTERPOLATIONS),
+    ("data", "labels"): ("auto", "folders", "none"),
     ("hash", "loss"): tuple(REAL_LOSSES),
     ("hash", "fake_loss"): tuple(FAKE_LOSSES),
     ("hash", "fake_bn"): ("shared", "separate"),
@@ -219,6 +226,46 @@ def validate(cfg: RunConfig) -> RunConfig:
 PHOTO_DATASETS = ("imagefolder", "filelist")
 PHOTO_BACKBONE = "timm/tf_efficientnet_lite0"
 PHOTO_SIZE = 96  # chosen on a held-out folder: docs/training.md, "Train on your own images"
+LABEL_FREE_LOSS = "edit-itq"  # the best of the label-free losses measured: docs/dedup.md
+
+
+def is_flat_folder(path: str | Path | None) -> bool:
+    """A folder holding image files and no folders: images without class labels."""
+    from hashsdk.encoder.preprocess import IMAGE_SUFFIXES
+
+    if path is None or not Path(path).is_dir():
+        return False
+    entries = list(Path(path).iterdir())
+    return not any(e.is_dir() for e in entries) and \
+        any(e.suffix.lower() in IMAGE_SUFFIXES for e in entries)
+
+
+def label_free(d: DataConfig) -> bool:
+    """Whether the run trains without labels (``data.labels``, and "auto" on a flat folder)."""
+    flat = d.dataset == "imagefolder" and is_flat_folder(d.root)
+    if d.labels == "folders" and flat:
+        raise HashsdkError(f"data.labels 'folders': {d.root} holds images and no class "
+                           "folders; use --labels none (or auto) to train without labels")
+    return d.labels == "none" or (d.labels == "auto" and flat)
+
+
+def _resolve_loss(d: DataConfig, h: HashConfig) -> HashConfig:
+    """The loss for "auto", and frozen-feature mode where the loss reads features; refuses a
+    loss that needs labels on a run without them."""
+    from hashsdk.train.losses import lookup
+
+    free = label_free(d)
+    loss = h.loss if h.loss != "auto" else (LABEL_FREE_LOSS if free else "pairwise")
+    entry = lookup(loss)
+    if free and entry.needs_labels:
+        raise HashsdkError(f"hash.loss {loss!r} needs labels, and this run has none (data.labels"
+                           f" {d.labels!r}); the label-free losses: " + ", ".join(
+                               n for n, e in REAL_LOSSES.items() if not e.needs_labels))
+    frozen = h.frozen or free  # label-free training is on frozen features
+    if entry.needs_features and not frozen:
+        raise HashsdkError(f"hash.loss {loss!r} trains on frozen features: add --frozen "
+                           "(hash.frozen = true)")
+    return dataclasses.replace(h, loss=loss, frozen=frozen)
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -247,6 +294,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
                                interpolation=d.interpolation or (pretrained.interpolation if
                                                                  pretrained else
                                                                  DEFAULT_INTERPOLATION))
+    h = _resolve_loss(d, h)
     hash_ = dataclasses.replace(
         h, backbone_lr=h.backbone_lr if h.backbone_lr is not None else
         (0.1 if h.pretrained else 1.0),

@@ -42,7 +42,7 @@ from hashsdk._atomic import atomic_write
 from hashsdk.encoder.contract import InputContract
 from hashsdk.encoder.preprocess import IMAGE_SUFFIXES, UnreadableImage, decode
 from hashsdk.errors import HashsdkError
-from hashsdk.train.config import DataConfig, input_contract
+from hashsdk.train.config import DataConfig, input_contract, is_flat_folder
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -62,6 +62,9 @@ class ImageSet:
     classes: class names, K of them.
     preset: for file lists, the protocol the source defines: {"query", "train", "database"}
         index arrays; None elsewhere.
+    labeled: False for a folder without class folders (``_load_flat``): each image is its own
+        class (labels 0..n-1, classes its file names), and the test images are edited copies
+        of some of them, labelled as their originals, so that retrieval scores copy detection.
     """
 
     images: np.ndarray
@@ -70,6 +73,7 @@ class ImageSet:
     classes: tuple[str, ...]
     name: str
     preset: dict[str, np.ndarray] | None = None
+    labeled: bool = True
 
     @property
     def multi_label(self) -> bool:
@@ -194,7 +198,7 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
     with atomic_write(cache) as f:
         extra = {f"preset_{k}": v for k, v in (data.preset or {}).items()}
         np.savez(f, images=data.images, labels=data.labels, is_test=data.is_test,
-                 classes=np.array(data.classes), **extra)
+                 classes=np.array(data.classes), labeled=data.labeled, **extra)
     return data
 
 
@@ -211,8 +215,9 @@ def cache_dir(cfg: DataConfig) -> Path:
 def _read_cache(path: Path, name: str) -> ImageSet:
     with np.load(path, allow_pickle=False) as f:
         preset = {k[7:]: f[k] for k in f.files if k.startswith("preset_")} or None
+        labeled = bool(f["labeled"]) if "labeled" in f.files else True
         return ImageSet(f["images"], f["labels"], f["is_test"], tuple(f["classes"].tolist()),
-                        name, preset)
+                        name, preset, labeled)
 
 
 def _fit_arrays(data: ImageSet, shape: InputContract) -> ImageSet:
@@ -387,6 +392,8 @@ def _load_imagefolder(source: Path, shape: InputContract, progress: bool,
                       name: str = "imagefolder") -> ImageSet:
     if not source.is_dir():
         raise HashsdkError(f"{source}: expected a folder of <class>/<image> files")
+    if is_flat_folder(source):
+        return _load_flat(source, shape, progress)
     splits = [(source / "train", False), (source / "test", True)]
     if not all(p.is_dir() for p, _ in splits):
         splits = [(source, False)]
@@ -401,6 +408,38 @@ def _load_imagefolder(source: Path, shape: InputContract, progress: bool,
                                   disable=not progress)]
     return ImageSet(_stack(images, str(source)), np.array([c for _, c, _ in files], np.int64),
                     np.array([t for _, _, t in files], bool), tuple(class_names), name)
+
+
+# a folder without labels: how many of its images get an edited copy as a query
+COPY_QUERIES = 500
+
+
+def _load_flat(source: Path, shape: InputContract, progress: bool) -> ImageSet:
+    """A folder of images without class folders: the images (labels 0..n-1), then an edited
+    copy of up to COPY_QUERIES of them (a fifth), each with one edit of hashsdk.edits in turn,
+    made from the full-size image and then fitted as every image is (is_test True)."""
+    from hashsdk.edits import EDITS, apply
+
+    files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    raws = [p.read_bytes() for p in files]
+    images = [_decode(raw, str(p), shape)
+              for p, raw in tqdm(list(zip(files, raws, strict=True)), desc=f"decoding "
+                                 f"{source.name}", unit="img", disable=not progress)]
+    rng = np.random.default_rng(0)
+    originals = np.sort(rng.choice(len(files), min(COPY_QUERIES, max(1, len(files) // 5)),
+                                   replace=False))
+    names = list(EDITS)
+    for i, o in enumerate(originals):
+        image = decode(raws[o], "RGB" if images[o].shape[2] == 3 else "L")
+        edited = apply(names[i % len(names)], image, rng)
+        if images[o].shape[2] == 1:
+            edited = edited.convert("L")
+        images.append(shape.fit_array(edited))
+    n = len(files)
+    labels = np.concatenate([np.arange(n), originals]).astype(np.int64)
+    is_test = np.arange(len(labels)) >= n
+    return ImageSet(_stack(images, str(source)), labels, is_test,
+                    tuple(p.name for p in files), "imagefolder", labeled=False)
 
 
 def _load_filelist(source: Path, shape: InputContract, progress: bool) -> ImageSet:
@@ -458,6 +497,8 @@ def _download(dataset: str, root: Path) -> Path:
 def make_split(data: ImageSet, cfg: DataConfig) -> Split:
     """The seeded retrieval protocol.
 
+    Data without labels (a flat folder): the edited copies are the queries, and the
+    originals both the training images and the database.
     Single-label data: ``queries_per_class`` queries a class from the test split (or from all
     images where there is none), ``train_per_class`` training images a class from the train
     split, and a database of everything but the queries (``database="all-but-queries"``) or of
@@ -467,6 +508,9 @@ def make_split(data: ImageSet, cfg: DataConfig) -> Split:
     if data.preset is not None:
         return Split(*(np.asarray(data.preset[k], np.int64)
                        for k in ("query", "train", "database")))
+    if not data.labeled:  # the edited copies search the originals, which are also trained on
+        originals = np.flatnonzero(~data.is_test).astype(np.int64)
+        return Split(np.flatnonzero(data.is_test).astype(np.int64), originals, originals.copy())
     if data.multi_label:
         raise HashsdkError("multi-label data needs a file list that defines the split")
     rng = np.random.default_rng(cfg.seed)

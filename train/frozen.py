@@ -77,8 +77,17 @@ def train_frozen(cfg: RunConfig, hc: HashConfig, model: HashNet, data: ImageSet,
     fake_feats = (None if fakes is None else
                   cached_features(model, fakes, folder, device, progress, "fakes"))
     feature_seconds = time.perf_counter() - started
-    history = _train_head(hc, model, feats[split.train], data.labels[split.train], fake_feats,
-                          device, progress)
+    if hc.loss == "itq":  # closed form, no batches: the fakes have no part in it
+        history = fit_itq(hc, model, feats[split.train])
+    elif hc.loss == "edit-itq":
+        views, source = edited_views(data.images[split.train], model.contract, hc.seed)
+        history = fit_itq(hc, model, feats[split.train], cached_features(
+            model, views, folder, device, progress, "views"), source)
+    else:
+        history = _train_head(hc, model, feats[split.train], data.labels[split.train],
+                              fake_feats, device, progress)
+        if hc.loss == "bihalf":
+            centre_bits(model, feats[split.train], device)
     checkpoint.save(run_dir / "checkpoint.pt", kind=KIND, model_args=model.model_args,
                     state_dict=model.state_dict(), optimizer=None, scheduler=None,
                     step=0, epoch=hc.epochs, config=cfg.to_dict(),
@@ -112,7 +121,7 @@ def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels:
     total, warmup = steps * hc.epochs, int(hc.warmup_epochs * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
     real_loss = RealLoss(hc.loss, hc.quantization, hc.margin, y, hc.bits,
-                         memory=hc.pairwise_memory)
+                         memory=hc.pairwise_memory, train_features=x)
     n_fake = max(1, round(hc.batch_size * hc.fake_ratio))
     history = []
     for epoch in tqdm(range(hc.epochs), desc="head", disable=not progress):
@@ -137,3 +146,84 @@ def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels:
         history.append(dict(epoch=epoch + 1, loss_real=real, loss_fake=fake,
                             lr=sched.get_last_lr()[0], seconds=time.perf_counter() - t0))
     return history
+
+
+# ITQ's outputs (x - mean) @ W are scaled so that their standard deviation is this before the
+# tanh: the relaxed outputs then sit near +-1, as a trained layer's do; the bits are unchanged
+ITQ_SCALE = 2.0
+
+
+def fit_itq(hc: HashConfig, model: HashNet, train_feats: np.ndarray,
+            view_feats: np.ndarray | None = None, source: np.ndarray | None = None
+            ) -> list[dict]:
+    """Sets ``model.hash`` to ITQ fitted on ``train_feats`` (float32 (n, F)): weight (bits, F)
+    = s * (P @ R).T and bias = -s * mean @ P @ R, so that the network's bits are ITQ's. P: the
+    top principal components, or with ``view_feats`` (features of edited copies, (m, F), of
+    rows ``source``) the edit-invariant directions (``invariant_directions``). Returns a
+    one-row history (the quantization error, ITQ's own objective)."""
+    from hashsdk.train.baselines import fit, itq_rotation
+
+    t0 = time.perf_counter()
+    x = train_feats.astype(np.float64)
+    if view_feats is None:
+        itq = fit("itq", x, hc.bits, hc.seed)
+        mean, w = itq.mean, itq.pcs @ itq.rotation       # (F,), (F, bits)
+    else:
+        mean = x.mean(axis=0)
+        p = invariant_directions(x, view_feats.astype(np.float64) - x[source], hc.bits)
+        w = p @ itq_rotation((x - mean) @ p, np.random.default_rng(hc.seed))
+    z = (train_feats - mean) @ w
+    scale = ITQ_SCALE / max(float(z.std()), 1e-12)
+    with torch.no_grad():
+        model.hash.weight.copy_(torch.from_numpy((scale * w).T.astype(np.float32)))
+        model.hash.bias.copy_(torch.from_numpy((-scale * mean @ w).astype(np.float32)))
+    error = float(np.mean((np.sign(z) - z / max(float(np.abs(z).mean()), 1e-12)) ** 2))
+    return [dict(epoch=1, loss_real=error, loss_fake=0.0, lr=0.0,
+                 seconds=time.perf_counter() - t0)]
+
+
+def centre_bits(model: HashNet, train_feats: np.ndarray, device: torch.device) -> None:
+    """Moves each bit's threshold to the median of its training outputs. Bi-half splits each
+    bit at the batch's median while training; the network's bit is the sign, so without this
+    a bit whose median drifted from 0 comes out the same for every image."""
+    with torch.no_grad():
+        z = model.hash(torch.from_numpy(train_feats).to(device))
+        model.hash.bias -= z.median(dim=0).values
+
+
+# the edit-invariant head: edited copies of each training image, and the ridge on their scatter
+EDIT_VIEWS = 2
+EDIT_RIDGE = 0.1  # of the scatter's mean eigenvalue, added to it: few copies, many dimensions
+
+
+def edited_views(images: np.ndarray, contract, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """EDIT_VIEWS edited copies of each image (uint8 (n, H, W, C)), each by an edit of
+    hashsdk.edits drawn at random, fitted back to the input contract; and the source row of
+    each: uint8 (n * EDIT_VIEWS, H, W, C), int64 (n * EDIT_VIEWS,)."""
+    from PIL import Image
+
+    from hashsdk.edits import EDITS, apply
+
+    rng = np.random.default_rng(seed)
+    names = list(EDITS)
+    out, source = [], []
+    for i, image in enumerate(images):
+        pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+        for _ in range(EDIT_VIEWS):
+            edited = apply(names[rng.integers(len(names))], pil, rng)
+            out.append(contract.fit_array(edited.convert(pil.mode)))
+            source.append(i)
+    return np.stack(out), np.array(source, np.int64)
+
+
+def invariant_directions(x: np.ndarray, noise: np.ndarray, bits: int) -> np.ndarray:
+    """(F, bits): the directions v with the largest v'St v / v'Sw v, St the scatter of the
+    images ``x`` (n, F) and Sw (ridged) that of the edits ``noise`` (m, F) (a copy's features
+    less its original's): LDA with each image its own class."""
+    st = np.cov(x, rowvar=False)
+    sw = noise.T @ noise / len(noise)
+    sw += EDIT_RIDGE * np.trace(sw) / len(sw) * np.eye(len(sw))
+    values, vectors = np.linalg.eigh(sw)
+    whiten = vectors / np.sqrt(values)                   # Sw^(-1/2)
+    e, v = np.linalg.eigh(whiten.T @ st @ whiten)
+    return whiten @ v[:, np.argsort(-e)[:bits]]

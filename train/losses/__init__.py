@@ -37,6 +37,7 @@ class LossEntry:
     about: str
     needs_labels: bool = True
     needs_classifier: bool = False
+    needs_features: bool = False  # label-free: reads the cached features (frozen mode only)
 
     def load(self) -> Any:
         module, _, attribute = self.target.partition(":")
@@ -48,11 +49,12 @@ FAKE_LOSSES: dict[str, LossEntry] = {}
 
 
 def register_loss(name: str, target: str, about: str, *, needs_labels: bool = True,
-                  needs_classifier: bool = False, fake: bool = False) -> None:
+                  needs_classifier: bool = False, needs_features: bool = False,
+                  fake: bool = False) -> None:
     table = FAKE_LOSSES if fake else REAL_LOSSES
     if name in table:
         raise HashsdkError(f"loss {name!r} is already registered")
-    table[name] = LossEntry(name, target, about, needs_labels, needs_classifier)
+    table[name] = LossEntry(name, target, about, needs_labels, needs_classifier, needs_features)
 
 
 def lookup(name: str, fake: bool = False) -> LossEntry:
@@ -76,6 +78,16 @@ register_loss("csq", "csq:CentralSimilarity",
               "CSQ's hash centres, one per class, each code pulled to its own (Yuan et al. 2020)")
 register_loss("orthohash", "orthohash:OrthoHash",
               "cosine to fixed orthogonal class codewords, with a margin (Hoe et al. 2021)")
+register_loss("itq", "unsupervised:ITQ", "label-free: PCA then ITQ's rotation, fitted in closed "
+              "form on the frozen features (Gong and Lazebnik 2011)", needs_labels=False,
+              needs_features=True)
+register_loss("edit-itq", "unsupervised:ITQ", "label-free: ITQ on the directions that edits "
+              "(crop, pad, blur, text, ...) move least against how far images lie apart, from "
+              "edited copies of the training images, in closed form", needs_labels=False,
+              needs_features=True)
+register_loss("bihalf", "unsupervised:BiHalf", "label-free: codes whose similarities match the "
+              "frozen features', with Bi-half's balanced bits (Li and van Gemert 2021)",
+              needs_labels=False, needs_features=True)
 register_loss("entropy", "fake:entropy", "KL(p || 1/2): bounded, log 2 at most", fake=True)
 register_loss("uniform-ce", "fake:uniform_ce", "KL(1/2 || p), LSRO's 50/50 target: unbounded",
               fake=True)

@@ -14,12 +14,15 @@ from hashsdk.train.losses.common import quantization
 @dataclass(frozen=True)
 class LossOptions:
     """What a loss may be made with: the triplet margin, the pairwise code memory, the
-    training split's labels (int64 (n,) or multi-hot (n, K), on the device) and the bits."""
+    training split's labels (int64 (n,) or multi-hot (n, K), on the device), the bits, and
+    in frozen-feature mode the training split's features (float32 (n, F), on the device;
+    the loss's ``index`` selects a batch's rows)."""
 
     margin: float = 8.0
     memory: bool = False
     train_labels: torch.Tensor | None = None
     bits: int | None = None
+    train_features: torch.Tensor | None = None
 
 
 class RealLoss:
@@ -28,14 +31,15 @@ class RealLoss:
 
     def __init__(self, name: str, quantization_weight: float, margin: float = 8.0,
                  train_labels: torch.Tensor | None = None, bits: int | None = None,
-                 memory: bool = False):
+                 memory: bool = False, train_features: torch.Tensor | None = None):
         from hashsdk.train.losses import lookup
 
         entry = lookup(name)
         if memory and name != "pairwise":
             raise HashsdkError("the code memory works with the pairwise loss")
         self.name, self.eta, self.entry = name, quantization_weight, entry
-        self.loss = entry.load()(LossOptions(margin, memory, train_labels, bits))
+        self.loss = entry.load()(LossOptions(margin, memory, train_labels, bits,
+                                             train_features))
 
     def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
                  index: torch.Tensor | None = None) -> torch.Tensor:

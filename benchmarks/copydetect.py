@@ -1,0 +1,307 @@
+"""Copy detection: hashsdk's learned 64-bit codes against imagehash's on the same images.
+
+    python benchmarks/copydetect.py [--originals 1000] [--distractors 5000] [--size 256]
+
+Images no one here made: CIFAR-10's test images (the archive in ../shared/datasets), upsampled
+to ``--size`` px (bicubic). ``--originals`` of them (the same number a class) are edited with
+each edit of hashsdk.edits (blur, JPEG 30-95, gamma, noise, a text overlay, crop 5-20%, pad
+20%, rotation 4 degrees, half size, mirror), as the perception library's benchmark edits; the
+database is the originals and ``--distractors`` other test images, unedited. Each edited copy
+searches the database; its original is the one right answer.
+
+Rows: imagehash's pHash, dHash, wHash and aHash at 64 bits (hash_size 8), and hashsdk models at
+64 bits, each exported to ONNX and run by the Encoder as users run them: label-free (trained by
+``hashsdk-train hash`` on a flat folder of 5,000 CIFAR-10 *training* images, labels never
+seen: ITQ, edit-ITQ and Bi-half on EfficientNet-Lite0's frozen features) and supervised (the same
+features and folder with its class folders, the pairwise loss, frozen). Columns per edit:
+recall at 99% and 99.9% precision (one Hamming threshold for all queries of the edit: a pair
+within it is a match; precision over every query-database pair), and mAP (ties broken by the
+smaller database row); then all edits together, and encode images/s on this machine.
+Writes benchmarks/results/copydetect.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _results import RESULTS, write_results
+from PIL import Image
+
+from hashsdk.edits import EDITS, apply
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+IMAGEHASHES = ("phash", "dhash", "whash", "average_hash")
+PRECISIONS = (0.99, 0.999)
+
+
+# ---- the images ---------------------------------------------------------------------------
+
+
+def read_split(archive: Path, split: str) -> list[tuple[str, str, bytes]]:
+    """(class, member name, JPEG bytes) of one split of the archive, sorted by name."""
+    out = []
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            parts = m.name.split("/")
+            if m.isfile() and len(parts) >= 3 and parts[-3] == split:
+                out.append((parts[-2], m.name, tar.extractfile(m).read()))
+    return sorted(out, key=lambda t: t[1])
+
+
+def pick(items: list, count: int, rng: np.random.Generator) -> list:
+    """``count`` items, the same number from each class (as near as count allows)."""
+    classes = sorted({c for c, _, _ in items})
+    per = -(-count // len(classes))
+    chosen = []
+    for c in classes:
+        members = [i for i, t in enumerate(items) if t[0] == c]
+        chosen += list(rng.choice(members, min(per, len(members)), replace=False))
+    return [items[i] for i in sorted(chosen)[:count]]
+
+
+def upsample(raw: bytes, size: int) -> Image.Image:
+    import io
+
+    return Image.open(io.BytesIO(raw)).convert("RGB").resize((size, size), Image.BICUBIC)
+
+
+TWIN_MAE = 0.08  # mean absolute difference (of 1) below which two images are one photo
+TWIN_SHIFT = 3   # pixels of translation tried when comparing two 32 px images
+
+
+def twins(items: list[tuple[str, str, bytes]]) -> set[int]:
+    """Rows of ``items`` that are near-duplicates of another row: CIFAR-10's test split holds
+    the same photo twice (other crops, other JPEG passes), and a copy of one would rightly
+    match the other. Candidates: each image's 3 nearest by cosine of 16 px grey thumbnails;
+    kept where some shift of up to TWIN_SHIFT pixels brings the 32 px images within TWIN_MAE.
+    The test is on pixels, none of the compared hashes."""
+    import io
+
+    small = np.stack([np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), np.float32) / 255
+                      for _, _, raw in items])
+    grey = np.stack([np.asarray(Image.fromarray((s.mean(axis=2) * 255).astype(np.uint8))
+                                .resize((16, 16), Image.BILINEAR), np.float32) for s in small])
+    g = grey.reshape(len(grey), -1)
+    g = g - g.mean(axis=1, keepdims=True)
+    g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
+    out = set()
+    for start in range(0, len(g), 2048):
+        sim = g[start:start + 2048] @ g.T
+        sim[np.arange(len(sim)), start + np.arange(len(sim))] = -1
+        for row, near in enumerate(np.argsort(-sim, axis=1)[:, :3]):
+            i = start + row
+            for j in near:
+                if sim[row, j] > 0.8 and shifted_mae(small[i], small[j]) < TWIN_MAE:
+                    out |= {i, int(j)}
+    return out
+
+
+def shifted_mae(a: np.ndarray, b: np.ndarray) -> float:
+    """The least mean absolute difference of a and b (H, W, C) over shifts of b."""
+    best, s, h = 1.0, TWIN_SHIFT, a.shape[0]
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            pa = a[max(0, dy):h + min(0, dy), max(0, dx):h + min(0, dx)]
+            pb = b[max(0, -dy):h + min(0, -dy), max(0, -dx):h + min(0, -dx)]
+            best = min(best, float(np.abs(pa - pb).mean()))
+    return best
+
+
+def make_sets(archive: Path, originals: int, distractors: int, size: int, seed: int
+              ) -> tuple[list[Image.Image], list[Image.Image], np.ndarray, np.ndarray, int]:
+    """Database images (originals first), edited copies, each copy's original row, each
+    copy's edit (an index into EDITS), and how many test images were left out as twins."""
+    rng = np.random.default_rng(seed)
+    test = read_split(archive, "test")
+    left_out = twins(test)
+    test = [t for i, t in enumerate(test) if i not in left_out]
+    chosen = pick(test, originals + distractors, rng)
+    order = rng.permutation(len(chosen))
+    db = [upsample(chosen[i][2], size) for i in order]
+    copies, source, edit = [], [], []
+    for row in range(originals):
+        for e, name in enumerate(EDITS):
+            copies.append(apply(name, db[row], rng))
+            source.append(row)
+            edit.append(e)
+    return db, copies, np.array(source), np.array(edit), len(left_out)
+
+
+# ---- the hashes ---------------------------------------------------------------------------
+
+
+def imagehash_codes(name: str, images: list[Image.Image]) -> tuple[np.ndarray, float]:
+    """(n, 64) bits of imagehash's ``name`` at hash_size 8, and images/s."""
+    import imagehash
+
+    fn = getattr(imagehash, name)
+    started = time.perf_counter()
+    bits = np.array([fn(im, hash_size=8).hash.reshape(-1) for im in images], np.uint8)
+    return bits, len(images) / (time.perf_counter() - started)
+
+
+def encoder_codes(model: Path, images: list[Image.Image]) -> tuple[np.ndarray, float]:
+    from hashsdk import Encoder
+
+    encoder = Encoder(str(model), threads=2)
+    encoder.encode(images[:64], packed=False)  # warm-up: the session's first runs allocate
+    started = time.perf_counter()
+    out = encoder.encode(images, packed=False)
+    return (out > 0).astype(np.uint8), len(images) / (time.perf_counter() - started)
+
+
+# ---- the scores ---------------------------------------------------------------------------
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances int32 (len(a), len(b)) of unpacked 0/1 rows, by two products."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    same = a @ b.T + (1 - a) @ (1 - b).T
+    return (a.shape[1] - same).round().astype(np.int32)
+
+
+def scores(d: np.ndarray, source: np.ndarray, bits: int) -> dict:
+    """Recall at each target precision and mAP for copies with distances ``d`` (copies, db)."""
+    pos = d[np.arange(len(d)), source]
+    hist = np.zeros(bits + 1, np.int64)  # negatives at each distance
+    for row, s in zip(d, source, strict=True):
+        counts = np.bincount(row, minlength=bits + 1)
+        counts[row[s]] -= 1
+        hist += counts
+    tp = np.array([(pos <= t).sum() for t in range(bits + 1)])
+    fp = np.cumsum(hist)
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    recall = tp / len(d)
+    out = {f"recall_at_{p}": float(recall[precision >= p].max(initial=0.0)) for p in PRECISIONS}
+    better = (d < pos[:, None]).sum(axis=1)
+    ties_before = ((d == pos[:, None]) & (np.arange(d.shape[1]) < source[:, None])).sum(axis=1)
+    out["map"] = float(np.mean(1.0 / (1 + better + ties_before)))
+    return out
+
+
+def evaluate(db_bits: np.ndarray, copy_bits: np.ndarray, source: np.ndarray,
+             edit: np.ndarray) -> dict:
+    d = distances(copy_bits, db_bits)
+    bits = db_bits.shape[1]
+    out = {name: scores(d[edit == e], source[edit == e], bits) for e, name in enumerate(EDITS)}
+    out["all"] = scores(d, source, bits)
+    return out
+
+
+# ---- the models ---------------------------------------------------------------------------
+
+
+def write_folder(archive: Path, folder: Path, count: int, flat: bool, seed: int) -> None:
+    """``count`` CIFAR-10 training images (as many a class) as JPEG files: in one folder
+    (``flat``: no labels), or in class folders."""
+    if folder.exists():
+        return
+    chosen = pick(read_split(archive, "train"), count, np.random.default_rng(seed))
+    for c, name, raw in chosen:
+        target = folder if flat else folder / c
+        target.mkdir(parents=True, exist_ok=True)
+        (target / f"{c}-{Path(name).name}" if flat else target / Path(name).name
+         ).write_bytes(raw)
+
+
+def train_model(work: Path, name: str, folder: Path, extra: list[str]) -> Path:
+    """``hashsdk-train hash`` on ``folder`` at 64 bits, then ``hashsdk-export``; the .onnx."""
+    onnx = work / f"{name}.onnx"
+    if onnx.exists():
+        return onnx
+    run = work / f"run-{name}"
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "hashsdk-train"), "hash", "--dataset", "imagefolder",
+                    "--root", str(folder), "--run-dir", str(run), "--bits", "64", "--quiet",
+                    "--name", name, *extra], check=True)
+    subprocess.run([str(bin_dir / "hashsdk-export"), str(run / name / "checkpoint.pt"), "-o",
+                    str(onnx)], check=True)
+    return onnx
+
+
+def protocol(args: argparse.Namespace) -> list[str]:
+    """The supervised run's protocol on its class folders: a tenth of each class as queries."""
+    per_class = args.train_images // 10
+    queries = max(1, per_class // 10)
+    return ["--queries-per-class", str(queries), "--train-per-class", str(per_class - queries)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--archive", type=Path, default=ARCHIVE)
+    p.add_argument("--originals", type=int, default=1000)
+    p.add_argument("--distractors", type=int, default=5000)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--train-images", type=int, default=5000)
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "copydetect")
+    p.add_argument("--results", type=Path, default=RESULTS / "copydetect")
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    write_folder(args.archive, args.work / "train-flat", args.train_images, True, 1)
+    write_folder(args.archive, args.work / "train-classes", args.train_images, False, 1)
+    models = {
+        "hashsdk label-free, ITQ": train_model(args.work, "itq", args.work / "train-flat",
+                                               ["--loss", "itq"]),
+        "hashsdk label-free, edit-ITQ": train_model(args.work, "edit-itq",
+                                                    args.work / "train-flat",
+                                                    ["--loss", "edit-itq"]),
+        "hashsdk label-free, Bi-half": train_model(args.work, "bihalf",
+                                                   args.work / "train-flat",
+                                                   ["--loss", "bihalf"]),
+        "hashsdk supervised (pairwise)": train_model(args.work, "supervised",
+                                                     args.work / "train-classes",
+                                                     ["--frozen", *protocol(args)]),
+    }
+    db, copies, source, edit, left_out = make_sets(args.archive, args.originals,
+                                                   args.distractors, args.size, seed=0)
+    print(f"{len(db)} database images, {len(copies)} edited copies; {left_out} test images "
+          "left out as near-duplicates of another", flush=True)
+    rows = []
+    methods = [(f"imagehash {n}", lambda ims, n=n: imagehash_codes(n, ims)) for n in IMAGEHASHES]
+    methods += [(label, lambda ims, m=m: encoder_codes(m, ims)) for label, m in models.items()]
+    for label, fn in methods:
+        db_bits, speed = fn(db)
+        copy_bits, _ = fn(copies)
+        rows.append(dict(method=label, bits=int(db_bits.shape[1]), images_per_second=speed,
+                         scores=evaluate(db_bits, copy_bits, source, edit)))
+        print(label, rows[-1]["scores"]["all"], f"{speed:.0f} img/s", flush=True)
+    report = dict(command="python benchmarks/copydetect.py" + "".join(
+        f" --{k} {getattr(args, k)}" for k in ("originals", "distractors", "size")),
+        database=len(db), copies=len(copies), twins_left_out=left_out,
+        edits={k: v[1] for k, v in EDITS.items()}, train_images=args.train_images, rows=rows)
+    write_results(args.results, report, markdown(report))
+
+
+def markdown(report: dict) -> list[str]:
+    names = ["all", *EDITS]
+    lines = [f"{report['copies']:,} edited copies of {report['copies'] // len(EDITS):,} CIFAR-10 "
+             f"test images upsampled to 256 px, searching a database of {report['database']:,} "
+             f"(the originals and distractors; {report['twins_left_out']} test images that are "
+             "near-duplicates of another left out). Recall at 99.9% precision, one Hamming "
+             "threshold an edit (all: one for every copy); ties broken by the smaller "
+             "database row for mAP.", "",
+             "| method | " + " | ".join(names) + " | mAP (all) | images/s |",
+             "|---|" + "---:|" * (len(names) + 2)]
+    for r in report["rows"]:
+        s = r["scores"]
+        cells = " | ".join(f"{s[n]['recall_at_0.999']:.3f}" for n in names)
+        lines.append(f"| {r['method']} | {cells} | {s['all']['map']:.3f} | "
+                     f"{r['images_per_second']:.0f} |")
+    lines += ["", "Recall at 99% precision:", "",
+              "| method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for r in report["rows"]:
+        s = r["scores"]
+        lines.append(f"| {r['method']} | " + " | ".join(f"{s[n]['recall_at_0.99']:.3f}"
+                                                         for n in names) + " |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Training without labels: the edits, a flat folder as data, the config's label-free rules,
+ITQ fitted into the network, Bi-half, and the whole path from a flat folder to an Encoder."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import synthetic_cifar
+from PIL import Image
+
+from hashsdk import HashsdkError
+from hashsdk.edits import EDITS, apply
+
+torch = pytest.importorskip("torch")
+
+from hashsdk.train import config  # noqa: E402
+from hashsdk.train.data import load_dataset, make_split  # noqa: E402
+
+
+def photo(seed=0, size=(120, 90)):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize(size, Image.BICUBIC)
+
+
+def test_each_edit_is_deterministic_and_does_what_it_says():
+    image = photo()
+    for name in EDITS:
+        a = apply(name, image, np.random.default_rng(5))
+        b = apply(name, image, np.random.default_rng(5))
+        assert a.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b)), name
+    w, h = image.size
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cw, ch = apply("crop", image, rng).size
+        assert 0.79 * w <= cw <= 0.96 * w and 0.79 * h <= ch <= 0.96 * h
+    assert apply("pad", image, rng).size == (round(w * 1.2), round(h * 1.2))
+    assert apply("resize", image, rng).size == (w // 2, h // 2)
+    assert np.array_equal(np.asarray(apply("flip", image, rng)),
+                          np.asarray(image)[:, ::-1])
+    assert not np.array_equal(np.asarray(apply("text", image, rng)), np.asarray(image))
+    with pytest.raises(HashsdkError, match="unknown edit 'sepia'"):
+        apply("sepia", image, rng)
+
+
+def flat_folder(path, n=25):
+    path.mkdir()
+    for i in range(n):
+        photo(i).save(path / f"img{i:02d}.jpg", quality=95)
+    return path
+
+
+def test_a_flat_folder_loads_as_unlabelled_with_edited_copies_as_queries(tmp_path):
+    folder = flat_folder(tmp_path / "flat")
+    cfg = config.DataConfig(dataset="imagefolder", root=str(folder), image_size=32,
+                            cache_dir=str(tmp_path / "cache"))
+    data = load_dataset(cfg, progress=False)
+    assert not data.labeled and data.classes == tuple(f"img{i:02d}.jpg" for i in range(25))
+    originals, copies = np.flatnonzero(~data.is_test), np.flatnonzero(data.is_test)
+    assert originals.tolist() == list(range(25)) and len(copies) == 5  # a fifth
+    assert data.labels[originals].tolist() == list(range(25))
+    split = make_split(data, cfg)
+    assert split.query.tolist() == copies.tolist()
+    assert split.train.tolist() == split.database.tolist() == originals.tolist()
+    # each copy is an edit of its original: nearer to it than to the other originals
+    x = data.images.reshape(len(data.images), -1).astype(np.float32)
+    for q in copies[[0, 2, 3]]:  # blur, gamma, noise: edits that keep the geometry
+        d = np.abs(x[originals] - x[q]).mean(axis=1)
+        assert d.argmin() == data.labels[q]
+    again = load_dataset(cfg, progress=False)  # through the cache
+    assert not again.labeled and np.array_equal(again.labels, data.labels)
+
+
+def test_the_config_decides_and_refuses_label_free_runs(tmp_path):
+    folder = flat_folder(tmp_path / "flat", n=3)
+    flat = {"dataset": "imagefolder", "root": str(folder)}
+    cfg = config.from_dict({"data": flat})
+    assert cfg.hash.loss == config.LABEL_FREE_LOSS and cfg.hash.frozen
+    assert config.from_dict({"data": flat, "hash": {"loss": "itq"}}).hash.loss == "itq"
+    with pytest.raises(HashsdkError, match="holds images and no class folders; use --labels"):
+        config.from_dict({"data": flat | {"labels": "folders"}})
+    with pytest.raises(HashsdkError, match="'pairwise' needs labels.*losses: itq, edit-itq"):
+        config.from_dict({"data": {"labels": "none"}, "hash": {"loss": "pairwise"}})
+    with pytest.raises(HashsdkError, match="trains on frozen features: add --frozen"):
+        config.from_dict({"hash": {"loss": "bihalf"}})
+    labelled = config.from_dict({"data": {"labels": "none"}})  # CIFAR-10, labels unused
+    assert labelled.hash.loss == config.LABEL_FREE_LOSS and labelled.hash.frozen
+    assert config.from_dict({}).hash.loss == "pairwise" and not config.from_dict({}).hash.frozen
+
+
+def test_itq_is_fitted_into_the_network_bit_for_bit(tmp_path):
+    """The frozen network's bits equal PCA-ITQ's (train/baselines.py) on the same features."""
+    from hashsdk.train.baselines import fit
+    from hashsdk.train.evaluate import encode
+    from hashsdk.train.loop import train_hash
+    from hashsdk.train.model import HashNet
+
+    data = synthetic_cifar(8, 2)
+    cfg = config.from_dict({"data": {"queries_per_class": 2, "train_per_class": 8,
+                                     "labels": "none", "cache_dir": str(tmp_path / "c")},
+                            "hash": {"backbone": "cnn", "bits": 16, "loss": "itq",
+                                     "device": "cpu"}})
+    split = make_split(data, cfg.data)
+    result = train_hash(cfg, data, split, tmp_path / "run", progress=False)
+    model = HashNet.from_checkpoint(tmp_path / "run" / "checkpoint.pt")[0]
+    feats = encode(model, data.images, torch.device("cpu"), features=True)
+    itq = fit("itq", feats[split.train].astype(np.float64), 16, cfg.hash.seed)
+    want = itq.encode(feats) > 0
+    got = encode(model, data.images, torch.device("cpu")) > 0
+    assert (got == want).mean() > 0.999  # float32 against float64 at the sign's edge
+    assert 0 < result["map"] <= 1
+
+
+def test_bihalf_splits_each_bit_in_half_and_passes_gradients_through():
+    from hashsdk.train.losses.unsupervised import bihalf
+
+    h = torch.randn(10, 6, requires_grad=True)
+    b = bihalf(h)
+    hard = b.detach().round()  # h + (hard - h) is hard up to float rounding
+    assert torch.allclose(b.detach(), hard) and set(hard.unique().tolist()) == {-1.0, 1.0}
+    assert (hard.sum(dim=0) == 0).all()  # five +1 and five -1 in each bit
+    fifth = h.detach().sort(dim=0).values[4]  # the largest of each bit's lower half
+    assert ((hard > 0) == (h.detach() > fifth)).all()
+    b.sum().backward()
+    assert torch.equal(h.grad, torch.ones_like(h))
+
+
+def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path):
+    from click.testing import CliRunner
+
+    from hashsdk import Encoder
+    from hashsdk.export.onnx_export import export_onnx
+    from hashsdk.train import cli
+
+    folder = flat_folder(tmp_path / "flat", n=20)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli.main, [
+        "hash", "--dataset", "imagefolder", "--root", str(folder), "--run-dir", str(run),
+        "--bits", "16", "--backbone", "cnn", "--loss", "itq", "--image-size", "32", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "training without labels: itq" in result.output
+    assert "copy detection (4 edited copies searching their originals): mAP" in result.output
+    ckpt = run / "hash-nofakes" / "checkpoint.pt"
+    export_onnx(ckpt, tmp_path / "m.onnx")
+    encoder = Encoder(str(tmp_path / "m.onnx"))
+    assert encoder.metadata.extra["training"] == {"loss": "itq", "labels": "none",
+                                                  "frozen_features": True}
+    codes = encoder.encode(sorted(folder.iterdir()))
+    assert codes.shape == (20, 2)
+
+
+def test_labels_none_on_a_labelled_run_still_scores_with_the_labels(tmp_path):
+    from hashsdk.train.loop import train_hash
+
+    data = synthetic_cifar(8, 2)
+    cfg = config.from_dict({"data": {"queries_per_class": 2, "train_per_class": 8,
+                                     "labels": "none", "cache_dir": str(tmp_path / "c")},
+                            "hash": {"backbone": "cnn", "bits": 16, "device": "cpu",
+                                     "epochs": 3}})
+    assert cfg.hash.loss == config.LABEL_FREE_LOSS
+    split = make_split(data, cfg.data)
+    assert len(split.query) == 20  # the class protocol, not edited copies
+    result = train_hash(cfg, data, split, tmp_path / "run", progress=False)
+    assert 0 < result["map"] <= 1
+    cfg2 = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, loss="itq"))
+    assert train_hash(cfg2, data, split, tmp_path / "run2", progress=False)["map"] > 0
+
+
+def test_edit_invariant_directions_avoid_what_the_edits_move():
+    """Images spread over 6 dimensions; the edits move only the first 3 (strongly): the 3
+    directions chosen lie in the other 3, where PCA would pick the edited ones."""
+    from hashsdk.train.frozen import invariant_directions
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 6)) * np.array([3, 3, 3, 1, 1, 1])
+    noise = np.zeros((800, 6))
+    noise[:, :3] = rng.standard_normal((800, 3)) * 6  # the edits outweigh those images' spread
+    p = invariant_directions(x, noise, 3)
+    p /= np.linalg.norm(p, axis=0)
+    assert np.abs(p[:3]).max() < 0.1 and np.abs(p[3:]).sum(axis=0).min() > 0.9
+
+
+def test_edited_views_come_from_their_sources():
+    from hashsdk.encoder.contract import InputContract
+    from hashsdk.train.frozen import EDIT_VIEWS, edited_views
+
+    images = synthetic_cifar(2, 0).images[:6]
+    views, source = edited_views(images, InputContract(32, 3, 32), seed=1)
+    assert views.shape == (6 * EDIT_VIEWS, 32, 32, 3) and views.dtype == np.uint8
+    assert source.tolist() == [i for i in range(6) for _ in range(EDIT_VIEWS)]
+    again, _ = edited_views(images, InputContract(32, 3, 32), seed=1)
+    assert np.array_equal(views, again)

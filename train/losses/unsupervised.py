@@ -1,0 +1,55 @@
+"""Label-free losses: they read the backbone's features of the batch, not labels, and so train
+in frozen-feature mode (train/frozen.py), where those features are cached.
+
+    itq     PCA to ``bits`` dimensions, then ITQ's rotation (Gong and Lazebnik 2011), fitted in
+            closed form on the training features (train/frozen.py ``fit_itq``); no batches.
+    edit-itq  the same on other directions: those along which edited copies of the training
+            images (hashsdk.edits) move least against how far the images lie apart (LDA with
+            each image its own class and its copies as members), then ITQ's rotation;
+            closed form too (train/frozen.py ``fit_edit_itq``).
+    bihalf  a hash layer trained so that the codes' similarities match the features': the
+            mean squared difference between cos(f_i, f_j) of the centred features and
+            b_i . b_j / bits, where b is Bi-half's balanced binarization (Li and van Gemert
+            2021: in each batch, the upper half of each bit's outputs is +1, the lower half
+            -1; gradients pass straight through to h).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hashsdk.errors import HashsdkError
+from hashsdk.train.losses.real import LossOptions
+
+
+class ITQ:
+    """Registered for its name; fitted whole by train/frozen.py, never called per batch."""
+
+    def __init__(self, options: LossOptions):
+        pass
+
+    def __call__(self, h, labels, logits, index):
+        raise HashsdkError("the itq losses are fitted in closed form in frozen-feature mode")
+
+
+def bihalf(h: torch.Tensor) -> torch.Tensor:
+    """float (B, bits) -> +-1 (B, bits), half of each column +1 (its larger values); the
+    gradient of h passes straight through."""
+    rank = h.argsort(dim=0).argsort(dim=0)
+    hard = torch.where(rank >= h.shape[0] // 2, 1.0, -1.0).to(h.dtype)
+    return h + (hard - h).detach()
+
+
+class BiHalf:
+    def __init__(self, options: LossOptions):
+        if options.train_features is None:
+            raise HashsdkError("the bihalf loss needs the backbone's features: it trains in "
+                               "frozen-feature mode (--frozen)")
+        f = options.train_features.float()
+        self.features = F.normalize(f - f.mean(dim=0), dim=1)
+
+    def __call__(self, h: torch.Tensor, labels, logits, index: torch.Tensor) -> torch.Tensor:
+        f = self.features[index]
+        b = bihalf(h)
+        return F.mse_loss(b @ b.T / h.shape[1], f @ f.T)
