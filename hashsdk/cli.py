@@ -297,11 +297,13 @@ def _print_results(queries: list, dist: np.ndarray, ids: np.ndarray,
                    "edited copies of a sample of SOURCE's images (a folder only).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="duplicates.json",
               show_default=True, help="The groups as JSON; the same as CSV beside it (.csv).")
-@kind_option
+@click.option("--search", type=click.Choice(["auto", "flat", "mih"]), default="auto",
+              show_default=True, help="What the range searches run on: a flat scan, multi-index "
+                                      "hashing, or auto (by the codes' count and the radius).")
 @encoder_options
 @user_errors()
 def dedup(source: str, model: str | None, radius: int | None, precision: float | None,
-          output: str, kind: str, device: str, threads: int | None, quiet: bool,
+          output: str, search: str, device: str, threads: int | None, quiet: bool,
           batch_size: int) -> None:
     """Groups of near-duplicates in SOURCE: a folder of images (with --model) or an index
     file. Writes OUTPUT (JSON) and its CSV; never compares all pairs (range searches)."""
@@ -323,7 +325,7 @@ def dedup(source: str, model: str | None, radius: int | None, precision: float |
         if precision is not None:
             raise HashsdkError("--precision edits images, and an index holds codes: give the "
                                "folder of images (with --model), or --radius")
-        idx = index_kind(kind).load(source, threads)
+        idx = HammingIndex.load(source, threads=threads)
         codes, ids, bits = idx.codes, idx.ids, idx.bits
         stored = index_file.read_paths(source, idx.ntotal)
         paths = None if stored is None else [index_file.resolve_path(source, p) if p else p
@@ -331,8 +333,9 @@ def dedup(source: str, model: str | None, radius: int | None, precision: float |
     from tqdm import tqdm
 
     bar = None if quiet else tqdm(total=len(codes), desc="range search", unit="code")
-    pairs, _ = dd.find_pairs(codes, bits, radius, progress=None if bar is None else
-                             lambda done, n: bar.update(done - bar.n), threads=threads)
+    pairs, _ = dd.find_pairs(codes, bits, radius, kind=search, threads=threads,
+                             progress=None if bar is None else
+                             lambda done, n: bar.update(done - bar.n))
     if bar is not None:
         bar.close()
     groups = dd.group(len(codes), pairs)

@@ -126,6 +126,11 @@ def test_cli_groups_an_index_into_json_and_csv(tmp_path):
     assert len(rows) == sum(len(g) for g in want)
     assert rows[0] == {"group": "0", "id": "100", "path": "", "distance": "0"}
     assert f"{len(want)} groups" in result.output
+    mih = CliRunner().invoke(hcli.main, ["dedup", str(path), "--radius", "2", "-o",
+                                         str(tmp_path / "mih.json"), "--search", "mih",
+                                         "--quiet"])
+    assert mih.exit_code == 0, mih.output
+    assert json.loads((tmp_path / "mih.json").read_text())["members"] == doc["members"]
 
 
 def test_cli_refuses_what_it_cannot_do(tmp_path):
