@@ -19,6 +19,12 @@ def write_json(path: Path, data: object, indent: int | None = 1) -> None:
         f.write((json.dumps(data, indent=indent) + "\n").encode())
 
 
+def previous_results(path: Path) -> dict:
+    """A results file as written by ``write_json``, or {} where there is none yet."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write_results(base: Path, report: dict, markdown: str | list[str]) -> None:
     """``base``.json and ``base``.md (``base`` without a suffix, or with one that is replaced);
     ``markdown`` as text or as lines."""

@@ -12,11 +12,12 @@ searches the database; its original is the one right answer.
 Rows: imagehash's pHash, dHash, wHash and aHash at 64 bits (hash_size 8), and hashsdk models at
 64 bits, each exported to ONNX and run by the Encoder as users run them: label-free (trained by
 ``hashsdk-train hash`` on a flat folder of 5,000 CIFAR-10 *training* images, labels never
-seen: ITQ, edit-ITQ and Bi-half on EfficientNet-Lite0's frozen features) and supervised (the same
-features and folder with its class folders, the pairwise loss, frozen). Columns per edit:
-recall at 99% and 99.9% precision (one Hamming threshold for all queries of the edit: a pair
-within it is a match; precision over every query-database pair), and mAP (ties broken by the
-smaller database row); then all edits together, and encode images/s on this machine.
+seen: ITQ, edit-ITQ, Bi-half and contrastive on EfficientNet-Lite0's frozen features) and
+supervised (the same features and folder with its class folders, the pairwise loss, frozen).
+Columns per edit: recall at 99% and 99.9% precision (one Hamming threshold for all queries of
+the edit: a pair within it is a match; precision over every query-database pair), and mAP
+(ties broken by the smaller database row); then all edits together, and encode images/s on
+this machine.
 Writes benchmarks/results/copydetect.json and .md.
 """
 
@@ -226,6 +227,12 @@ def train_model(work: Path, name: str, folder: Path, extra: list[str]) -> Path:
     return onnx
 
 
+# the hashsdk rows: label, run name, training folder, hashsdk-train's options beyond the common
+MODELS = [(f"hashsdk label-free, {label}", loss, "train-flat", ["--loss", loss])
+          for label, loss in (("ITQ", "itq"), ("edit-ITQ", "edit-itq"), ("Bi-half", "bihalf"),
+                              ("contrastive", "contrastive"))]
+
+
 def protocol(args: argparse.Namespace) -> list[str]:
     """The supervised run's protocol on its class folders: a tenth of each class as queries."""
     per_class = args.train_images // 10
@@ -246,19 +253,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     write_folder(args.archive, args.work / "train-flat", args.train_images, True, 1)
     write_folder(args.archive, args.work / "train-classes", args.train_images, False, 1)
-    models = {
-        "hashsdk label-free, ITQ": train_model(args.work, "itq", args.work / "train-flat",
-                                               ["--loss", "itq"]),
-        "hashsdk label-free, edit-ITQ": train_model(args.work, "edit-itq",
-                                                    args.work / "train-flat",
-                                                    ["--loss", "edit-itq"]),
-        "hashsdk label-free, Bi-half": train_model(args.work, "bihalf",
-                                                   args.work / "train-flat",
-                                                   ["--loss", "bihalf"]),
-        "hashsdk supervised (pairwise)": train_model(args.work, "supervised",
-                                                     args.work / "train-classes",
-                                                     ["--frozen", *protocol(args)]),
-    }
+    models = {label: train_model(args.work, name, args.work / folder, extra)
+              for label, name, folder, extra in MODELS}
+    models["hashsdk supervised (pairwise)"] = train_model(
+        args.work, "supervised", args.work / "train-classes", ["--frozen", *protocol(args)])
     db, copies, source, edit, left_out = make_sets(args.archive, args.originals,
                                                    args.distractors, args.size, seed=0)
     print(f"{len(db)} database images, {len(copies)} edited copies; {left_out} test images "

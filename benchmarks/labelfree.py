@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import RESULTS, write_results
+from _results import RESULTS, previous_results, write_results
 
 from hashsdk.codes import pack_bits
 from hashsdk.metrics import evaluate
@@ -33,7 +33,7 @@ from hashsdk.train.model import HashNet
 from hashsdk.train.stages import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
-LOSSES = ("itq", "edit-itq", "bihalf")
+LOSSES = ("itq", "edit-itq", "bihalf", "contrastive")
 PUBLISHED = "BiHalf (Li and van Gemert 2021, VGG-16 features, mAP@1000): 0.59 at 64 bits"
 
 
@@ -46,6 +46,9 @@ def main() -> None:
                    help="Epochs of bihalf's head (batch 128; 50,000 images: 390 steps each).")
     p.add_argument("--run-root", type=Path, default=ROOT / "runs" / "labelfree-cifar10")
     p.add_argument("--root", default=None, help="The CIFAR-10 archive (default: as found).")
+    p.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES),
+                   help="The losses to run; the results file's rows of the others are kept, "
+                        "and its commands list both runs.")
     args = p.parse_args()
     cfg = config.from_dict({
         "data": {"dataset": "cifar10", "root": args.root, "labels": "none",
@@ -53,17 +56,22 @@ def main() -> None:
         "hash": {"backbone": "timm/tf_efficientnet_lite0", "pretrained": "imagenet"},
     }, where="labelfree")
     data, split = prepare(args.run_root, cfg)
-    rows = []
+    old = previous_results(RESULTS / "labelfree-cifar10.json")
+    rows = [r for r in old.get("rows", []) if r["loss"] not in args.losses]
     for bits in args.bits:
-        for loss in LOSSES:
+        for loss in args.losses:
             for seed in args.seeds if loss == "bihalf" else args.seeds[:1]:
                 rows.append(run(cfg, data, split, args.run_root, loss, bits, seed,
                                 args.bihalf_epochs))
                 print(rows[-1], flush=True)
-    report = dict(command="python benchmarks/labelfree.py " + " ".join(
+    command = "python benchmarks/labelfree.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in (("bits", args.bits), ("image_size", args.image_size),
-                     ("seeds", args.seeds), ("bihalf_epochs", args.bihalf_epochs))),
+                     ("seeds", args.seeds), ("bihalf_epochs", args.bihalf_epochs),
+                     ("losses", args.losses)))
+    kept = [c for c in old.get("commands", [old["command"]] if "command" in old else [])
+            if set(args.losses) != set(LOSSES)]
+    report = dict(commands=[*kept, command],
         protocol=dict(queries=len(split.query), train=len(split.train),
                       database=len(split.database)), image_size=args.image_size,
         published=PUBLISHED, bihalf_epochs=args.bihalf_epochs, rows=rows)
@@ -99,13 +107,14 @@ def markdown(report: dict) -> list[str]:
              f"ImageNet features at {report['image_size']} px; bihalf's head "
              f"{report['bihalf_epochs']} epochs; mAP@1000, ties broken by the smaller database "
              "row. Published: " + report["published"] + ".", "",
-             "| bits | " + " | ".join(LOSSES) + " | bihalf seeds |", "|---:|" + "---:|" * 4]
+             "| bits | " + " | ".join(LOSSES) + " | bihalf seeds |",
+             "|---:|" + "---:|" * (len(LOSSES) + 1)]
     for bits in sorted({r["bits"] for r in report["rows"]}):
         cells = []
         for loss in LOSSES:
             maps = [r["map_at_1000"] for r in report["rows"]
                     if r["bits"] == bits and r["loss"] == loss]
-            cells.append(f"{np.mean(maps):.4f}")
+            cells.append(f"{np.mean(maps):.4f}" if maps else "")
         seeds = sum(r["bits"] == bits and r["loss"] == "bihalf" for r in report["rows"])
         lines.append(f"| {bits} | " + " | ".join(cells) + f" | {seeds} |")
     return lines

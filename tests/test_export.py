@@ -37,6 +37,27 @@ def test_plain_onnxruntime_matches_torch(exported):
         assert ((out > 0) == (ref > 0)).mean() >= 0.999
 
 
+@pytest.mark.parametrize("features", [False, True])
+def test_evaluation_through_onnxruntime_matches_eager_torch(exported, monkeypatch, features):
+    """Large CPU encodes in training's evaluation run through onnxruntime; forced here on 300
+    images, they give torch's outputs (and features), and the path is taken (not a silent
+    fallback to torch)."""
+    from hashsdk.train import evaluate
+
+    _, model, _ = exported
+    images, _ = structured_images(300, seed=6)
+    ref = torch_encode(model, images, torch.device("cpu"), features=features)
+    taken = []
+    runner = evaluate._onnx_runner
+    monkeypatch.setattr(evaluate, "ORT_MIN_IMAGES", 1)
+    monkeypatch.setattr(evaluate, "_onnx_runner",
+                        lambda *a: taken.append(runner(*a)) or taken[-1])
+    out = torch_encode(model, images, torch.device("cpu"), batch_size=128, features=features)
+    assert taken and taken[0] is not None and out.shape == ref.shape and out.dtype == np.float32
+    assert np.abs(out - ref).max() < 1e-4
+    assert ((out > 0) == (ref > 0)).mean() >= 0.999
+
+
 def test_metadata_round_trip(exported):
     root, model, meta = exported
     ckpt = checkpoint.load(root / "ckpt.pt")

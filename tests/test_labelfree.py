@@ -125,7 +125,8 @@ def test_bihalf_splits_each_bit_in_half_and_passes_gradients_through():
     assert torch.equal(h.grad, torch.ones_like(h))
 
 
-def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path):
+@pytest.mark.parametrize("loss", ["itq", "contrastive"])
+def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss):
     from click.testing import CliRunner
 
     from hashsdk import Encoder
@@ -136,14 +137,14 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli.main, [
         "hash", "--dataset", "imagefolder", "--root", str(folder), "--run-dir", str(run),
-        "--bits", "16", "--backbone", "cnn", "--loss", "itq", "--image-size", "32", "--quiet"])
+        "--bits", "16", "--backbone", "cnn", "--loss", loss, "--image-size", "32", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "training without labels: itq" in result.output
+    assert f"training without labels: {loss}" in result.output
     assert "copy detection (4 edited copies searching their originals): mAP" in result.output
     ckpt = run / "hash-nofakes" / "checkpoint.pt"
     export_onnx(ckpt, tmp_path / "m.onnx")
     encoder = Encoder(str(tmp_path / "m.onnx"))
-    assert encoder.metadata.extra["training"] == {"loss": "itq", "labels": "none",
+    assert encoder.metadata.extra["training"] == {"loss": loss, "labels": "none",
                                                   "frozen_features": True}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
@@ -190,3 +191,55 @@ def test_edited_views_come_from_their_sources():
     assert source.tolist() == [i for i in range(6) for _ in range(EDIT_VIEWS)]
     again, _ = edited_views(images, InputContract(32, 3, 32), seed=1)
     assert np.array_equal(views, again)
+
+
+def test_the_contrastive_loss_is_least_when_each_image_meets_its_own_copy():
+    from hashsdk.train.losses.unsupervised import Contrastive
+
+    loss = Contrastive(None)
+    h = torch.tanh(torch.randn(16, 32, generator=torch.Generator().manual_seed(0)) * 2)
+    matched = loss(torch.cat([h, h]), None, None, None)
+    shuffled = loss(torch.cat([h, h[torch.roll(torch.arange(16), 1)]]), None, None, None)
+    assert matched < shuffled
+    # the copies' pull: a copy moved toward its image lowers the loss
+    noisy = torch.tanh(torch.atanh(h * 0.999) + torch.randn(16, 32) * 2)
+    assert loss(torch.cat([h, (h + noisy) / 2]), None, None, None) < loss(
+        torch.cat([h, noisy]), None, None, None)
+    with pytest.raises(HashsdkError, match="one copy of each"):
+        loss(h[:15], None, None, None)
+
+
+class _Head(torch.nn.Module):  # what _train_head trains of a HashNet: its hash layer
+    def __init__(self, dim, bits):
+        super().__init__()
+        self.hash, self.classifier = torch.nn.Linear(dim, bits), None
+
+
+def test_the_contrastive_head_learns_what_edits_leave_alone():
+    """Images spread over 8 dimensions, the first 4 widely; their copies move strongly along
+    those 4 only. The trained codes of the copies agree with their images' where ITQ's (PCA,
+    so the wide, edited dimensions) do not, and the images still use every code."""
+    from hashsdk.train.frozen import EDIT_VIEWS, _train_head, centre_bits, fit_itq
+
+    rng = np.random.default_rng(0)
+    n, bits = 512, 4
+    x = (rng.standard_normal((n, 8)) * np.array([3, 3, 3, 3, 1, 1, 1, 1])).astype(np.float32)
+    views = np.repeat(x, EDIT_VIEWS, axis=0)
+    views[:, :4] += rng.standard_normal((len(views), 4)).astype(np.float32) * 3
+    hc = config.HashConfig(bits=bits, loss="contrastive", epochs=30, batch_size=128, lr=0.01,
+                           warmup_epochs=0, lam=0.0)
+
+    def agreement(model):
+        with torch.no_grad():
+            a = model.hash(torch.from_numpy(x)) > 0
+            b = model.hash(torch.from_numpy(views[::EDIT_VIEWS])) > 0
+        return (a == b).float().mean().item(), len(torch.unique(a, dim=0))
+
+    model = _Head(8, bits)
+    _train_head(hc, model, x, np.arange(n), None, torch.device("cpu"), False, views)
+    centre_bits(model, x, torch.device("cpu"))
+    itq = _Head(8, bits)
+    fit_itq(dataclasses.replace(hc, loss="itq"), itq, x)
+    (learned, distinct), (baseline, _) = agreement(model), agreement(itq)
+    assert learned > 0.95 and learned > baseline + 0.15
+    assert distinct == 2 ** bits  # the images spread over every code, not one for all

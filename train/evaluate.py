@@ -41,23 +41,71 @@ def memory_format(model: torch.nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
+# On the CPU, a large encode runs the network through onnxruntime, as the Encoder will: 2.5x
+# eager torch's speed for EfficientNet-Lite0 at 64 px on 2 cores, outputs within 1e-5 of
+# torch's. Below ORT_MIN_IMAGES the export (about a second) costs more than it saves.
+ORT_MIN_IMAGES = 4096
+
+
+class _Encodes(torch.nn.Module):
+    """uint8 (B, H, W, C) -> the network's outputs (B, bits), or its features (B, F)."""
+
+    def __init__(self, model: torch.nn.Module, scale: torch.Tensor, offset: torch.Tensor,
+                 features: bool):
+        super().__init__()
+        self.model, self.features = model, features
+        self.register_buffer("scale", scale)
+        self.register_buffer("offset", offset)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_input(images, self.scale, self.offset).contiguous(
+            memory_format=memory_format(self.model))
+        return self.model.embed(x) if self.features else self.model(x)
+
+
+def _onnx_runner(module: _Encodes, example: torch.Tensor):
+    """``module`` exported to ONNX in memory and run by onnxruntime on the CPU with torch's
+    thread count: a function uint8 tensor -> float32 array; None where the export fails."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():  # the exporter's deprecation and tracing notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=17,
+                              input_names=["images"], output_names=["outputs"],
+                              dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}})
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(buffer.getvalue(), options,
+                                       providers=["CPUExecutionProvider"])
+    except Exception:  # the exporter raises many kinds of errors: eager torch encodes then
+        return None
+    return lambda batch: session.run(None, {"images": batch.numpy()})[0]
+
+
 @torch.inference_mode()
 def encode(model: torch.nn.Module, images: np.ndarray, device: torch.device,
            batch_size: int = 512, progress: bool = False, features: bool = False) -> np.ndarray:
     """Network outputs for uint8 images (N, H, W, C): float32 (N, bits), or the backbone's
-    features (N, F) with ``features=True``."""
+    features (N, F) with ``features=True``. On the CPU, ORT_MIN_IMAGES images or more run
+    through onnxruntime (``_onnx_runner``)."""
     args = model.model_args
-    scale, offset = normalizer(model.contract, device)
     was_training = model.training
     model.eval()
-    layout = memory_format(model)
-    out = []
-    for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress,
-                      unit="batch"):
-        x = to_input(torch.from_numpy(images[start:start + batch_size]).to(device), scale, offset)
-        x = x.contiguous(memory_format=layout)
-        y = model.embed(x) if features else model(x)
-        out.append(y.float().cpu().numpy())
+    module = _Encodes(model, *normalizer(model.contract, device), features)
+    run = None
+    if torch.device(device).type == "cpu" and len(images) >= ORT_MIN_IMAGES:
+        run = _onnx_runner(module, torch.from_numpy(images[:2]))
+    if run is None:
+        def run(batch):
+            return module(batch.to(device)).float().cpu().numpy()
+    out = [run(torch.from_numpy(images[start:start + batch_size]))
+           for start in tqdm(range(0, len(images), batch_size), desc="encoding",
+                             disable=not progress, unit="batch")]
     model.train(was_training)
     return np.concatenate(out) if out else np.empty((0, args["bits"]), np.float32)
 

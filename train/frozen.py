@@ -32,7 +32,7 @@ from hashsdk.train.data import ImageSet, Split, cache_dir
 from hashsdk.train.device import resolve_device
 from hashsdk.train.evaluate import encode, score
 from hashsdk.train.evaluate import write as write_eval
-from hashsdk.train.losses import RealLoss, fake_loss
+from hashsdk.train.losses import RealLoss, fake_loss, lookup
 from hashsdk.train.model import KIND, HashNet
 from hashsdk.train.schedule import lr_factor
 
@@ -77,16 +77,17 @@ def train_frozen(cfg: RunConfig, hc: HashConfig, model: HashNet, data: ImageSet,
     fake_feats = (None if fakes is None else
                   cached_features(model, fakes, folder, device, progress, "fakes"))
     feature_seconds = time.perf_counter() - started
-    if hc.loss == "itq":  # closed form, no batches: the fakes have no part in it
-        history = fit_itq(hc, model, feats[split.train])
-    elif hc.loss == "edit-itq":
-        views, source = edited_views(data.images[split.train], model.contract, hc.seed)
-        history = fit_itq(hc, model, feats[split.train], cached_features(
-            model, views, folder, device, progress, "views"), source)
+    views = None
+    if hc.loss == "edit-itq" or lookup(hc.loss).needs_views:  # edited copies' features too
+        images, source = edited_views(data.images[split.train], model.contract, hc.seed)
+        views = cached_features(model, images, folder, device, progress, "views")
+    if hc.loss in ("itq", "edit-itq"):  # closed form, no batches: the fakes have no part in it
+        history = fit_itq(hc, model, feats[split.train], views,
+                          None if views is None else source)
     else:
         history = _train_head(hc, model, feats[split.train], data.labels[split.train],
-                              fake_feats, device, progress)
-        if hc.loss == "bihalf":
+                              fake_feats, device, progress, views)
+        if hc.loss in BALANCED:
             centre_bits(model, feats[split.train], device)
     checkpoint.save(run_dir / "checkpoint.pt", kind=KIND, model_args=model.model_args,
                     state_dict=model.state_dict(), optimizer=None, scheduler=None,
@@ -105,16 +106,24 @@ def train_frozen(cfg: RunConfig, hc: HashConfig, model: HashNet, data: ImageSet,
                                 "feature_seconds": feature_seconds}
 
 
+# the label-free losses whose bits are balanced after training (each split at its median)
+BALANCED = ("bihalf", "contrastive")
+
+
 def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels: np.ndarray,
-                fake_feats: np.ndarray | None, device: torch.device,
-                progress: bool) -> list[dict]:
+                fake_feats: np.ndarray | None, device: torch.device, progress: bool,
+                views: np.ndarray | None = None) -> list[dict]:
     """The hash layer (and the classifier of the "ce" loss) on features: AdamW, linear
-    warmup then cosine decay, seeded; the same losses as the fine-tuning loop."""
+    warmup then cosine decay, seeded; the same losses as the fine-tuning loop. ``views``:
+    features of EDIT_VIEWS edited copies of each training row (row i's at i * EDIT_VIEWS + k,
+    as ``edited_views`` lays them out), for a loss that ``needs_views``: its h is the batch's
+    outputs, then those of one copy of each item drawn at random."""
     torch.manual_seed(hc.seed)
     gen = torch.Generator().manual_seed(hc.seed)
     x = torch.from_numpy(train_feats).to(device)
     y = torch.from_numpy(labels.astype(np.int64) if labels.ndim == 1 else labels).to(device)
     xf = None if fake_feats is None else torch.from_numpy(fake_feats).to(device)
+    xv = None if views is None else torch.from_numpy(views).to(device)
     head = [p for n, p in model.named_parameters() if not n.startswith("features.")]
     opt = torch.optim.AdamW(head, lr=hc.lr, weight_decay=hc.weight_decay)
     steps = max(1, len(x) // hc.batch_size)
@@ -130,6 +139,9 @@ def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels:
         for i in range(steps):
             idx = order[i * hc.batch_size:(i + 1) * hc.batch_size].to(device)
             h = torch.tanh(model.hash(x[idx]))
+            if xv is not None:
+                k = torch.randint(EDIT_VIEWS, (len(idx),), generator=gen).to(device)
+                h = torch.cat([h, torch.tanh(model.hash(xv[idx * EDIT_VIEWS + k]))])
             logits = model.classifier(h) if model.classifier is not None else None
             loss_r = real_loss(h, y[idx], logits, idx)
             loss_f = torch.zeros((), device=device)

@@ -38,6 +38,8 @@ class LossEntry:
     needs_labels: bool = True
     needs_classifier: bool = False
     needs_features: bool = False  # label-free: reads the cached features (frozen mode only)
+    # trained on edited copies too: h is the batch then one copy of each (train/frozen.py)
+    needs_views: bool = False
 
     def load(self) -> Any:
         module, _, attribute = self.target.partition(":")
@@ -50,11 +52,12 @@ FAKE_LOSSES: dict[str, LossEntry] = {}
 
 def register_loss(name: str, target: str, about: str, *, needs_labels: bool = True,
                   needs_classifier: bool = False, needs_features: bool = False,
-                  fake: bool = False) -> None:
+                  needs_views: bool = False, fake: bool = False) -> None:
     table = FAKE_LOSSES if fake else REAL_LOSSES
     if name in table:
         raise HashsdkError(f"loss {name!r} is already registered")
-    table[name] = LossEntry(name, target, about, needs_labels, needs_classifier, needs_features)
+    table[name] = LossEntry(name, target, about, needs_labels, needs_classifier, needs_features,
+                           needs_views)
 
 
 def lookup(name: str, fake: bool = False) -> LossEntry:
@@ -88,6 +91,10 @@ register_loss("edit-itq", "unsupervised:ITQ", "label-free: ITQ on the directions
 register_loss("bihalf", "unsupervised:BiHalf", "label-free: codes whose similarities match the "
               "frozen features', with Bi-half's balanced bits (Li and van Gemert 2021)",
               needs_labels=False, needs_features=True)
+register_loss("contrastive", "unsupervised:Contrastive", "label-free: each code nearest its "
+              "edited copies' and far from other images' (NT-Xent, as CIBHash), a hash layer "
+              "on the frozen features of the images and their copies", needs_labels=False,
+              needs_features=True, needs_views=True)
 register_loss("entropy", "fake:entropy", "KL(p || 1/2): bounded, log 2 at most", fake=True)
 register_loss("uniform-ce", "fake:uniform_ce", "KL(1/2 || p), LSRO's 50/50 target: unbounded",
               fake=True)

@@ -12,6 +12,11 @@ in frozen-feature mode (train/frozen.py), where those features are cached.
             b_i . b_j / bits, where b is Bi-half's balanced binarization (Li and van Gemert
             2021: in each batch, the upper half of each bit's outputs is +1, the lower half
             -1; gradients pass straight through to h).
+    contrastive  a hash layer trained so that each image's code is nearest its edited copies'
+            and far from the other images' (NT-Xent between an image and one edited copy of it,
+            the batch's other copies the negatives, as CIBHash (Qiu et al. 2021) and SimCLR
+            do), on the cached features of the images and of their copies; each bit's
+            threshold then moves to its median (``centre_bits``), so the bits are balanced.
 """
 
 from __future__ import annotations
@@ -53,3 +58,23 @@ class BiHalf:
         f = self.features[index]
         b = bihalf(h)
         return F.mse_loss(b @ b.T / h.shape[1], f @ f.T)
+
+
+# NT-Xent's temperature on cosine similarities of the outputs (CIBHash uses 0.3)
+CONTRASTIVE_TEMPERATURE = 0.3
+
+
+class Contrastive:
+    """``needs_views``: ``h`` is (2B, bits), the batch's B images then one edited copy of each
+    in the same order; the loss is NT-Xent both ways (image to copies, copy to images)."""
+
+    def __init__(self, options: LossOptions):
+        pass
+
+    def __call__(self, h: torch.Tensor, labels, logits, index) -> torch.Tensor:
+        if h.shape[0] % 2:
+            raise HashsdkError("the contrastive loss needs the batch then one copy of each item")
+        a, b = F.normalize(h, dim=1).chunk(2)
+        sim = a @ b.T / CONTRASTIVE_TEMPERATURE
+        target = torch.arange(len(a), device=h.device)
+        return (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
