@@ -105,8 +105,9 @@ def markdown(report: dict) -> list[str]:
     lines = [f"CIFAR-10 without labels: {n['queries']:,} queries, {n['database']:,} database, "
              f"{n['train']:,} training images (labels unused); EfficientNet-Lite0's frozen "
              f"ImageNet features at {report['image_size']} px; bihalf's head "
-             f"{report['bihalf_epochs']} epochs; mAP@1000, ties broken by the smaller database "
-             "row. Published: " + report["published"] + ".", "",
+             f"{report['bihalf_epochs']} epochs, contrastive's 60 (the frozen-feature default; "
+             "batch 128, seed 0); mAP@1000, ties broken by the smaller database row. "
+             "Published: " + report["published"] + ".", "",
              "| bits | " + " | ".join(LOSSES) + " | bihalf seeds |",
              "|---:|" + "---:|" * (len(LOSSES) + 1)]
     for bits in sorted({r["bits"] for r in report["rows"]}):

@@ -53,6 +53,8 @@ def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int
 
 
 def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
-    backbone_lr, crop = text.split(":")
+    """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY] (POLICY: hash.augment_policy)."""
+    backbone_lr, crop, *policy = text.split(":")
     return dataclasses.replace(cfg, hash=dataclasses.replace(
-        cfg.hash, backbone_lr=float(backbone_lr), crop=crop))
+        cfg.hash, backbone_lr=float(backbone_lr), crop=crop,
+        augment_policy=policy[0] if policy else "none"))

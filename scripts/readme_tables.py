@@ -31,11 +31,18 @@ def fill(readme: str) -> str:
             body = text + "\n"
         else:
             meta = json.loads((RESULTS / f"{name}.json").read_text())
-            body = f"Reproduce: `{meta['command']}`\n\n{text}\n"
+            shown = ", then ".join(f"`{c}`" for c in commands_of(meta))
+            body = f"Reproduce: {shown}\n\n{text}\n"
         return f"<!-- results:{name} -->\n{body}<!-- /results:{name} -->"
 
     return re.sub(r"<!-- results:([\w-]+) -->.*?<!-- /results:\1 -->", replace, readme,
                   flags=re.S)
+
+
+def commands_of(meta: dict) -> list[str]:
+    """The commands that made a results file: its "command", or its "commands" in order (a
+    benchmark that reran some rows and kept the others)."""
+    return meta.get("commands") or ([meta["command"]] if meta.get("command") else [])
 
 
 def commands_table() -> str:
@@ -43,7 +50,7 @@ def commands_table() -> str:
     rows = ["| result | command |", "|---|---|"]
     for path in sorted(RESULTS.rglob("*.json")):
         try:
-            command = json.loads(path.read_text()).get("command")
+            command = "; ".join(commands_of(json.loads(path.read_text())))
         except (ValueError, AttributeError):
             continue
         if command:

@@ -104,3 +104,31 @@ def test_pca_baseline_is_the_sign_of_the_top_principal_components():
     for bit, column in zip(range(3), (9, 8, 7), strict=True):
         agree = (codes[:, bit] == (centred[:, column] > 0)).mean()
         assert agree > 0.97 or agree < 0.03
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_trivial_augment_is_reproducible_per_image_and_leaves_torch_s_stream_alone(dtype):
+    from hashsdk.train.loop import trivial_augment
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (32, 24, 24, 3), dtype=np.uint8)).to(dtype)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    out = trivial_augment(x, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.rand(1), before)  # the global stream is where it was
+    again = trivial_augment(x, torch.Generator().manual_seed(5))
+    other = trivial_augment(x, torch.Generator().manual_seed(6))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    assert torch.equal(out, again) and not torch.equal(out, other)
+    changed = (out.int() != x.round().int()).flatten(1).any(dim=1)
+    assert changed.float().mean() > 0.5  # most operations alter an image
+
+
+def test_the_augment_policy_is_a_checked_choice():
+    from hashsdk.train import config
+
+    cfg = config.from_dict({"hash": {"augment_policy": "trivial"}}, where="t")
+    assert cfg.hash.augment_policy == "trivial"
+    with pytest.raises(HashsdkError, match="augment_policy"):
+        config.from_dict({"hash": {"augment_policy": "randaugment"}}, where="t")

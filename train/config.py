@@ -130,6 +130,10 @@ class HashConfig:
     # "resized" (a random-resized crop, scale 0.25 to 1, as ImageNet training does), or
     # "auto": pad up to 64 pixels, resized above
     crop: str = "auto"
+    # more augmentation after the crop and flip: "none", or "trivial" (TrivialAugment, Muller
+    # and Hutter 2021: one operation of random strength an image, torchvision's
+    # TrivialAugmentWide), against a fine-tuned network memorising its training images
+    augment_policy: str = "none"
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -160,6 +164,7 @@ CHOICES = {
     ("hash", "optimizer"): ("adamw", "sgd"),
     ("hash", "amp"): ("auto", "bf16", "fp16", "off"),
     ("hash", "crop"): ("pad", "resized"),
+    ("hash", "augment_policy"): ("none", "trivial"),
 }
 
 

@@ -79,6 +79,22 @@ def augment(x: torch.Tensor, gen: torch.Generator, crop: str = "pad",
     return padded[batch[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
+def trivial_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """TrivialAugment (torchvision's TrivialAugmentWide) on each of the (B, H, W, C) images,
+    uint8 or float in [0, 255] (resized_crop's); returns uint8 on x's device. torchvision draws
+    from torch's global generator: it runs inside fork_rng, seeded from ``gen``, so that a run
+    stays reproducible and the global stream untouched."""
+    from torchvision.transforms import v2
+
+    op = v2.TrivialAugmentWide()
+    seed = int(torch.randint(2**62, (1,), generator=gen))
+    u8 = x if x.dtype == torch.uint8 else x.round().clamp(0, 255).to(torch.uint8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = torch.stack([op(image) for image in u8.permute(0, 3, 1, 2).cpu()])
+    return out.permute(0, 2, 3, 1).to(x.device)
+
+
 def resized_crop(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float] = (0.25, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
     """Random-resized crop and flip of uint8 (B, H, W, C) images, back to (H, W): each crop
@@ -351,6 +367,8 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     xb = take(r.train_x, idx, r.device)
     if r.hc.augment:
         xb = augment(xb, r.aug_gen, r.hc.crop)
+    if r.hc.augment_policy == "trivial":
+        xb = trivial_augment(xb, r.aug_gen)
     x = to_input(xb, r.scale, r.offset)
     idx = to_device(idx, r.device)
     xf = None
@@ -359,6 +377,8 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
                   r.device)
         if r.hc.augment:
             fb = augment(fb, r.aug_gen, r.hc.crop)
+        if r.hc.augment_policy == "trivial":
+            fb = trivial_augment(fb, r.aug_gen)
         xf = to_input(fb, r.scale, r.offset)
     if r.hc.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
