@@ -53,8 +53,16 @@ def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int
 
 
 def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
-    """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY] (POLICY: hash.augment_policy)."""
-    backbone_lr, crop, *policy = text.split(":")
-    return dataclasses.replace(cfg, hash=dataclasses.replace(
-        cfg.hash, backbone_lr=float(backbone_lr), crop=crop,
-        augment_policy=policy[0] if policy else "none"))
+    """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY][:ema=DECAY] (POLICY: an
+    augment_policy; DECAY: hash.ema, the weights' moving average)."""
+    backbone_lr, crop, *rest = text.split(":")
+    changes = dict(backbone_lr=float(backbone_lr), crop=crop, augment_policy="none", ema=0.0)
+    for field in rest:
+        key, _, value = field.rpartition("=")
+        if key not in ("", "ema"):
+            raise ValueError(f"recipe {text!r}: expected POLICY or ema=DECAY, got {field!r}")
+        if key:
+            changes["ema"] = float(value)
+        else:
+            changes["augment_policy"] = value
+    return dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, **changes))

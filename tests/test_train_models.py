@@ -132,3 +132,5 @@ def test_the_augment_policy_is_a_checked_choice():
     assert cfg.hash.augment_policy == "trivial"
     with pytest.raises(HashsdkError, match="augment_policy"):
         config.from_dict({"hash": {"augment_policy": "randaugment"}}, where="t")
+    with pytest.raises(HashsdkError, match=r"hash.ema: expected a decay in \[0, 1\)"):
+        config.from_dict({"hash": {"ema": 1.0}}, where="t")

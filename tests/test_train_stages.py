@@ -132,11 +132,13 @@ def test_resume_refuses_a_changed_config(tmp_path, images):
         train_hash(changed, images, split, tmp_path / "run", progress=False)
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, images):
-    # with fakes, so that data order, augmentation and fake sampling must all resume exactly
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "augment_policy": "trivial"}])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, images, extra):
+    # with fakes, so that data order, augmentation and fake sampling must all resume exactly;
+    # and with the weights' average and TrivialAugment, whose states must resume too
     fakes = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     np.savez(tmp_path / "fakes.npz", images=fakes)
-    cfg = tiny_cfg(tmp_path, epochs=2, fakes=str(tmp_path / "fakes.npz"))
+    cfg = tiny_cfg(tmp_path, epochs=2, fakes=str(tmp_path / "fakes.npz"), **extra)
     split = make_split(images, cfg.data)
     train_hash(cfg, images, split, tmp_path / "a", progress=False)
     a = checkpoint.load(tmp_path / "a" / "checkpoint.pt")
@@ -168,6 +170,31 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, images)
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     assert a["extra"]["history"][1]["loss_real"] == b["extra"]["history"][1]["loss_real"]
+
+
+def test_the_weights_average_is_what_the_run_saves_and_scores(tmp_path, images):
+    cfg = tiny_cfg(tmp_path, epochs=2)
+    split = make_split(images, cfg.data)
+    train_hash(cfg, images, split, tmp_path / "plain", progress=False)
+    averaged_cfg = dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, ema=0.5))
+    averaged = train_hash(averaged_cfg, images, split, tmp_path / "ema", progress=False)
+    a = checkpoint.load(tmp_path / "plain" / "checkpoint.pt")
+    b = checkpoint.load(tmp_path / "ema" / "checkpoint.pt")
+    assert a["extra"]["ema"] is None
+    for key, value in b["state_dict"].items():  # the saved weights are the average's
+        assert torch.equal(value, b["extra"]["ema"][f"module.{key}"]), key
+    # the same steps were taken (the average never feeds back), so the weights differ only
+    # because one run saved its last weights and the other their average
+    assert [r["loss_real"] for r in a["extra"]["history"]] == [
+        r["loss_real"] for r in b["extra"]["history"]]
+    assert any(not torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items()
+               if v.is_floating_point())
+    from hashsdk.train.evaluate import evaluate_model
+    from hashsdk.train.model import HashNet
+
+    model, _ = HashNet.from_checkpoint(tmp_path / "ema" / "checkpoint.pt")
+    scored = evaluate_model(model, images, split, torch.device("cpu"), progress=False)
+    assert scored.map == pytest.approx(averaged["map"])  # the run scored the average
 
 
 def test_checkpoint_of_another_kind_is_refused(tmp_path):

@@ -134,6 +134,10 @@ class HashConfig:
     # and Hutter 2021: one operation of random strength an image, torchvision's
     # TrivialAugmentWide), against a fine-tuned network memorising its training images
     augment_policy: str = "none"
+    # the decay of an exponential moving average of the weights (Polyak averaging; torch's
+    # swa_utils), updated after every step; the average is the network the run evaluates
+    # and saves at its end. 0: off
+    ema: float = 0.0
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -209,6 +213,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         value = getattr(getattr(cfg, section), key)
         if value is not None and value < 1:  # None: decided by the data (schedule.py)
             raise HashsdkError(f"{section}.{key}: expected >= 1")
+    if not 0 <= cfg.hash.ema < 1:
+        raise HashsdkError(f"hash.ema: expected a decay in [0, 1), got {cfg.hash.ema}")
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:

@@ -164,6 +164,7 @@ class _Run:
     aug_gen: torch.Generator       # augmentation, one per rank
     scale: torch.Tensor  # the input contract's normalization (evaluate.to_input)
     offset: torch.Tensor
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # hash.ema's average, or None
 
 
 def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
@@ -208,6 +209,8 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
             row["map"] = evaluate_model(r.model, data, split, device, progress=False).map
         history.append(row)
         _save(r, ckpt_path, cfg, epoch + 1, history, dist, progress)
+    if r.ema is not None:  # the average is the network the run gives
+        r.model.load_state_dict(r.ema.module.state_dict())
 
     result = _finish(r, data, split, run_dir, history, evaluate, progress) if dist.main else {}
     dist.barrier()
@@ -245,7 +248,17 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
                  memory=hc.pairwise_memory),
         torch.Generator().manual_seed(hc.seed),
         torch.Generator().manual_seed(hc.seed * 1000 + dist.rank),
-        *normalizer(model.contract, device))
+        *normalizer(model.contract, device), average(model, hc.ema))
+
+
+def average(model: HashNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics, or None
+    for decay 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def uses_fakes(hc: HashConfig) -> bool:
@@ -317,6 +330,8 @@ def _restore(r: _Run, ckpt_path: Path, cfg: RunConfig, dist: Distributed
     torch.set_rng_state(ckpt["rng"]["torch"])
     if r.real_loss.memory_codes is not None:
         r.real_loss.memory_codes.copy_(ckpt["extra"]["memory_codes"].to(r.device))
+    if r.ema is not None:
+        r.ema.load_state_dict(ckpt["extra"]["ema"])
     return ckpt["epoch"], ckpt["extra"]["history"]
 
 
@@ -409,6 +424,8 @@ def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: 
     r.scaler.step(r.opt)
     r.scaler.update()
     r.sched.step()
+    if r.ema is not None:
+        r.ema.update_parameters(r.model)
     return loss_r, loss_f
 
 
@@ -422,13 +439,16 @@ def _save(r: _Run, ckpt_path: Path, cfg: RunConfig, epochs_done: int, history: l
     if say:
         print(epoch_line(history[-1], r.hc.epochs), flush=True)
     memory = r.real_loss.memory_codes
+    # the last epoch's checkpoint holds the average, where there is one: what export takes
+    final = r.ema.module if r.ema is not None and epochs_done == r.hc.epochs else r.model
     checkpoint.save(
-        ckpt_path, kind=KIND, model_args=r.model.model_args, state_dict=r.model.state_dict(),
+        ckpt_path, kind=KIND, model_args=r.model.model_args, state_dict=final.state_dict(),
         optimizer=r.opt.state_dict(), scheduler=r.sched.state_dict(),
         step=epochs_done * r.steps_per_epoch, epoch=epochs_done, config=cfg.to_dict(),
         rng=dict(data=r.gen.get_state(), augment=aug_states, torch=torch.get_rng_state()),
         extra=dict(history=history, scaler=r.scaler.state_dict(),
-                   memory_codes=memory.cpu() if memory is not None else None))
+                   memory_codes=memory.cpu() if memory is not None else None,
+                   ema=r.ema.state_dict() if r.ema is not None else None))
     plots.write_history(ckpt_path.parent, history)
 
 
