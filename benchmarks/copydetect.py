@@ -12,7 +12,9 @@ searches the database; its original is the one right answer.
 Rows: imagehash's pHash, dHash, wHash and aHash at 64 bits (hash_size 8), and hashsdk models at
 64 bits, each exported to ONNX and run by the Encoder as users run them: label-free (trained by
 ``hashsdk-train hash`` on a flat folder of 5,000 CIFAR-10 *training* images, labels never
-seen: ITQ, edit-ITQ, Bi-half and contrastive on EfficientNet-Lite0's frozen features) and
+seen: ITQ, edit-ITQ, Bi-half and contrastive on EfficientNet-Lite0's frozen features, and
+contrastive fine-tuning the backbone on each batch and an edited copy of it; and frozen
+contrastive with the fakes of a DCGAN trained on the same folder, at the default weight) and
 supervised (the same features and folder with its class folders, the pairwise loss, frozen).
 Columns per edit: recall at 99% and 99.9% precision (one Hamming threshold for all queries of
 the edit: a pair within it is a match; precision over every query-database pair), and mAP
@@ -39,6 +41,7 @@ from hashsdk.edits import EDITS, apply
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 IMAGEHASHES = ("phash", "dhash", "whash", "average_hash")
+GAN_STEPS = 800  # the GAN of the row with fakes: make demo's size (docs/results.md)
 PRECISIONS = (0.99, 0.999)
 
 
@@ -212,25 +215,40 @@ def write_folder(archive: Path, folder: Path, count: int, flat: bool, seed: int)
          ).write_bytes(raw)
 
 
-def train_model(work: Path, name: str, folder: Path, extra: list[str]) -> Path:
-    """``hashsdk-train hash`` on ``folder`` at 64 bits, then ``hashsdk-export``; the .onnx."""
+def train_model(work: Path, name: str, folder: Path, extra: list[str], gan_steps: int = 0
+                ) -> Path:
+    """``hashsdk-train hash`` on ``folder`` at 64 bits (after ``hashsdk-train gan`` of
+    ``gan_steps`` steps on the same folder, whose fakes it then takes, where that is not 0),
+    then ``hashsdk-export``; the .onnx."""
     onnx = work / f"{name}.onnx"
     if onnx.exists():
         return onnx
     run = work / f"run-{name}"
     bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "hashsdk-train"), "hash", "--dataset", "imagefolder",
-                    "--root", str(folder), "--run-dir", str(run), "--bits", "64", "--quiet",
+    common = ["--dataset", "imagefolder", "--root", str(folder), "--run-dir", str(run),
+              "--quiet"]
+    if gan_steps:
+        subprocess.run([str(bin_dir / "hashsdk-train"), "gan", *common, "--gan-steps",
+                        str(gan_steps)], check=True)
+        extra = [*extra, "--fakes", str(run / "gan" / "fakes.npz")]
+    subprocess.run([str(bin_dir / "hashsdk-train"), "hash", *common, "--bits", "64",
                     "--name", name, *extra], check=True)
     subprocess.run([str(bin_dir / "hashsdk-export"), str(run / name / "checkpoint.pt"), "-o",
                     str(onnx)], check=True)
     return onnx
 
 
-# the hashsdk rows: label, run name, training folder, hashsdk-train's options beyond the common
-MODELS = [(f"hashsdk label-free, {label}", loss, "train-flat", ["--loss", loss])
-          for label, loss in (("ITQ", "itq"), ("edit-ITQ", "edit-itq"), ("Bi-half", "bihalf"),
-                              ("contrastive", "contrastive"))]
+# the hashsdk rows: label, run name, training folder, hashsdk-train's options beyond the
+# common, and the steps of a GAN on the same folder whose fakes the run takes (0: none)
+MODELS = [(f"hashsdk label-free, {label}", name, "train-flat", ["--loss", *loss], gan)
+          for label, name, loss, gan in (
+              ("ITQ", "itq", ["itq"], 0), ("edit-ITQ", "edit-itq", ["edit-itq"], 0),
+              ("Bi-half", "bihalf", ["bihalf"], 0),
+              ("contrastive", "contrastive", ["contrastive", "--frozen"], 0),
+              ("contrastive, fine-tuned", "contrastive-finetuned",
+               ["contrastive", "--finetune"], 0),
+              ("contrastive, with fakes", "contrastive-fakes", ["contrastive", "--frozen"],
+               GAN_STEPS))]
 
 
 def protocol(args: argparse.Namespace) -> list[str]:
@@ -253,8 +271,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     write_folder(args.archive, args.work / "train-flat", args.train_images, True, 1)
     write_folder(args.archive, args.work / "train-classes", args.train_images, False, 1)
-    models = {label: train_model(args.work, name, args.work / folder, extra)
-              for label, name, folder, extra in MODELS}
+    models = {label: train_model(args.work, name, args.work / folder, extra, gan)
+              for label, name, folder, extra, gan in MODELS}
     models["hashsdk supervised (pairwise)"] = train_model(
         args.work, "supervised", args.work / "train-classes", ["--frozen", *protocol(args)])
     db, copies, source, edit, left_out = make_sets(args.archive, args.originals,

@@ -43,7 +43,14 @@ from pathlib import Path
 
 import torch
 from _results import write_json, write_results  # noqa: E402  (benchmarks/)
-from pretrained_protocol import at_bits, frozen, recipe, seed_config, validation_split  # noqa: E402  (benchmarks/)
+from pretrained_protocol import (  # noqa: E402  (benchmarks/)
+    at_bits,
+    frozen,
+    recipe,
+    recipe_dir,
+    seed_config,
+    validation_split,
+)  # noqa: E402  (benchmarks/)
 from pretrained_render import FEATURE_BASELINES, markdown, table  # noqa: E402
 
 from hashsdk.train import baselines as bl
@@ -84,11 +91,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--recipes", nargs="+", default=["1:pad", "0.1:pad"],
                    help="fine-tuning recipes the validation split chooses among, "
-                        "BACKBONE_LR:CROP[:POLICY][:ema=DECAY], POLICY an augment_policy (none, "
-                        "trivial), DECAY the weights' moving average (hash.ema)")
+                        "BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...], POLICY an augment_policy "
+                        "(none, trivial), KEY ema (hash.ema, the weights' moving average), "
+                        "backbone (hash.backbone) or loss (hash.loss)")
     p.add_argument("--recipes-only", action="store_true",
                    help="run the recipe stage alone, on the first seed's validation split, and "
-                        "write its scores (retrieval-<dataset>-recipes-<epochs>epochs.json, .md)")
+                        "write its scores (--out, by default "
+                        "retrieval-<dataset>-recipes-<epochs>epochs.json, .md)")
     p.add_argument("--fake-loss", default="entropy")
     p.add_argument("--fake-ratio", type=float, default=0.5)
     p.add_argument("--fake-bn", default="separate")
@@ -106,7 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not set(args.finetune_seeds) <= set(args.seeds):
         p.error("--finetune-seeds must be among --seeds")
     args.run_root = args.run_root or Path(f"runs/pretrained-{args.dataset}")
-    args.out = args.out or RESULTS / f"retrieval-{args.dataset}-pretrained"
+    args.out = args.out or RESULTS / (f"retrieval-{args.dataset}-recipes-{args.epochs}epochs"
+                                      if args.recipes_only else
+                                      f"retrieval-{args.dataset}-pretrained")
     return args
 
 
@@ -148,7 +159,7 @@ def recipe_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
         scores = {}
         for text in args.recipes:
             cfg = without_fakes(recipe(at_bits(p.cfg, bits), text))
-            out = p.run_dir / "recipes" / text.replace(":", "-")
+            out = p.run_dir / "recipes" / recipe_dir(text)
             scores[text] = train_hash(cfg, p.data, val, out, progress=False)["map"]
         write_json(p.run_dir / "recipe.json", dict(bits=bits, map_by_recipe=scores,
                                                    chosen=max(scores, key=scores.get)))
@@ -250,10 +261,10 @@ def recipes_only(args: argparse.Namespace, argv: list[str]) -> None:
     scores = json.loads((p.run_dir / "recipe.json").read_text())
     val = validation_split(p.split, p.data.labels, args.val_per_class)
     chosen = scores["chosen"]
-    ap = {text: np.load(p.run_dir / "recipes" / text.replace(":", "-") / "ap.npy")
+    ap = {text: np.load(p.run_dir / "recipes" / recipe_dir(text) / "ap.npy")
           for text in scores["map_by_recipe"]}
     minutes = {t: sum(r["seconds"] for r in json.loads(
-        (p.run_dir / "recipes" / t.replace(":", "-") / "history.json").read_text())) / 60
+        (p.run_dir / "recipes" / recipe_dir(t) / "history.json").read_text())) / 60
         for t in ap}
     report = dict(command="python benchmarks/pretrained.py " + " ".join(argv),
                   dataset=args.dataset, image_size=args.image_size, epochs=args.epochs,
@@ -266,7 +277,7 @@ def recipes_only(args: argparse.Namespace, argv: list[str]) -> None:
              f"{report['bits']} bits, {args.image_size} px, {args.epochs} epochs, seed "
              f"{report['seed']}, without fakes; mAP@all, ties broken by the smaller database "
              "row; the difference from the chosen recipe paired over the queries (bootstrap "
-             "SE). Recipe: BACKBONE_LR:CROP[:POLICY][:ema=DECAY].", "",
+             "SE). Recipe: BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...].", "",
              "| recipe | validation mAP | minus the chosen | training, min |",
              "|---|---:|---:|---:|"]
     for text, value in scores["map_by_recipe"].items():
@@ -274,8 +285,7 @@ def recipes_only(args: argparse.Namespace, argv: list[str]) -> None:
         lines.append(f"| {text}{' (chosen)' if text == chosen else ''} | {value:.4f} | "
                      f"{d['difference']:+.4f} ± {d['standard_error']:.4f} | "
                      f"{minutes[text]:.1f} |")
-    write_results(RESULTS / f"retrieval-{args.dataset}-recipes-{args.epochs}epochs", report,
-                  lines)
+    write_results(args.out, report, lines)
     print("\n".join(lines))
 
 

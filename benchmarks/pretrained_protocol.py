@@ -52,17 +52,29 @@ def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int
     return Split(query=queries, train=rest, database=rest)
 
 
+# the KEY=VALUE fields of a recipe: the HashConfig field each sets, and its type
+RECIPE_KEYS = {"ema": ("ema", float), "backbone": ("backbone", str), "loss": ("loss", str)}
+
+
 def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
-    """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY][:ema=DECAY] (POLICY: an
-    augment_policy; DECAY: hash.ema, the weights' moving average)."""
+    """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...] (POLICY: an
+    augment_policy; KEY: ema, the weights' moving average's decay; backbone, with the same
+    pretrained weights' source; loss, a registered real-image loss)."""
     backbone_lr, crop, *rest = text.split(":")
     changes = dict(backbone_lr=float(backbone_lr), crop=crop, augment_policy="none", ema=0.0)
     for field in rest:
         key, _, value = field.rpartition("=")
-        if key not in ("", "ema"):
-            raise ValueError(f"recipe {text!r}: expected POLICY or ema=DECAY, got {field!r}")
+        if key and key not in RECIPE_KEYS:
+            raise ValueError(f"recipe {text!r}: expected POLICY or KEY=VALUE with KEY one of "
+                             f"{', '.join(RECIPE_KEYS)}, got {field!r}")
         if key:
-            changes["ema"] = float(value)
+            name, kind = RECIPE_KEYS[key]
+            changes[name] = kind(value)
         else:
             changes["augment_policy"] = value
     return dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, **changes))
+
+
+def recipe_dir(text: str) -> str:
+    """The run directory's name of a recipe: its text with ':' and '/' as '-'."""
+    return text.replace(":", "-").replace("/", "-")

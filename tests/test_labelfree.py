@@ -81,6 +81,11 @@ def test_the_config_decides_and_refuses_label_free_runs(tmp_path):
         config.from_dict({"data": flat | {"labels": "folders"}})
     with pytest.raises(HashsdkError, match="'pairwise' needs labels.*losses: itq, edit-itq"):
         config.from_dict({"data": {"labels": "none"}, "hash": {"loss": "pairwise"}})
+    assert config.from_dict({"data": flat, "hash": {"loss": "contrastive"}}).hash.frozen
+    fine = config.from_dict({"data": flat, "hash": {"loss": "contrastive", "frozen": False}})
+    assert fine.hash.loss == "contrastive" and not fine.hash.frozen  # the one that can
+    with pytest.raises(HashsdkError, match="'bihalf' trains on frozen features"):
+        config.from_dict({"data": flat, "hash": {"loss": "bihalf", "frozen": False}})
     with pytest.raises(HashsdkError, match="trains on frozen features: add --frozen"):
         config.from_dict({"hash": {"loss": "bihalf"}})
     labelled = config.from_dict({"data": {"labels": "none"}})  # CIFAR-10, labels unused
@@ -125,8 +130,9 @@ def test_bihalf_splits_each_bit_in_half_and_passes_gradients_through():
     assert torch.equal(h.grad, torch.ones_like(h))
 
 
-@pytest.mark.parametrize("loss", ["itq", "contrastive"])
-def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss):
+@pytest.mark.parametrize("loss, extra", [("itq", []), ("contrastive", []),
+                                         ("contrastive", ["--finetune", "--epochs", "2"])])
+def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss, extra):
     from click.testing import CliRunner
 
     from hashsdk import Encoder
@@ -137,15 +143,18 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss)
     run = tmp_path / "run"
     result = CliRunner().invoke(cli.main, [
         "hash", "--dataset", "imagefolder", "--root", str(folder), "--run-dir", str(run),
-        "--bits", "16", "--backbone", "cnn", "--loss", loss, "--image-size", "32", "--quiet"])
+        "--bits", "16", "--backbone", "cnn", "--loss", loss, "--image-size", "32", "--quiet",
+        *extra])
     assert result.exit_code == 0, result.output
-    assert f"training without labels: {loss}" in result.output
+    frozen = "--finetune" not in extra  # without labels, frozen unless told
+    how = "on the frozen features of" if frozen else "fine-tuning"
+    assert f"training without labels: {loss} {how} cnn" in result.output
     assert "copy detection (4 edited copies searching their originals): mAP" in result.output
     ckpt = run / "hash-nofakes" / "checkpoint.pt"
     export_onnx(ckpt, tmp_path / "m.onnx")
     encoder = Encoder(str(tmp_path / "m.onnx"))
     assert encoder.metadata.extra["training"] == {"loss": loss, "labels": "none",
-                                                  "frozen_features": True}
+                                                  "frozen_features": frozen}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
 
@@ -183,7 +192,7 @@ def test_edit_invariant_directions_avoid_what_the_edits_move():
 
 def test_edited_views_come_from_their_sources():
     from hashsdk.encoder.contract import InputContract
-    from hashsdk.train.frozen import EDIT_VIEWS, edited_views
+    from hashsdk.train.edited import EDIT_VIEWS, edited_views
 
     images = synthetic_cifar(2, 0).images[:6]
     views, source = edited_views(images, InputContract(32, 3, 32), seed=1)
@@ -243,3 +252,70 @@ def test_the_contrastive_head_learns_what_edits_leave_alone():
     (learned, distinct), (baseline, _) = agreement(model), agreement(itq)
     assert learned > 0.95 and learned > baseline + 0.15
     assert distinct == 2 ** bits  # the images spread over every code, not one for all
+
+
+def _contrastive_run(tmp_path, **hash_options):
+    data = synthetic_cifar(8, 2)
+    cfg = config.from_dict({"data": {"queries_per_class": 2, "train_per_class": 8,
+                                     "labels": "none", "cache_dir": str(tmp_path / "c")},
+                            "hash": {"backbone": "cnn", "bits": 16, "loss": "contrastive",
+                                     "device": "cpu", "frozen": False} | hash_options})
+    assert not cfg.hash.frozen
+    return cfg, data, make_split(data, cfg.data)
+
+
+def test_the_fine_tuning_loop_adds_an_edited_copy_of_each_image(tmp_path):
+    """A loss that needs_views gets the batch, then one edited copy of each image in the same
+    order: exactly train/edited.py's edit_batch of the batch, drawn from the run's seeded
+    augmentation generator."""
+    from hashsdk.train.device import Distributed, take
+    from hashsdk.train.edited import edit_batch
+    from hashsdk.train.evaluate import to_input
+    from hashsdk.train.loop import _batch, _build
+    from hashsdk.train.schedule import fit_schedule
+
+    cfg, data, split = _contrastive_run(tmp_path, augment=False, batch_size=8, epochs=1)
+    cpu = torch.device("cpu")
+    r = _build(fit_schedule(cfg.hash, len(split.train)), cfg.data, data, split, cpu,
+               Distributed.start(cpu))
+    idx = torch.arange(8)
+    before = r.aug_gen.get_state()
+    x, _, _, _ = _batch(r, idx)
+    originals = take(r.train_x, idx, cpu)
+    g = torch.Generator()
+    g.set_state(before)
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
+    want = torch.from_numpy(edit_batch(originals.numpy(), r.model.contract, rng))
+    assert x.shape == (16, 3, 32, 32)
+    assert torch.equal(x[:8], to_input(originals, r.scale, r.offset))
+    assert torch.equal(x[8:], to_input(want, r.scale, r.offset))
+    assert not torch.equal(x[8:], x[:8])
+    assert not torch.equal(_batch(r, idx)[0][8:], x[8:])  # fresh edits every batch
+
+
+def test_fine_tuned_contrastive_codes_split_each_bit_in_half(tmp_path):
+    """After fine-tuning, each bit's threshold sits at the median of the training images'
+    outputs (as in frozen-feature mode), in the saved network that export takes."""
+    from hashsdk.train.evaluate import encode
+    from hashsdk.train.loop import train_hash
+    from hashsdk.train.model import HashNet
+
+    cfg, data, split = _contrastive_run(tmp_path, epochs=2, batch_size=16)
+    result = train_hash(cfg, data, split, tmp_path / "run", progress=False)
+    assert 0 < result["map"] <= 1
+    model = HashNet.from_checkpoint(tmp_path / "run" / "checkpoint.pt")[0]
+    bits = encode(model, data.images[split.train], torch.device("cpu")) > 0
+    # the median image itself may land on either side by a float rounding
+    assert np.abs(bits.sum(axis=0) - len(split.train) / 2).max() <= 1
+
+
+def test_frozen_and_finetune_are_one_setting(tmp_path):
+    from click.testing import CliRunner
+
+    from hashsdk.train import cli
+
+    folder = flat_folder(tmp_path / "flat", n=3)
+    result = CliRunner().invoke(cli.main, [
+        "hash", "--dataset", "imagefolder", "--root", str(folder), "--run-dir",
+        str(tmp_path / "run"), "--frozen", "--finetune"])
+    assert result.exit_code == 2 and "--frozen and --finetune: give one" in result.output

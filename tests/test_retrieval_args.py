@@ -57,3 +57,27 @@ def test_bad_options_are_refused_by_name(retrieval, monkeypatch, capsys, argv, m
     with pytest.raises(SystemExit):
         parse(retrieval, monkeypatch, *argv)
     assert message in capsys.readouterr().err
+
+
+def test_a_recipe_text_sets_each_named_field_and_refuses_others(monkeypatch):
+    """benchmarks/pretrained_protocol.py's recipe grammar, BACKBONE_LR:CROP[:POLICY]
+    [:KEY=VALUE...], onto a run's config; and each recipe's own run directory."""
+    from hashsdk.train import config
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from pretrained_protocol import recipe, recipe_dir
+
+    cfg = config.from_dict({"hash": {"ema": 0.9, "augment_policy": "trivial"}})
+    plain = recipe(cfg, "0.1:pad").hash
+    assert (plain.backbone_lr, plain.crop, plain.augment_policy, plain.ema) == (
+        0.1, "pad", "none", 0.0)  # what the text leaves out is off, not inherited
+    full = recipe(cfg, "1:resized:trivial:ema=0.999:backbone=timm/tf_efficientnet_lite1").hash
+    assert (full.backbone_lr, full.crop, full.augment_policy, full.ema, full.backbone) == (
+        1.0, "resized", "trivial", 0.999, "timm/tf_efficientnet_lite1")
+    assert recipe(cfg, "1:pad").hash.backbone == cfg.hash.backbone
+    assert recipe(cfg, "1:pad:loss=csq").hash.loss == "csq"
+    with pytest.raises(ValueError, match="KEY one of ema, backbone, loss"):
+        recipe(cfg, "1:pad:lr=3")
+    names = {recipe_dir(t) for t in ("1:pad", "1:pad:ema=0.999",
+                                     "1:pad:backbone=timm/tf_efficientnet_lite1")}
+    assert len(names) == 3 and not any("/" in n or ":" in n for n in names)

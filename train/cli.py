@@ -122,9 +122,12 @@ HASH = [
              help="The backbone's learning rate over --lr."),
     _setting("hash.freeze_backbone_epochs", "--freeze-backbone-epochs", type=int,
              help="Epochs that train the head only."),
-    _setting("hash.frozen", "--frozen", is_flag=True,
+    _setting("hash.frozen", "--frozen", is_flag=True, shown="without labels",
              help="Frozen-feature mode: the backbone's features are computed once and cached "
                   "(fakes too), and only the hash layer trains, in seconds."),
+    _setting("hash.frozen", "--finetune", flag_value=False, name="finetune",
+             shown="with labels",
+             help="Fine-tune the backbone; without labels, for --loss contrastive."),
     _setting("hash.width", "--width", type=int, help="cnn's width (32: 0.3M parameters)."),
     _setting("hash.augment", "--no-augment", flag_value=False, name="augment", shown="",
              help="Train without the random crop and flip (by default, with them)."),
@@ -157,8 +160,15 @@ def _config(kw: dict) -> RunConfig:
                    "benchmarks' flag)", err=True)
         kw = {**kw, "lam": kw["lambda_"]}
     overrides: dict[str, dict] = {"data": {}, "gan": {}, "hash": {}}
+    given: dict[tuple[str, str], str] = {}  # a key two flags set (--frozen, --finetune)
     for name, keys in TARGETS.items():
         for section, key in keys:
+            if kw.get(name) is None:
+                overrides[section].setdefault(key, None)
+                continue
+            if (section, key) in given:
+                raise click.UsageError(f"--{given[section, key]} and --{name}: give one")
+            given[section, key] = name
             overrides[section][key] = kw.get(name)
     overrides["hash"]["fakes"] = kw.get("fakes")
     return config.load(kw.get("config_path"), overrides)
@@ -224,8 +234,9 @@ def hash_cmd(**kw) -> None:
     data, split = prepare(kw["run_dir"], cfg, not kw["quiet"])
     name = kw["name"] or ("hash-fakes" if cfg.hash.fakes else "hash-nofakes")
     if not data.labeled or cfg.data.labels == "none":
-        click.echo(f"training without labels: {cfg.hash.loss} on the frozen features of "
-                   f"{cfg.hash.backbone}", err=True)
+        how = "on the frozen features of" if cfg.hash.frozen else "fine-tuning"
+        click.echo(f"training without labels: {cfg.hash.loss} {how} {cfg.hash.backbone}",
+                   err=True)
     result = train_hash(cfg, data, split, kw["run_dir"] / name, resume=not kw["no_resume"],
                         progress=not kw["quiet"])
     if result:  # under torchrun only rank 0 evaluates; the other ranks return nothing

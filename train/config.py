@@ -99,8 +99,10 @@ class HashConfig:
     #                                    pretrained, else 1
     freeze_backbone_epochs: int = 0    # epochs with the backbone's learning rate at 0
     # frozen-feature mode (train/frozen.py): the backbone never trains; its features of every
-    # image and fake are computed once and cached, and only the hash layer trains, in seconds
-    frozen: bool = False
+    # image and fake are computed once and cached, and only the hash layer trains, in seconds.
+    # None: frozen for a run without labels (the better measured there: docs/dedup.md), else
+    # fine-tuned; false fine-tunes a label-free loss that can (contrastive)
+    frozen: bool | None = None
     width: int = 32                # cnn: channels of its first stage (then 2x and 4x)
     stem32: bool = True            # torchvision ResNets at <= 64 px: 3x3 stride-1 stem, no pool
     # a registered loss (train/losses): pairwise (DPSH), ...; "auto": pairwise with labels,
@@ -272,10 +274,10 @@ def _resolve_loss(d: DataConfig, h: HashConfig) -> HashConfig:
         raise HashsdkError(f"hash.loss {loss!r} needs labels, and this run has none (data.labels"
                            f" {d.labels!r}); the label-free losses: " + ", ".join(
                                n for n, e in REAL_LOSSES.items() if not e.needs_labels))
-    frozen = h.frozen or free  # label-free training is on frozen features
+    frozen = free if h.frozen is None else h.frozen
     if entry.needs_features and not frozen:
         raise HashsdkError(f"hash.loss {loss!r} trains on frozen features: add --frozen "
-                           "(hash.frozen = true)")
+                           "(hash.frozen = true), or leave it out on a run without labels")
     return dataclasses.replace(h, loss=loss, frozen=frozen)
 
 

@@ -30,6 +30,7 @@ from hashsdk.train import checkpoint, plots
 from hashsdk.train.config import HashConfig, RunConfig, write
 from hashsdk.train.data import ImageSet, Split, cache_dir
 from hashsdk.train.device import resolve_device
+from hashsdk.train.edited import EDIT_VIEWS, edited_views
 from hashsdk.train.evaluate import encode, score
 from hashsdk.train.evaluate import write as write_eval
 from hashsdk.train.losses import RealLoss, fake_loss, lookup
@@ -203,29 +204,8 @@ def centre_bits(model: HashNet, train_feats: np.ndarray, device: torch.device) -
         model.hash.bias -= z.median(dim=0).values
 
 
-# the edit-invariant head: edited copies of each training image, and the ridge on their scatter
-EDIT_VIEWS = 2
+# the edit-invariant head's ridge on the edits' scatter
 EDIT_RIDGE = 0.1  # of the scatter's mean eigenvalue, added to it: few copies, many dimensions
-
-
-def edited_views(images: np.ndarray, contract, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """EDIT_VIEWS edited copies of each image (uint8 (n, H, W, C)), each by an edit of
-    hashsdk.edits drawn at random, fitted back to the input contract; and the source row of
-    each: uint8 (n * EDIT_VIEWS, H, W, C), int64 (n * EDIT_VIEWS,)."""
-    from PIL import Image
-
-    from hashsdk.edits import EDITS, apply
-
-    rng = np.random.default_rng(seed)
-    names = list(EDITS)
-    out, source = [], []
-    for i, image in enumerate(images):
-        pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-        for _ in range(EDIT_VIEWS):
-            edited = apply(names[rng.integers(len(names))], pil, rng)
-            out.append(contract.fit_array(edited.convert(pil.mode)))
-            source.append(i)
-    return np.stack(out), np.array(source, np.int64)
 
 
 def invariant_directions(x: np.ndarray, noise: np.ndarray, bits: int) -> np.ndarray:

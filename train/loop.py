@@ -47,6 +47,7 @@ from hashsdk.train.device import (
     take,
     to_device,
 )
+from hashsdk.train.edited import edit_batch
 from hashsdk.train.evaluate import evaluate_model, normalizer, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.losses import lookup as lookup_loss
@@ -165,6 +166,7 @@ class _Run:
     scale: torch.Tensor  # the input contract's normalization (evaluate.to_input)
     offset: torch.Tensor
     ema: torch.optim.swa_utils.AveragedModel | None = None  # hash.ema's average, or None
+    views: bool = False  # the loss needs_views: each batch gains an edited copy of each image
 
 
 def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
@@ -211,11 +213,29 @@ def train_hash(cfg: RunConfig, data: ImageSet, split: Split, run_dir: Path,
         _save(r, ckpt_path, cfg, epoch + 1, history, dist, progress)
     if r.ema is not None:  # the average is the network the run gives
         r.model.load_state_dict(r.ema.module.state_dict())
+    if _balance(r, data, split):
+        _save(r, ckpt_path, cfg, hc.epochs, history, dist, say=False)
 
     result = _finish(r, data, split, run_dir, history, evaluate, progress) if dist.main else {}
     dist.barrier()
     dist.stop()
     return result
+
+
+def _balance(r: _Run, data: ImageSet, split: Split) -> bool:
+    """For a loss whose bits are balanced (train/frozen.py's BALANCED), each bit's threshold
+    moves to the median of the training images' outputs (``centre_bits``), in the network
+    and in its average; returns whether it did."""
+    from hashsdk.train.evaluate import encode
+    from hashsdk.train.frozen import BALANCED, centre_bits
+
+    if r.hc.loss not in BALANCED:
+        return False
+    feats = encode(r.model, data.images[split.train], r.device, features=True)
+    centre_bits(r.model, feats, r.device)
+    if r.ema is not None:
+        r.ema.module.load_state_dict(r.model.state_dict())
+    return True
 
 
 def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
@@ -248,7 +268,8 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
                  memory=hc.pairwise_memory),
         torch.Generator().manual_seed(hc.seed),
         torch.Generator().manual_seed(hc.seed * 1000 + dist.rank),
-        *normalizer(model.contract, device), average(model, hc.ema))
+        *normalizer(model.contract, device), average(model, hc.ema),
+        lookup_loss(hc.loss).needs_views)
 
 
 def average(model: HashNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -380,6 +401,8 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     """The step's inputs on the device: real images x (B, C, H, W), labels y, indices idx,
     and fakes xf (F, C, H, W) or None; augmented, normalized and in the model's layout."""
     xb = take(r.train_x, idx, r.device)
+    if r.views:  # the batch, then an edited copy of each image in the same order
+        xb = torch.cat([xb, edited_copies(xb, r.model.contract, r.aug_gen)])
     if r.hc.augment:
         xb = augment(xb, r.aug_gen, r.hc.crop)
     if r.hc.augment_policy == "trivial":
@@ -399,6 +422,13 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
         x = x.contiguous(memory_format=torch.channels_last)
         xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
     return x, r.train_y[idx], idx, xf
+
+
+def edited_copies(x: torch.Tensor, contract, gen: torch.Generator) -> torch.Tensor:
+    """One edited copy (train/edited.py) of each uint8 (B, H, W, C) image, on x's device; the
+    edits draw from a numpy generator seeded from ``gen``, so a run stays reproducible."""
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+    return torch.from_numpy(edit_batch(x.cpu().numpy(), contract, rng)).to(x.device)
 
 
 def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,

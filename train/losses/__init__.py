@@ -92,9 +92,10 @@ register_loss("bihalf", "unsupervised:BiHalf", "label-free: codes whose similari
               "frozen features', with Bi-half's balanced bits (Li and van Gemert 2021)",
               needs_labels=False, needs_features=True)
 register_loss("contrastive", "unsupervised:Contrastive", "label-free: each code nearest its "
-              "edited copies' and far from other images' (NT-Xent, as CIBHash), a hash layer "
-              "on the frozen features of the images and their copies", needs_labels=False,
-              needs_features=True, needs_views=True)
+              "edited copies' and far from other images' (NT-Xent, as CIBHash); fine-tunes the "
+              "backbone on each batch and an edited copy of it, or with --frozen trains a hash "
+              "layer on cached features of the images and their copies", needs_labels=False,
+              needs_views=True)
 register_loss("entropy", "fake:entropy", "KL(p || 1/2): bounded, log 2 at most", fake=True)
 register_loss("uniform-ce", "fake:uniform_ce", "KL(1/2 || p), LSRO's 50/50 target: unbounded",
               fake=True)

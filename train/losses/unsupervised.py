@@ -12,11 +12,16 @@ in frozen-feature mode (train/frozen.py), where those features are cached.
             b_i . b_j / bits, where b is Bi-half's balanced binarization (Li and van Gemert
             2021: in each batch, the upper half of each bit's outputs is +1, the lower half
             -1; gradients pass straight through to h).
-    contrastive  a hash layer trained so that each image's code is nearest its edited copies'
+    contrastive  a network trained so that each image's code is nearest its edited copies'
             and far from the other images' (NT-Xent between an image and one edited copy of it,
             the batch's other copies the negatives, as CIBHash (Qiu et al. 2021) and SimCLR
-            do), on the cached features of the images and of their copies; each bit's
+            do). Fine-tuned, the backbone learns from each batch and a fresh edited copy of
+            each image (train/loop.py); in frozen-feature mode a hash layer learns from the
+            cached features of the images and of EDIT_VIEWS copies each. Either way each bit's
             threshold then moves to its median (``centre_bits``), so the bits are balanced.
+
+The label-free losses other than contrastive read the features: they train in frozen-feature
+mode only.
 """
 
 from __future__ import annotations
