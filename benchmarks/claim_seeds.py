@@ -3,19 +3,25 @@ results/retrieval-cifar10-pretrained.json (seeds 0 and 1) and further seeds run 
 under the same protocol, GAN and recipe (configs/cifar10-lite0-fakes-seed2.toml says how).
 
     python benchmarks/claim_seeds.py runs/claim-seed2 [more run directories]
+    python benchmarks/claim_seeds.py --loss orthohash runs/claim-orthohash-seed0 ...
+
+With ``--loss`` other than pairwise (the table's loss) the table's seeds are left out: every
+seed is a run directory given, and each run's loss must be the one named.
 
 Each run directory holds hash-fakes/ and hash-nofakes/ (eval.json, ap.npy, history.json,
 config.json). Per seed: with minus without fakes, paired over the 1,000 queries (bootstrap
 SE, train/comparison.py). Over the seeds: the mean of the per-seed differences, its SE the
 per-seed SEs combined as independent (sqrt of the sum of squares, over the count): the
 earlier seeds' per-query APs are not kept, only their paired differences. Writes
-results/retrieval-cifar10-claim-48bits.{json,md}.
+results/retrieval-cifar10-claim-48bits.{json,md} (-LOSS appended for another loss).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +30,7 @@ from _results import RESULTS, write_results
 from hashsdk.train.comparison import paired_difference
 
 BITS = 48
+TABLE_LOSS = "pairwise"  # the loss of results/retrieval-cifar10-pretrained.json's rows
 
 
 def table_seeds() -> list[dict]:
@@ -37,11 +44,15 @@ def table_seeds() -> list[dict]:
                 strict=True)]
 
 
-def run_seed(run: Path) -> dict:
+def run_seed(run: Path, loss: str) -> dict:
     runs = {k: run / f"hash-{k}" for k in ("fakes", "nofakes")}
-    seeds = {json.loads((d / "config.json").read_text())["hash"]["seed"] for d in runs.values()}
+    configs = [json.loads((d / "config.json").read_text())["hash"] for d in runs.values()]
+    seeds = {c["seed"] for c in configs}
     if len(seeds) != 1:
         raise SystemExit(f"{run}: hash-fakes and hash-nofakes have other seeds ({seeds})")
+    if {c["loss"] for c in configs} != {loss}:
+        raise SystemExit(f"{run}: expected loss {loss!r} in both runs, found "
+                         f"{sorted({c['loss'] for c in configs})}")
     maps = {k: json.loads((d / "eval.json").read_text())["map"] for k, d in runs.items()}
     minutes = [sum(row["seconds"] for row in json.loads((runs[k] / "history.json").read_text()))
                / 60 for k in ("nofakes", "fakes")]
@@ -53,8 +64,11 @@ def run_seed(run: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", type=Path, nargs="+", help="run directories of further seeds")
+    p.add_argument("--loss", default=TABLE_LOSS,
+                   help=f"the runs' real-image loss; the table's seeds join only for {TABLE_LOSS}")
     args = p.parse_args()
-    rows = table_seeds() + [run_seed(r) for r in args.runs]
+    table = table_seeds() if args.loss == TABLE_LOSS else []
+    rows = table + [run_seed(r, args.loss) for r in args.runs]
     if len({r["seed"] for r in rows}) != len(rows):
         raise SystemExit("a seed appears twice")
     diffs = np.array([r["difference"] for r in rows])
@@ -62,7 +76,8 @@ def main() -> None:
         np.sqrt(sum(r["standard_error"] ** 2 for r in rows)) / len(rows)),
         seeds=len(rows), positive=int((diffs > 0).sum()))
     lines = [f"CIFAR-10 (1,000 queries / 5,000 train / 59,000 database), {BITS} bits, "
-             "EfficientNet-Lite0 fine-tuned at 96 px for 8 epochs (recipe 1:pad), fakes at "
+             f"EfficientNet-Lite0 fine-tuned at 96 px for 8 epochs (recipe 1:pad, loss "
+             f"{args.loss}), fakes at "
              "λ 1 (entropy, 0.5 per real, BatchNorm separate); mAP@all, ties broken by the "
              "smaller database row. With minus without fakes paired over the queries "
              "(bootstrap SE); over seeds, the SEs combined as independent.", "",
@@ -75,9 +90,11 @@ def main() -> None:
               f"{np.mean([r['fakes'] for r in rows]):.4f} | "
               f"{pooled['difference'] * 100:+.2f} ± {pooled['standard_error'] * 100:.2f} "
               "points |  |"]
-    command = "python benchmarks/claim_seeds.py " + " ".join(map(str, args.runs))
-    write_results(RESULTS / f"retrieval-cifar10-claim-{BITS}bits",
-                  dict(command=command, bits=BITS, rows=rows, pooled=pooled), lines)
+    command = shlex.join(["python", "benchmarks/claim_seeds.py", *sys.argv[1:]])
+    suffix = "" if args.loss == TABLE_LOSS else f"-{args.loss}"
+    write_results(RESULTS / f"retrieval-cifar10-claim-{BITS}bits{suffix}",
+                  dict(command=command, bits=BITS, loss=args.loss, rows=rows, pooled=pooled),
+                  lines)
     print("\n".join(lines))
 
 

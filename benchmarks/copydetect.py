@@ -274,7 +274,8 @@ def main() -> None:
     models = {label: train_model(args.work, name, args.work / folder, extra, gan)
               for label, name, folder, extra, gan in MODELS}
     models["hashsdk supervised (pairwise)"] = train_model(
-        args.work, "supervised", args.work / "train-classes", ["--frozen", *protocol(args)])
+        args.work, "supervised", args.work / "train-classes",
+        ["--loss", "pairwise", "--frozen", *protocol(args)])
     db, copies, source, edit, left_out = make_sets(args.archive, args.originals,
                                                    args.distractors, args.size, seed=0)
     print(f"{len(db)} database images, {len(copies)} edited copies; {left_out} test images "

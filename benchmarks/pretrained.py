@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run the recipe stage alone, on the first seed's validation split, and "
                         "write its scores (--out, by default "
                         "retrieval-<dataset>-recipes-<epochs>epochs.json, .md)")
+    p.add_argument("--loss", default="pairwise",
+                   help="the real-image loss of every fine-tuned row (a recipe's loss=NAME "
+                        "overrides it); pairwise, what the committed tables used")
     p.add_argument("--fake-loss", default="entropy")
     p.add_argument("--fake-ratio", type=float, default=0.5)
     p.add_argument("--fake-bn", default="separate")

@@ -22,6 +22,7 @@ def seed_config(args: argparse.Namespace, seed: int) -> config.RunConfig:
         "gan": {"steps": args.gan_steps, "width": args.gan_width, "seed": seed,
                 "image_size": args.gan_size},
         "hash": {"backbone": args.backbone, "pretrained": args.pretrained, "seed": seed,
+                 "loss": args.loss,
                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "freeze_backbone_epochs": args.freeze_backbone_epochs,
                  "fake_loss": args.fake_loss, "fake_ratio": args.fake_ratio,

@@ -9,13 +9,16 @@ weights, at 96 px), the same at 128 px, and the cnn from scratch. With ``--valid
 next 25 JPEGs of each class (images no reported row sees), Lite0 at both sizes only: the
 default's resolution is the better mean there. Each run is the whole
 ``hashsdk-train hash`` command (decoding, training, evaluation), timed on its wall clock;
-mAP@all breaks ties by id. Writes benchmarks/results/quickstart.json and .md.
+mAP@all breaks ties by id. ``--rows`` runs named rows instead (the losses compared on the
+validation folder: ``--validation --rows "Lite0, pairwise loss" ...``), ``--out`` names the file.
+Writes benchmarks/results/quickstart.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -28,7 +31,13 @@ from _results import RESULTS, write_results
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("airplane", "cat", "ship")
 RECIPES = {"default (Lite0, 96 px)": [], "Lite0 at 128 px": ["--image-size", "128"],
-           "cnn from scratch": ["--backbone", "cnn"]}
+           "cnn from scratch": ["--backbone", "cnn"],
+           "Lite0, pairwise loss": ["--loss", "pairwise"],
+           "Lite0, orthohash loss": ["--loss", "orthohash"],
+           "Lite0, csq loss": ["--loss", "csq"]}
+# Rows a plain run reports; the others are asked for by name (--rows), on the validation
+# folder where a default is chosen.
+REPORTED = ("default (Lite0, 96 px)", "Lite0 at 128 px", "cnn from scratch")
 
 
 def make_folder(archive: Path, folder: Path, per_class: int = 25, skip: int = 0) -> None:
@@ -61,19 +70,24 @@ def main() -> None:
     p.add_argument("--validation", action="store_true",
                    help="the next 25 JPEGs of each class instead (no image of the reported "
                         "folder): where the default's resolution is chosen; Lite0 rows only")
+    p.add_argument("--rows", nargs="+", choices=sorted(RECIPES), metavar="ROW",
+                   help="these rows only (default: the reported rows): " + "; ".join(RECIPES))
+    p.add_argument("--out", help="results name under benchmarks/results/ (default: quickstart "
+                                 "or quickstart-validation)")
     args = p.parse_args()
-    name = "quickstart-validation" if args.validation else "quickstart"
+    name = args.out or ("quickstart-validation" if args.validation else "quickstart")
     work = args.work / name
     make_folder(args.archive, work / "photos", skip=25 if args.validation else 0)
-    recipes = {k: v for k, v in RECIPES.items() if not (args.validation and "cnn" in k)}
+    chosen = args.rows or [k for k in REPORTED if not (args.validation and "cnn" in k)]
+    recipes = {k: RECIPES[k] for k in chosen}
     rows = {}
     for i, (recipe, extra) in enumerate(recipes.items()):
         runs = [run(work / "photos", work / f"recipe{i}-seed{seed}", seed, extra)
                 for seed in args.seeds]
         rows[recipe] = {"map": [m for m, _ in runs], "seconds": [s for _, s in runs]}
         print(recipe, rows[recipe], flush=True)
-    report = {"command": "python benchmarks/quickstart.py"
-              + (" --validation" if args.validation else ""), "classes": CLASSES,
+    report = {"command": shlex.join(["python", "benchmarks/quickstart.py", *sys.argv[1:]]),
+              "classes": CLASSES,
               "images": f"{25 if args.validation else 0} to {49 if args.validation else 24}",
               "seeds": args.seeds, "rows": rows}
     lines = ["| recipe | mAP@all, mean of seeds (each seed) | seconds a run, median |",

@@ -1,0 +1,59 @@
+"""benchmarks/claim_seeds.py: a seed's paired difference read from its two runs, and the runs'
+loss checked against the one named."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def claim_seeds():
+    sys.path.insert(0, str(BENCH))  # its sibling module _results
+    spec = importlib.util.spec_from_file_location("claim_seeds_benchmark",
+                                                  BENCH / "claim_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(BENCH))
+
+
+def write_run(path: Path, loss: str, seed: int, ap: np.ndarray, seconds: list[float]) -> None:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"hash": {"loss": loss, "seed": seed}}))
+    (path / "eval.json").write_text(json.dumps({"map": float(ap.mean())}))
+    (path / "history.json").write_text(json.dumps([{"seconds": s} for s in seconds]))
+    np.save(path / "ap.npy", ap)
+
+
+def test_a_seeds_difference_is_fakes_minus_nofakes_over_the_same_queries(claim_seeds, tmp_path):
+    rng = np.random.default_rng(0)
+    nofakes = rng.random(200)
+    fakes = np.clip(nofakes + rng.normal(0.02, 0.01, 200), 0, 1)
+    write_run(tmp_path / "hash-nofakes", "orthohash", 1, nofakes, [60.0, 60.0])
+    write_run(tmp_path / "hash-fakes", "orthohash", 1, fakes, [90.0, 90.0, 90.0])
+    row = claim_seeds.run_seed(tmp_path, "orthohash")
+    assert row["seed"] == 1 and row["queries"] == 200
+    assert row["difference"] == pytest.approx(fakes.mean() - nofakes.mean())
+    assert row["nofakes"] == pytest.approx(nofakes.mean())
+    assert row["minutes"] == pytest.approx([2.0, 4.5])
+    assert 0 < row["standard_error"] < 0.01
+
+
+def test_runs_of_another_loss_or_two_seeds_are_refused(claim_seeds, tmp_path):
+    ap = np.full(10, 0.5)
+    write_run(tmp_path / "a" / "hash-nofakes", "pairwise", 0, ap, [1.0])
+    write_run(tmp_path / "a" / "hash-fakes", "pairwise", 0, ap, [1.0])
+    with pytest.raises(SystemExit, match="expected loss 'orthohash'"):
+        claim_seeds.run_seed(tmp_path / "a", "orthohash")
+    write_run(tmp_path / "b" / "hash-nofakes", "orthohash", 0, ap, [1.0])
+    write_run(tmp_path / "b" / "hash-fakes", "orthohash", 1, ap, [1.0])
+    with pytest.raises(SystemExit, match="other seeds"):
+        claim_seeds.run_seed(tmp_path / "b", "orthohash")
