@@ -25,9 +25,11 @@ def claim_seeds():
     sys.path.remove(str(BENCH))
 
 
-def write_run(path: Path, loss: str, seed: int, ap: np.ndarray, seconds: list[float]) -> None:
+def write_run(path: Path, loss: str, seed: int, ap: np.ndarray, seconds: list[float],
+              bits: int = 48) -> None:
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"hash": {"loss": loss, "seed": seed}}))
+    (path / "config.json").write_text(json.dumps({"hash": {"loss": loss, "seed": seed,
+                                                           "bits": bits}}))
     (path / "eval.json").write_text(json.dumps({"map": float(ap.mean())}))
     (path / "history.json").write_text(json.dumps([{"seconds": s} for s in seconds]))
     np.save(path / "ap.npy", ap)
@@ -38,12 +40,12 @@ def test_a_seeds_difference_is_fakes_minus_nofakes_over_the_same_queries(claim_s
     nofakes = rng.random(200)
     fakes = np.clip(nofakes + rng.normal(0.02, 0.01, 200), 0, 1)
     write_run(tmp_path / "hash-nofakes", "orthohash", 1, nofakes, [60.0, 60.0])
-    write_run(tmp_path / "hash-fakes", "orthohash", 1, fakes, [90.0, 90.0, 90.0])
+    write_run(tmp_path / "hash-fakes", "orthohash", 1, fakes, [90.0, 600.0, 90.0])  # a pause
     row = claim_seeds.run_seed(tmp_path, "orthohash")
-    assert row["seed"] == 1 and row["queries"] == 200
+    assert row["seed"] == 1 and row["bits"] == 48 and row["queries"] == 200
     assert row["difference"] == pytest.approx(fakes.mean() - nofakes.mean())
     assert row["nofakes"] == pytest.approx(nofakes.mean())
-    assert row["minutes"] == pytest.approx([2.0, 4.5])
+    assert row["minutes"] == pytest.approx([2.0, 4.5])  # median epoch x epochs
     assert 0 < row["standard_error"] < 0.01
 
 
@@ -55,5 +57,18 @@ def test_runs_of_another_loss_or_two_seeds_are_refused(claim_seeds, tmp_path):
         claim_seeds.run_seed(tmp_path / "a", "orthohash")
     write_run(tmp_path / "b" / "hash-nofakes", "orthohash", 0, ap, [1.0])
     write_run(tmp_path / "b" / "hash-fakes", "orthohash", 1, ap, [1.0])
-    with pytest.raises(SystemExit, match="other seeds"):
+    with pytest.raises(SystemExit, match="other values of seed"):
         claim_seeds.run_seed(tmp_path / "b", "orthohash")
+    write_run(tmp_path / "c" / "hash-nofakes", "orthohash", 0, ap, [1.0], bits=12)
+    write_run(tmp_path / "c" / "hash-fakes", "orthohash", 0, ap, [1.0], bits=48)
+    with pytest.raises(SystemExit, match="other values of bits"):
+        claim_seeds.run_seed(tmp_path / "c", "orthohash")
+
+
+def test_seeds_pool_as_the_mean_difference_with_independent_errors(claim_seeds):
+    rows = [dict(bits=12, difference=0.01, standard_error=0.003, nofakes=0.7, fakes=0.71),
+            dict(bits=12, difference=-0.002, standard_error=0.004, nofakes=0.72, fakes=0.718)]
+    p = claim_seeds.pool(rows)
+    assert p["difference"] == pytest.approx(0.004)
+    assert p["standard_error"] == pytest.approx(0.005 / 2)  # sqrt(3² + 4²) / 2, in 1e-3
+    assert (p["seeds"], p["positive"], p["bits"]) == (2, 1, 12)
