@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from hashsdk._atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -23,6 +25,14 @@ def previous_results(path: Path) -> dict:
     """A results file as written by ``write_json``, or {} where there is none yet."""
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_minutes(run: Path) -> float:
+    """A run directory's minutes of training (its history.json, one row an epoch with its
+    "seconds"): the median epoch times the epochs, so that a while the machine was shared (or
+    paused) does not count."""
+    seconds = [row["seconds"] for row in json.loads((Path(run) / "history.json").read_text())]
+    return float(np.median(seconds)) * len(seconds) / 60
 
 
 def write_results(base: Path, report: dict, markdown: str | list[str]) -> None:

@@ -14,7 +14,9 @@ config.json) of one seed and code length. Per run: with minus without fakes, pai
 1,000 queries (bootstrap SE, train/comparison.py). Per code length, over its seeds: the mean
 of the per-seed differences, its SE the per-seed SEs combined as independent (sqrt of the sum
 of squares, over the count): the table's seeds keep only their paired differences, not their
-per-query APs. Writes results/retrieval-cifar10-claim-LOSS.{json,md}.
+per-query APs. Writes results/retrieval-cifar10-claim-LOSS.{json,md}, keeping the rows of the
+file it replaces whose code length and seed no run given holds (``--fresh`` drops them), so a
+table grows over sessions whose run directories are gone; the json lists every command.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _results import RESULTS, write_results
+from _results import RESULTS, previous_results, run_minutes, write_results
 
 from hashsdk.train.comparison import paired_difference
 
 TABLE_LOSS = "pairwise"  # the loss of results/retrieval-cifar10-pretrained.json's rows
+# hash.codewords of a run whose config.json predates the key: the only rule there was then
+EARLIER_CODEWORDS = "sylvester"
 
 
 def table_seeds(bits: int) -> list[dict]:
@@ -45,17 +49,11 @@ def table_seeds(bits: int) -> list[dict]:
                 strict=True)]
 
 
-def run_minutes(run: Path) -> float:
-    """A run's median epoch times its epochs, in minutes: a machine shared for a while (these
-    runs shared 2 cores with other jobs) does not count, as in minutes_curve.py."""
-    seconds = [row["seconds"] for row in json.loads((run / "history.json").read_text())]
-    return float(np.median(seconds)) * len(seconds) / 60
-
-
 def run_seed(run: Path, loss: str) -> dict:
     runs = {k: run / f"hash-{k}" for k in ("fakes", "nofakes")}
-    configs = [json.loads((d / "config.json").read_text())["hash"] for d in runs.values()]
-    for key in ("seed", "bits"):
+    configs = [{"codewords": EARLIER_CODEWORDS,
+                **json.loads((d / "config.json").read_text())["hash"]} for d in runs.values()]
+    for key in ("seed", "bits", "codewords"):
         if len({c[key] for c in configs}) != 1:
             raise SystemExit(f"{run}: hash-fakes and hash-nofakes have other values of {key} "
                              f"({sorted({c[key] for c in configs})})")
@@ -67,7 +65,19 @@ def run_seed(run: Path, loss: str) -> dict:
     paired = paired_difference(np.load(runs["fakes"] / "ap.npy"),
                                np.load(runs["nofakes"] / "ap.npy"))
     return dict(bits=configs[0]["bits"], seed=configs[0]["seed"], minutes=minutes,
-                source=str(run), **maps, **paired)
+                source=str(run), codewords=configs[0]["codewords"], **maps, **paired)
+
+
+def merge(earlier: list[dict], table: list[dict], runs: list[dict]) -> list[dict]:
+    """The rows, by code length and seed: the runs given, the table's seeds, and the rows of
+    the earlier results file that neither holds (run directories do not outlive a session's
+    machine; their rows do). A seed twice among the runs and the table raises."""
+    fresh = table + runs
+    keys = [(r["bits"], r["seed"]) for r in fresh]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("a seed appears twice at one code length")
+    kept = [r for r in earlier if (r["bits"], r["seed"]) not in set(keys)]
+    return sorted(kept + fresh, key=lambda r: (r["bits"], r["seed"]))
 
 
 def pool(rows: list[dict]) -> dict:
@@ -87,7 +97,9 @@ def markdown(rows: list[dict], pooled: list[dict], loss: str) -> list[str]:
              "(entropy, 0.5 per real, BatchNorm separate); mAP@all, ties broken by the smaller "
              "database row. With minus without fakes paired over the queries (bootstrap SE); "
              "over seeds, the SEs combined as independent. Training minutes of a run "
-             "directory: its median epoch times its epochs.", "",
+             "directory: its median epoch times its epochs. Class codewords: the "
+             f"{' and '.join(sorted({r.get('codewords', EARLIER_CODEWORDS) for r in rows}))} "
+             "rule (train/losses/codewords.py).", "",
              "| bits | seed | without fakes | with fakes | with minus without | training min "
              "(without, with) |", "|---:|---:|---:|---:|---:|---:|"]
     for p in pooled:
@@ -107,19 +119,23 @@ def main() -> None:
     p.add_argument("runs", type=Path, nargs="+", help="run directories, one seed and length each")
     p.add_argument("--loss", default=TABLE_LOSS,
                    help=f"the runs' real-image loss; the table's seeds join only for {TABLE_LOSS}")
+    p.add_argument("--fresh", action="store_true",
+                   help="drop the rows of the earlier results file (kept by default where no "
+                        "run given holds their code length and seed)")
     args = p.parse_args()
     runs = [run_seed(r, args.loss) for r in args.runs]
-    lengths = sorted({r["bits"] for r in runs})
+    base = RESULTS / f"retrieval-cifar10-claim-{args.loss}"
+    earlier = {} if args.fresh else previous_results(base.with_suffix(".json"))
+    lengths = sorted({r["bits"] for r in earlier.get("rows", []) + runs})
     table = [t for b in lengths for t in table_seeds(b)] if args.loss == TABLE_LOSS else []
-    rows = sorted(table + runs, key=lambda r: (r["bits"], r["seed"]))
-    keys = [(r["bits"], r["seed"]) for r in rows]
-    if len(set(keys)) != len(keys):
-        raise SystemExit("a seed appears twice at one code length")
+    rows = merge(earlier.get("rows", []), table, runs)
     pooled = [pool([r for r in rows if r["bits"] == b]) for b in lengths]
     lines = markdown(rows, pooled, args.loss)
     command = shlex.join(["python", "benchmarks/claim_seeds.py", *sys.argv[1:]])
-    write_results(RESULTS / f"retrieval-cifar10-claim-{args.loss}",
-                  dict(command=command, loss=args.loss, rows=rows, pooled=pooled), lines)
+    commands = [c for c in earlier.get("commands", [earlier["command"]] if earlier else [])
+                if c != command] + [command]
+    write_results(base, dict(command=command, commands=commands, loss=args.loss, rows=rows,
+                             pooled=pooled), lines)
     print("\n".join(lines))
 
 

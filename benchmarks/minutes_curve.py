@@ -20,8 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from _results import RESULTS, write_results
+from _results import RESULTS, run_minutes, write_results
 
 RECIPE = "1:pad"
 BITS = 48
@@ -55,10 +54,8 @@ def run_point(run: Path) -> dict:
     hash_cfg = json.loads((run / "config.json").read_text())["hash"]
     if hash_cfg["bits"] != BITS:
         raise SystemExit(f"{run}: {hash_cfg['bits']} bits, expected {BITS}")
-    seconds = float(np.median([row["seconds"] for row in history]))
     return dict(split="protocol", loss=hash_cfg["loss"], epochs=len(history),
-                seed=hash_cfg["seed"],
-                minutes=seconds * len(history) / 60,
+                seed=hash_cfg["seed"], minutes=run_minutes(run),
                 map=json.loads((run / "eval.json").read_text())["map"], source=str(run))
 
 

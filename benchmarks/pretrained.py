@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fine-tuning recipes the validation split chooses among, "
                         "BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...], POLICY an augment_policy "
                         "(none, trivial), KEY ema (hash.ema, the weights' moving average), "
-                        "backbone (hash.backbone) or loss (hash.loss)")
+                        "backbone (hash.backbone), loss (hash.loss) or codewords (hash.codewords)")
     p.add_argument("--recipes-only", action="store_true",
                    help="run the recipe stage alone, on the first seed's validation split, and "
                         "write its scores (--out, by default "

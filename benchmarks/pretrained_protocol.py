@@ -54,13 +54,15 @@ def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int
 
 
 # the KEY=VALUE fields of a recipe: the HashConfig field each sets, and its type
-RECIPE_KEYS = {"ema": ("ema", float), "backbone": ("backbone", str), "loss": ("loss", str)}
+RECIPE_KEYS = {"ema": ("ema", float), "backbone": ("backbone", str), "loss": ("loss", str),
+               "codewords": ("codewords", str)}
 
 
 def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
     """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...] (POLICY: an
     augment_policy; KEY: ema, the weights' moving average's decay; backbone, with the same
-    pretrained weights' source; loss, a registered real-image loss)."""
+    pretrained weights' source; loss, a registered real-image loss; codewords, the rule of
+    csq's and orthohash's class codewords)."""
     backbone_lr, crop, *rest = text.split(":")
     changes = dict(backbone_lr=float(backbone_lr), crop=crop, augment_policy="none", ema=0.0)
     for field in rest:

@@ -72,3 +72,26 @@ def test_seeds_pool_as_the_mean_difference_with_independent_errors(claim_seeds):
     assert p["difference"] == pytest.approx(0.004)
     assert p["standard_error"] == pytest.approx(0.005 / 2)  # sqrt(3² + 4²) / 2, in 1e-3
     assert (p["seeds"], p["positive"], p["bits"]) == (2, 1, 12)
+
+
+def test_earlier_rows_stay_unless_a_run_replaces_them(claim_seeds):
+    earlier = [dict(bits=48, seed=0, difference=0.01), dict(bits=12, seed=0, difference=0.02)]
+    runs = [dict(bits=48, seed=0, difference=-0.01), dict(bits=24, seed=1, difference=0.0)]
+    rows = claim_seeds.merge(earlier, [], runs)
+    assert [(r["bits"], r["seed"], r["difference"]) for r in rows] == [
+        (12, 0, 0.02), (24, 1, 0.0), (48, 0, -0.01)]  # the run given replaced the earlier row
+    with pytest.raises(SystemExit, match="appears twice"):
+        claim_seeds.merge([], [dict(bits=24, seed=1)], runs)
+
+
+def test_a_run_records_its_codewords_and_its_pair_must_agree(claim_seeds, tmp_path):
+    ap = np.full(10, 0.5)
+    write_run(tmp_path / "a" / "hash-nofakes", "orthohash", 0, ap, [1.0])
+    write_run(tmp_path / "a" / "hash-fakes", "orthohash", 0, ap, [1.0])
+    # config.json from before hash.codewords: the sylvester rule, the only one then
+    assert claim_seeds.run_seed(tmp_path / "a", "orthohash")["codewords"] == "sylvester"
+    cfg = tmp_path / "a" / "hash-fakes" / "config.json"
+    cfg.write_text(json.dumps({"hash": {"loss": "orthohash", "seed": 0, "bits": 48,
+                                        "codewords": "hadamard"}}))
+    with pytest.raises(SystemExit, match="other values of codewords"):
+        claim_seeds.run_seed(tmp_path / "a", "orthohash")

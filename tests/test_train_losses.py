@@ -89,14 +89,65 @@ def test_codewords_spread_as_far_as_they_can():
     d = (words[:, None, :] != words[None, :, :]).sum(-1)
     off = d[~torch.eye(10, dtype=torch.bool)]
     assert set(off.tolist()) <= {8, 16} and (words.abs() == 1).all()
-    random = codewords(10, 12)  # 12 is no power of two: random +-1, seeded, the same twice
-    assert torch.equal(random, codewords(10, 12)) and len({tuple(r) for r in
-                                                          random.tolist()}) == 10
+    assert torch.equal(words, codewords(10, 16, rule="hadamard"))  # the rules agree there
+    # the sylvester rule at 12 bits (no power of two): random +-1, seeded, the same twice
+    random = codewords(10, 12, rule="sylvester")
+    assert torch.equal(random, codewords(10, 12, rule="sylvester")) and len(
+        {tuple(r) for r in random.tolist()}) == 10
     # multi-hot labels: the sign of the mean of their classes' codewords
     multi = targets(words[:3], torch.tensor([[1, 1, 0], [0, 0, 1]]))
     assert torch.equal(multi[1], words[2])
     mean = (words[0] + words[1]) / 2
     assert torch.equal(multi[0], torch.where(mean >= 0, 1.0, -1.0))
+
+
+def min_distance(words: torch.Tensor) -> int:
+    d = (words[:, None, :] != words[None, :, :]).sum(-1)
+    return int(d[~torch.eye(len(words), dtype=torch.bool)].min())
+
+
+@pytest.mark.parametrize("n", [2, 4, 12, 20, 24, 40, 44, 48, 60, 96])
+def test_hadamard_matrices_are_hadamard(n):
+    from hashsdk.train.losses.codewords import hadamard
+
+    h = hadamard(n)
+    assert (h.abs() == 1).all() and torch.equal(h @ h.T, n * torch.eye(n))
+
+
+def test_hadamard_orders_it_cannot_build_and_bad_paley_orders():
+    from hashsdk.errors import HashsdkError
+    from hashsdk.train.losses.codewords import hadamard, paley
+
+    assert hadamard(36) is None and hadamard(6) is None  # no construction here for them
+    with pytest.raises(HashsdkError, match="prime q = 3 mod 4"):
+        paley(13)
+
+
+@pytest.mark.parametrize("bits,spread", [(12, 6), (24, 12), (48, 24), (36, 16), (40, 20)])
+def test_hadamard_codewords_spread_every_pair(bits, spread):
+    from hashsdk.train.losses.codewords import codewords
+
+    words = codewords(10, bits, rule="hadamard")
+    assert words.shape == (10, bits) and (words.abs() == 1).all()
+    # 36 bits: a Hadamard block of order 32 (16 apart) and 4 random columns
+    assert min_distance(words) >= spread
+    assert min_distance(words) > min_distance(codewords(10, bits, rule="sylvester")) or \
+        bits & (bits - 1) == 0
+    assert torch.equal(words, codewords(10, bits, rule="hadamard"))
+
+
+def test_codeword_rule_reaches_the_losses_and_rejects_unknown_rules():
+    from hashsdk.errors import HashsdkError
+    from hashsdk.train.losses.codewords import codewords
+
+    y = torch.arange(10)
+    for rule in ("hadamard", "sylvester"):
+        oh = RealLoss("orthohash", 0.0, train_labels=y, bits=12, codewords=rule)
+        assert torch.equal(torch.sign(oh.loss.words), codewords(10, 12, rule=rule))
+        csq = RealLoss("csq", 0.0, train_labels=y, bits=12, codewords=rule)
+        assert torch.equal(csq.loss.centres, codewords(10, 12, rule=rule))
+    with pytest.raises(HashsdkError, match="codewords: expected one of"):
+        RealLoss("orthohash", 0.0, train_labels=y, bits=12, codewords="gold")
 
 
 @pytest.mark.parametrize("name", ["csq", "orthohash"])

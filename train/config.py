@@ -22,7 +22,7 @@ from hashsdk.encoder.contract import (
     InputContract,
 )
 from hashsdk.errors import HashsdkError
-from hashsdk.train.losses import FAKE_LOSSES, REAL_LOSSES
+from hashsdk.train.losses import CODEWORD_RULES, DEFAULT_CODEWORDS, FAKE_LOSSES, REAL_LOSSES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,6 +111,10 @@ class HashConfig:
     quantization: float = 0.1      # weight of mean((h - sign(h))^2)
     margin: float = 8.0            # triplet margin, in relaxed Hamming units (h in [-1, 1])
     pairwise_memory: bool = False  # DPSH against the codes of the whole training set
+    # csq's and orthohash's class codewords (train/losses/codewords.py): "hadamard" (Sylvester
+    # and Paley orders, every pair bits / 2 apart at 12, 24, 48 bits) or "sylvester" (random
+    # rows where bits is no power of two)
+    codewords: str = DEFAULT_CODEWORDS
     fakes: str | None = None       # a fakes.npz from stage 1; None trains without fakes
     fake_loss: str = "entropy"     # a registered fake loss: entropy (KL(p || 1/2)), uniform-ce
     # weight of the fake-image loss, and BatchNorm: the best measured setting (README: the demo
@@ -165,6 +169,7 @@ CHOICES = {
     ("data", "interpolation"): tuple(INTERPOLATIONS),
     ("data", "labels"): ("auto", "folders", "none"),
     ("hash", "loss"): tuple(REAL_LOSSES),
+    ("hash", "codewords"): CODEWORD_RULES,
     ("hash", "fake_loss"): tuple(FAKE_LOSSES),
     ("hash", "fake_bn"): ("shared", "separate"),
     ("hash", "optimizer"): ("adamw", "sgd"),

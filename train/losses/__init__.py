@@ -47,6 +47,9 @@ class LossEntry:
 
 
 REAL_LOSSES: dict[str, LossEntry] = {}
+# hash.codewords: the rule that picks csq's and orthohash's class codewords (codewords.py)
+CODEWORD_RULES = ("hadamard", "sylvester")
+DEFAULT_CODEWORDS = "sylvester"
 FAKE_LOSSES: dict[str, LossEntry] = {}
 
 

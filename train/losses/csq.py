@@ -17,7 +17,8 @@ class CentralSimilarity:
     def __init__(self, options: LossOptions):
         if options.train_labels is None or options.bits is None:
             raise HashsdkError("the csq loss needs the training labels and the bits")
-        self.centres = codewords(classes_of(options.train_labels), options.bits).to(
+        self.centres = codewords(classes_of(options.train_labels), options.bits,
+                                  rule=options.codewords).to(
             options.train_labels.device)
 
     def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,

@@ -21,7 +21,8 @@ class OrthoHash:
     def __init__(self, options: LossOptions):
         if options.train_labels is None or options.bits is None:
             raise HashsdkError("the orthohash loss needs the training labels and the bits")
-        words = codewords(classes_of(options.train_labels), options.bits)
+        words = codewords(classes_of(options.train_labels), options.bits,
+                          rule=options.codewords)
         self.words = F.normalize(words, dim=1).to(options.train_labels.device)
 
     def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,

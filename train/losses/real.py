@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from hashsdk.errors import HashsdkError
+from hashsdk.train.losses import DEFAULT_CODEWORDS
 from hashsdk.train.losses.common import quantization
 
 
@@ -16,13 +17,14 @@ class LossOptions:
     """What a loss may be made with: the triplet margin, the pairwise code memory, the
     training split's labels (int64 (n,) or multi-hot (n, K), on the device), the bits, and
     in frozen-feature mode the training split's features (float32 (n, F), on the device;
-    the loss's ``index`` selects a batch's rows)."""
+    the loss's ``index`` selects a batch's rows), and the rule of the class codewords."""
 
     margin: float = 8.0
     memory: bool = False
     train_labels: torch.Tensor | None = None
     bits: int | None = None
     train_features: torch.Tensor | None = None
+    codewords: str = DEFAULT_CODEWORDS  # csq's and orthohash's rule (codewords.py)
 
 
 class RealLoss:
@@ -31,7 +33,8 @@ class RealLoss:
 
     def __init__(self, name: str, quantization_weight: float, margin: float = 8.0,
                  train_labels: torch.Tensor | None = None, bits: int | None = None,
-                 memory: bool = False, train_features: torch.Tensor | None = None):
+                 memory: bool = False, train_features: torch.Tensor | None = None,
+                 codewords: str = DEFAULT_CODEWORDS):
         from hashsdk.train.losses import lookup
 
         entry = lookup(name)
@@ -39,7 +42,7 @@ class RealLoss:
             raise HashsdkError("the code memory works with the pairwise loss")
         self.name, self.eta, self.entry = name, quantization_weight, entry
         self.loss = entry.load()(LossOptions(margin, memory, train_labels, bits,
-                                             train_features))
+                                             train_features, codewords))
 
     def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
                  index: torch.Tensor | None = None) -> torch.Tensor:
