@@ -134,8 +134,8 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/claim_seeds.py", *sys.argv[1:]])
     commands = [c for c in earlier.get("commands", [earlier["command"]] if earlier else [])
                 if c != command] + [command]
-    write_results(base, dict(command=command, commands=commands, loss=args.loss, rows=rows,
-                             pooled=pooled), lines)
+    write_results(base, dict(commands=commands, loss=args.loss, rows=rows, pooled=pooled),
+                  lines)
     print("\n".join(lines))
 
 
