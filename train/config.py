@@ -113,7 +113,7 @@ class HashConfig:
     pairwise_memory: bool = False  # DPSH against the codes of the whole training set
     # csq's and orthohash's class codewords (train/losses/codewords.py): "hadamard" (Sylvester
     # and Paley orders, every pair bits / 2 apart at 12, 24, 48 bits) or "sylvester" (random
-    # rows where bits is no power of two)
+    # rows where bits is no power of two: the rule of runs made before 2026-12-06)
     codewords: str = DEFAULT_CODEWORDS
     fakes: str | None = None       # a fakes.npz from stage 1; None trains without fakes
     fake_loss: str = "entropy"     # a registered fake loss: entropy (KL(p || 1/2)), uniform-ce
