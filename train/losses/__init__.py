@@ -48,8 +48,7 @@ class LossEntry:
 
 REAL_LOSSES: dict[str, LossEntry] = {}
 # hash.codewords: the rule that picks csq's and orthohash's class codewords (codewords.py);
-# hadamard scored 0.7942 against sylvester's 0.7868 on CIFAR-10's validation split at 12 bits
-# (orthohash, 8 epochs, +0.74 +- 0.87 points: within noise; it also guarantees the spread),
+# the default as measured on a validation split (within noise, and it guarantees the spread):
 # results/retrieval-cifar10-recipes-8epochs-codewords-12bits.md
 CODEWORD_RULES = ("hadamard", "sylvester")
 DEFAULT_CODEWORDS = "hadamard"

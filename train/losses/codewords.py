@@ -81,7 +81,8 @@ def codewords(classes: int, bits: int, seed: int = 0, rule: str = DEFAULT_CODEWO
         raise HashsdkError(f"codewords: expected one of {CODEWORD_RULES}, got {rule!r}")
     if rule == "sylvester":
         if bits & (bits - 1) == 0 and classes <= 2 * bits:
-            return torch.cat([sylvester(bits), -sylvester(bits)], 0)[:classes].clone()
+            h = sylvester(bits)
+            return torch.cat([h, -h], 0)[:classes]
         return _random_rows(classes, bits, seed)
     h = next(h for o in range(bits, 0, -1) if (h := hadamard(o)) is not None)
     n = h.shape[0]
