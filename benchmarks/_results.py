@@ -27,6 +27,13 @@ def previous_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def commands_with(earlier: dict, command: str) -> list[str]:
+    """The commands of a results file that keeps ``earlier``'s rows: its "commands" (or its one
+    "command", as older files have), a repeat of ``command`` dropped, then ``command``."""
+    before = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
+    return [c for c in before if c != command] + [command]
+
+
 def run_minutes(run: Path) -> float:
     """A run directory's minutes of training (its history.json, one row an epoch with its
     "seconds"): the median epoch times the epochs, so that a while the machine was shared (or

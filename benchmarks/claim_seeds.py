@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _results import RESULTS, previous_results, run_minutes, write_results
+from _results import RESULTS, commands_with, previous_results, run_minutes, write_results
 
 from hashsdk.train.comparison import paired_difference
 
@@ -132,9 +132,8 @@ def main() -> None:
     pooled = [pool([r for r in rows if r["bits"] == b]) for b in lengths]
     lines = markdown(rows, pooled, args.loss)
     command = shlex.join(["python", "benchmarks/claim_seeds.py", *sys.argv[1:]])
-    commands = [c for c in earlier.get("commands", [earlier["command"]] if earlier else [])
-                if c != command] + [command]
-    write_results(base, dict(commands=commands, loss=args.loss, rows=rows, pooled=pooled),
+    write_results(base, dict(commands=commands_with(earlier, command), loss=args.loss,
+                             rows=rows, pooled=pooled),
                   lines)
     print("\n".join(lines))
 

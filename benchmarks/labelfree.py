@@ -96,8 +96,10 @@ def run(cfg: config.RunConfig, data, split, root: Path, loss: str, bits: int,
     codes = pack_bits(out)
     m = evaluate(codes[split.query], codes[split.database], data.labels[split.query],
                  data.labels[split.database], bits=bits, topk=1000)
+    distinct = len(np.unique(codes[split.database], axis=0))
     return dict(loss=loss, bits=bits, seed=seed, map_at_1000=m.map, map_all=result["map"],
-                seconds=seconds, feature_seconds=result["feature_seconds"])
+                distinct_database_codes=distinct, seconds=seconds,
+                feature_seconds=result["feature_seconds"])
 
 
 def markdown(report: dict) -> list[str]:

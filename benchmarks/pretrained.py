@@ -55,7 +55,7 @@ from pretrained_render import FEATURE_BASELINES, markdown, table  # noqa: E402
 
 from hashsdk.train import baselines as bl
 from hashsdk.train import config
-from hashsdk.train.data import cache_dir
+from hashsdk.train.data import cache_dir, load_dataset
 from hashsdk.train.evaluate import score
 from hashsdk.train.stages import Pipeline, Stage, run_stages, with_fakes, without_fakes
 
@@ -163,7 +163,9 @@ def recipe_stage(p: Pipeline, args: argparse.Namespace) -> Stage:
         for text in args.recipes:
             cfg = without_fakes(recipe(at_bits(p.cfg, bits), text))
             out = p.run_dir / "recipes" / recipe_dir(text)
-            scores[text] = train_hash(cfg, p.data, val, out, progress=False)["map"]
+            # a recipe's size=PX reads the images at that size; the split's rows stay the same
+            data = p.data if cfg.data == p.cfg.data else load_dataset(cfg.data, p.progress)
+            scores[text] = train_hash(cfg, data, val, out, progress=False)["map"]
         write_json(p.run_dir / "recipe.json", dict(bits=bits, map_by_recipe=scores,
                                                    chosen=max(scores, key=scores.get)))
 
@@ -277,7 +279,8 @@ def recipes_only(args: argparse.Namespace, argv: list[str]) -> None:
                   against_chosen={t: paired_difference(ap[t], ap[chosen]) for t in ap})
     lines = [f"Fine-tuning recipes on a validation split of {args.dataset}'s training images "
              f"({len(val.query):,} queries, {len(val.train):,} training images and database), "
-             f"{report['bits']} bits, {args.image_size} px, {args.epochs} epochs, seed "
+             f"{report['bits']} bits, {args.image_size} px (a recipe's size=PX aside), "
+             f"{args.epochs} epochs, seed "
              f"{report['seed']}, without fakes; mAP@all, ties broken by the smaller database "
              "row; the difference from the chosen recipe paired over the queries (bootstrap "
              "SE). Recipe: BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...].", "",

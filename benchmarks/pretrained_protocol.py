@@ -53,29 +53,35 @@ def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int
     return Split(query=queries, train=rest, database=rest)
 
 
-# the KEY=VALUE fields of a recipe: the HashConfig field each sets, and its type
-RECIPE_KEYS = {"ema": ("ema", float), "backbone": ("backbone", str), "loss": ("loss", str),
-               "codewords": ("codewords", str)}
+# the KEY=VALUE fields of a recipe: the config section and field each sets, and its type
+RECIPE_KEYS = {"ema": ("hash", "ema", float), "backbone": ("hash", "backbone", str),
+               "loss": ("hash", "loss", str), "codewords": ("hash", "codewords", str),
+               "size": ("data", "image_size", int)}
 
 
 def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
     """``cfg`` with the recipe BACKBONE_LR:CROP[:POLICY][:KEY=VALUE...] (POLICY: an
     augment_policy; KEY: ema, the weights' moving average's decay; backbone, with the same
     pretrained weights' source; loss, a registered real-image loss; codewords, the rule of
-    csq's and orthohash's class codewords)."""
+    csq's and orthohash's class codewords; size, the images' side in pixels, both the stored
+    and the network's, so a recipe with it reads the dataset at that size)."""
     backbone_lr, crop, *rest = text.split(":")
-    changes = dict(backbone_lr=float(backbone_lr), crop=crop, augment_policy="none", ema=0.0)
+    changes = {"hash": dict(backbone_lr=float(backbone_lr), crop=crop, augment_policy="none",
+                            ema=0.0), "data": {}}
     for field in rest:
         key, _, value = field.rpartition("=")
         if key and key not in RECIPE_KEYS:
             raise ValueError(f"recipe {text!r}: expected POLICY or KEY=VALUE with KEY one of "
                              f"{', '.join(RECIPE_KEYS)}, got {field!r}")
         if key:
-            name, kind = RECIPE_KEYS[key]
-            changes[name] = kind(value)
+            section, name, kind = RECIPE_KEYS[key]
+            changes[section][name] = kind(value)
         else:
-            changes["augment_policy"] = value
-    return dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, **changes))
+            changes["hash"]["augment_policy"] = value
+    if "image_size" in changes["data"]:
+        changes["data"]["resize_size"] = changes["data"]["image_size"]
+    return dataclasses.replace(cfg, hash=dataclasses.replace(cfg.hash, **changes["hash"]),
+                               data=dataclasses.replace(cfg.data, **changes["data"]))
 
 
 def recipe_dir(text: str) -> str:

@@ -9,7 +9,8 @@ smaller row is the earlier class, and a rule that is fair for distinct codes fav
 queries of the first classes where codes tie. A loss that pulls every image onto its class's
 codeword (csq, orthohash) makes many ties, and short codes make more. Each run is re-encoded
 from its checkpoint (the run directory's parent holds the split); its eval.json's mAP is checked
-against the first rule. Writes results/cifar10-ties.{json,md}.
+against the first rule. Writes results/cifar10-ties.{json,md}, keeping the earlier file's rows
+of runs not given again (``--fresh`` drops them).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _results import RESULTS, write_results
+from _results import RESULTS, commands_with, previous_results, write_results
 
 from hashsdk.codes import pack_bits
 from hashsdk.metrics import average_precisions
@@ -72,8 +73,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", type=Path, nargs="+", help="hashing run directories (checkpoint.pt, "
                                                       "config.json, eval.json)")
+    p.add_argument("--fresh", action="store_true",
+                   help="drop the earlier results file's rows (default: keep each row whose "
+                        "run is not given again, as run directories do not outlive a machine)")
     args = p.parse_args()
-    rows = [run_row(r) for r in args.runs]
+    old = {} if args.fresh else previous_results(RESULTS / "cifar10-ties.json")
+    given = {str(r) for r in args.runs}
+    rows = [r for r in old.get("rows", []) if r["run"] not in given]
+    rows += [run_row(r) for r in args.runs]
     lines = [f"CIFAR-10's protocol (1,000 queries, 59,000 database laid out class by class), "
              f"mAP@all of each run's codes with ties broken by the smaller database row (the "
              f"tables' rule) and at random (the mean ± SD over {SHUFFLES} shuffles of the "
@@ -85,8 +92,8 @@ def main() -> None:
               f"{r['map_random_sd']:.4f} | {(r['map_by_row'] - r['map_random']) * 100:+.2f} "
               f"points | {r['distinct_database_codes']:,} |" for r in rows]
     command = shlex.join(["python", "benchmarks/ties.py", *sys.argv[1:]])
-    write_results(RESULTS / "cifar10-ties", dict(command=command, shuffles=SHUFFLES, rows=rows),
-                  lines)
+    write_results(RESULTS / "cifar10-ties", dict(commands=commands_with(old, command),
+                                                 shuffles=SHUFFLES, rows=rows), lines)
     print("\n".join(lines))
 
 

@@ -95,3 +95,11 @@ def test_a_run_records_its_codewords_and_its_pair_must_agree(claim_seeds, tmp_pa
                                         "codewords": "hadamard"}}))
     with pytest.raises(SystemExit, match="other values of codewords"):
         claim_seeds.run_seed(tmp_path / "a", "orthohash")
+
+
+def test_a_kept_results_file_lists_every_command_once_this_one_last(claim_seeds):
+    from _results import commands_with
+
+    assert commands_with({}, "b") == ["b"]
+    assert commands_with({"command": "a"}, "b") == ["a", "b"]  # an older file's one command
+    assert commands_with({"commands": ["b", "a"]}, "b") == ["a", "b"]  # a repeat moves last

@@ -130,6 +130,26 @@ def test_bihalf_splits_each_bit_in_half_and_passes_gradients_through():
     assert torch.equal(h.grad, torch.ones_like(h))
 
 
+def test_bihalf_loss_pairs_the_batch_halves_against_the_raw_feature_cosines():
+    """Oracle: for each i of the first half, (cos(b_i, b_{i+half}) - cos(f_i, f_{i+half}))^2,
+    averaged; an odd batch's last item sits out; a batch of one is refused."""
+    from hashsdk.train.losses.real import LossOptions
+    from hashsdk.train.losses.unsupervised import BiHalf, bihalf
+
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.rand(20, 7, generator=gen)  # non-negative, as pooled activations are
+    loss = BiHalf(LossOptions(train_features=feats))
+    h = torch.randn(9, 6, generator=gen)
+    index = torch.tensor([3, 1, 4, 15, 9, 2, 6, 5, 19])
+    b = bihalf(h)
+    want = np.mean([(float(b[i] @ b[i + 4]) / 6 - float(
+        feats[index[i]] @ feats[index[i + 4]] / feats[index[i]].norm()
+        / feats[index[i + 4]].norm())) ** 2 for i in range(4)])
+    assert float(loss(h, None, None, index)) == pytest.approx(want, rel=1e-5)
+    with pytest.raises(HashsdkError, match="batch of at least 2"):
+        loss(h[:1], None, None, index[:1])
+
+
 @pytest.mark.parametrize("loss, extra", [("itq", []), ("contrastive", []),
                                          ("contrastive", ["--finetune", "--epochs", "2"])])
 def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss, extra):

@@ -1,5 +1,6 @@
 """benchmarks/retrieval.py's options reach the runs' configs and the printed command."""
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -76,6 +77,11 @@ def test_a_recipe_text_sets_each_named_field_and_refuses_others(monkeypatch):
         1.0, "resized", "trivial", 0.999, "timm/tf_efficientnet_lite1")
     assert recipe(cfg, "1:pad").hash.backbone == cfg.hash.backbone
     assert recipe(cfg, "1:pad:loss=csq").hash.loss == "csq"
+    assert recipe(cfg, "1:pad").data == cfg.data
+    sized = recipe(cfg, "1:pad:size=128").data
+    assert (sized.image_size, sized.resize_size) == (128, 128)  # stored and fed at 128
+    assert dataclasses.replace(sized, image_size=cfg.data.image_size,
+                               resize_size=cfg.data.resize_size) == cfg.data
     with pytest.raises(ValueError, match="KEY one of ema, backbone, loss"):
         recipe(cfg, "1:pad:lr=3")
     names = {recipe_dir(t) for t in ("1:pad", "1:pad:ema=0.999",

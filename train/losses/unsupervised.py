@@ -8,10 +8,11 @@ in frozen-feature mode (train/frozen.py), where those features are cached.
             each image its own class and its copies as members), then ITQ's rotation;
             closed form too (train/frozen.py ``fit_edit_itq``).
     bihalf  a hash layer trained so that the codes' similarities match the features': the
-            mean squared difference between cos(f_i, f_j) of the centred features and
-            b_i . b_j / bits, where b is Bi-half's balanced binarization (Li and van Gemert
-            2021: in each batch, the upper half of each bit's outputs is +1, the lower half
-            -1; gradients pass straight through to h).
+            mean squared difference between cos(f_i, f_j) of the raw features and
+            cos(b_i, b_j) = b_i . b_j / bits, for i in the batch's first half and j its
+            partner in the second, where b is Bi-half's balanced binarization (Li and van
+            Gemert 2021: in each batch, the upper half of each bit's outputs is +1, the lower
+            half -1; gradients pass straight through to h).
     contrastive  a network trained so that each image's code is nearest its edited copies'
             and far from the other images' (NT-Xent between an image and one edited copy of it,
             the batch's other copies the negatives, as CIBHash (Qiu et al. 2021) and SimCLR
@@ -52,17 +53,28 @@ def bihalf(h: torch.Tensor) -> torch.Tensor:
 
 
 class BiHalf:
+    """Bi-half's loss as its authors train it: the batch's first half paired with its second
+    half, item by item, and the mean squared difference between the pair's code cosine and
+    the cosine of their raw (uncentred) features. Half-batch pairs, not every pair of the
+    batch: the all-pairs form of the same target, centred or not, collapsed the codes on
+    CIFAR-10's features (docs/dedup.md has the measurement)."""
+
     def __init__(self, options: LossOptions):
         if options.train_features is None:
             raise HashsdkError("the bihalf loss needs the backbone's features: it trains in "
                                "frozen-feature mode (--frozen)")
-        f = options.train_features.float()
-        self.features = F.normalize(f - f.mean(dim=0), dim=1)
+        self.features = options.train_features.float()
 
     def __call__(self, h: torch.Tensor, labels, logits, index: torch.Tensor) -> torch.Tensor:
-        f = self.features[index]
-        b = bihalf(h)
-        return F.mse_loss(b @ b.T / h.shape[1], f @ f.T)
+        """h: float (B, bits), B >= 2 (an odd batch's last item sits out); index: (B,) rows of
+        the training features."""
+        half = h.shape[0] // 2
+        if half == 0:
+            raise HashsdkError("the bihalf loss pairs the batch's halves: it needs a batch "
+                               "of at least 2")
+        b, f = bihalf(h), self.features[index]
+        return F.mse_loss(F.cosine_similarity(b[:half], b[half:2 * half]),
+                          F.cosine_similarity(f[:half], f[half:2 * half]))
 
 
 # NT-Xent's temperature on cosine similarities of the outputs (CIBHash uses 0.3)
