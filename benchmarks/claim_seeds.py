@@ -133,8 +133,7 @@ def main() -> None:
     lines = markdown(rows, pooled, args.loss)
     command = shlex.join(["python", "benchmarks/claim_seeds.py", *sys.argv[1:]])
     write_results(base, dict(commands=commands_with(earlier, command), loss=args.loss,
-                             rows=rows, pooled=pooled),
-                  lines)
+                             rows=rows, pooled=pooled), lines)
     print("\n".join(lines))
 
 

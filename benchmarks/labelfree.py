@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import RESULTS, previous_results, write_results
+from _results import RESULTS, commands_with, previous_results, write_results
 
 from hashsdk.codes import pack_bits
 from hashsdk.metrics import evaluate
@@ -69,9 +69,9 @@ def main() -> None:
         for k, v in (("bits", args.bits), ("image_size", args.image_size),
                      ("seeds", args.seeds), ("bihalf_epochs", args.bihalf_epochs),
                      ("losses", args.losses)))
-    kept = [c for c in old.get("commands", [old["command"]] if "command" in old else [])
-            if set(args.losses) != set(LOSSES)]
-    report = dict(commands=[*kept, command],
+    # a run of every loss replaces every row, so the earlier commands go with them
+    every = set(args.losses) == set(LOSSES)
+    report = dict(commands=commands_with({} if every else old, command),
         protocol=dict(queries=len(split.query), train=len(split.train),
                       database=len(split.database)), image_size=args.image_size,
         published=PUBLISHED, bihalf_epochs=args.bihalf_epochs, rows=rows)
