@@ -1,8 +1,10 @@
 """Train low, test higher (FixRes, Touvron et al. 2019): a network fine-tuned at one size,
-encoding its validation split at larger sizes, with nothing retrained.
+encoding its validation split at larger sizes, with nothing retrained; and with ``--flip``,
+at the trained size, each image's outputs averaged with its mirror image's before the sign
+(test-time flip averaging, twice the encoding's cost).
 
     python benchmarks/fixres.py runs/size-48bits/seed0/recipes/1-pad-loss=orthohash \
-        --sizes 112 128 [--val-per-class 100] [--out NAME]
+        [--sizes 112 128] [--flip] [--val-per-class 100] [--out NAME]
 
 RUN: a recipe's run directory written by ``benchmarks/pretrained.py --recipes-only``
 (config.json, checkpoint.pt, ap.npy); its parent's parent holds the split, from which the
@@ -41,10 +43,14 @@ from hashsdk.train.stages import prepare
 
 
 def size_aps(model: HashNet, data: ImageSet, val: Split, bits: int,
-             device: torch.device) -> np.ndarray:
-    """Per-query AP (float64 (n_queries,)) of ``val``, ``data``'s images at their stored size."""
+             device: torch.device, flip: bool = False) -> np.ndarray:
+    """Per-query AP (float64 (n_queries,)) of ``val``, ``data``'s images at their stored size;
+    ``flip``: the outputs of each image plus its mirror image's."""
     rows = np.concatenate([val.query, val.database])
-    codes = pack_bits(encode(model, data.images[rows], device))
+    h = encode(model, data.images[rows], device)
+    if flip:
+        h = h + encode(model, np.ascontiguousarray(data.images[rows][:, :, ::-1]), device)
+    codes = pack_bits(h)
     n = len(val.query)
     return average_precisions(codes[:n], codes[n:], data.labels[val.query],
                               data.labels[val.database], bits=bits)
@@ -53,8 +59,10 @@ def size_aps(model: HashNet, data: ImageSet, val: Split, bits: int,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path)
-    p.add_argument("--sizes", type=int, nargs="+", required=True,
+    p.add_argument("--sizes", type=int, nargs="+", default=[],
                    help="the test sizes in pixels, besides the trained one")
+    p.add_argument("--flip", action="store_true",
+                   help="a row at the trained size with test-time flip averaging")
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -65,6 +73,8 @@ def main() -> None:
     dev = resolve_device("auto")
     model = HashNet.from_checkpoint(args.run / "checkpoint.pt")[0].to(dev)
     aps = {trained: size_aps(model, data, val, cfg.hash.bits, dev)}
+    if args.flip:
+        aps[f"{trained} + flip"] = size_aps(model, data, val, cfg.hash.bits, dev, flip=True)
     del data  # one dataset in memory at a time: 60,000 images at 128 px are 2.9 GB
     recorded = np.load(args.run / "ap.npy")
     if abs(np.nanmean(aps[trained]) - np.nanmean(recorded)) > 1e-3:
@@ -84,7 +94,8 @@ def main() -> None:
     lines = [f"A network fine-tuned at {trained} px ({cfg.data.dataset}, {cfg.hash.loss}, "
              f"{cfg.hash.bits} bits, {cfg.hash.epochs} epochs, {Path(args.run).name}) encoding "
              f"its validation split ({len(val.query):,} training images searching the other "
-             f"{len(val.database):,}) at other sizes, nothing retrained; mAP@all, ties broken "
+             f"{len(val.database):,}) at other sizes (+ flip: outputs averaged with the mirror "
+             "image's), nothing retrained; mAP@all, ties broken "
              "by the smaller database row; the difference from the trained size paired over "
              "the queries (bootstrap SE).", "",
              "| test size, px | validation mAP | minus the trained size |", "|---:|---:|---:|"]

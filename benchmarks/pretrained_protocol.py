@@ -56,7 +56,9 @@ def validation_split(split: Split, labels: np.ndarray, per_class: int, seed: int
 # the KEY=VALUE fields of a recipe: the config section and field each sets, and its type
 RECIPE_KEYS = {"ema": ("hash", "ema", float), "backbone": ("hash", "backbone", str),
                "loss": ("hash", "loss", str), "codewords": ("hash", "codewords", str),
-               "size": ("data", "image_size", int)}
+               "size": ("data", "image_size", int), "mixup": ("hash", "mixup", float),
+               "cutmix": ("hash", "cutmix", float),
+               "smoothing": ("hash", "label_smoothing", float)}
 
 
 def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
@@ -64,7 +66,8 @@ def recipe(cfg: config.RunConfig, text: str) -> config.RunConfig:
     augment_policy; KEY: ema, the weights' moving average's decay; backbone, with the same
     pretrained weights' source; loss, a registered real-image loss; codewords, the rule of
     csq's and orthohash's class codewords; size, the images' side in pixels, both the stored
-    and the network's, so a recipe with it reads the dataset at that size)."""
+    and the network's, so a recipe with it reads the dataset at that size; mixup and cutmix,
+    their alphas; smoothing, the label smoothing)."""
     backbone_lr, crop, *rest = text.split(":")
     changes = {"hash": dict(backbone_lr=float(backbone_lr), crop=crop, augment_policy="none",
                             ema=0.0), "data": {}}

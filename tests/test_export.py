@@ -58,6 +58,64 @@ def test_evaluation_through_onnxruntime_matches_eager_torch(exported, monkeypatc
     assert ((out > 0) == (ref > 0)).mean() >= 0.999
 
 
+def test_evaluation_through_onnxruntime_of_a_flip_averaged_model_at_any_batch(exported,
+                                                                            monkeypatch):
+    """The traced export's example batch is 2; encodes of other batch sizes through it average
+    each image with its own mirror image (the oracle: two plain encodes)."""
+    from hashsdk.train import evaluate
+    from hashsdk.train.model import HashNet
+
+    root, _, _ = exported
+    model, _ = HashNet.from_checkpoint(root / "ckpt.pt")
+    model.flip_average = True
+    images, _ = structured_images(300, seed=7)
+    ref = torch_encode(model, images, torch.device("cpu"))
+    model.flip_average = False
+    plain = torch_encode(model, images, torch.device("cpu"))
+    mirror = torch_encode(model, np.ascontiguousarray(images[:, :, ::-1]), torch.device("cpu"))
+    assert np.abs(ref - (plain + mirror) / 2).max() < 1e-5
+    model.flip_average = True
+    monkeypatch.setattr(evaluate, "ORT_MIN_IMAGES", 1)
+    for batch in (7, 128):
+        out = torch_encode(model, images, torch.device("cpu"), batch_size=batch)
+        assert np.abs(out - ref).max() < 1e-4
+
+
+def test_a_flip_averaged_model_exports_its_average_and_says_so(exported, tmp_path):
+    """The graph itself averages each image's outputs with its mirror image's: onnxruntime
+    and the Encoder give the flip-averaged torch outputs, and the metadata records it."""
+    import onnxruntime as ort
+
+    from hashsdk.train.model import HashNet
+
+    root, _, _ = exported
+    ckpt = checkpoint.load(root / "ckpt.pt", "hashsdk.hashnet")
+    args = dict(ckpt["model_args"], flip_average=True)
+    checkpoint.save(tmp_path / "flip.pt", kind="hashsdk.hashnet", model_args=args,
+                    state_dict=ckpt["state_dict"],
+                    config={"data": {"dataset": "synthetic"},
+                            "hash": {"loss": "pairwise", "flip_average": True}})
+    export_onnx(tmp_path / "flip.pt", tmp_path / "flip.onnx")
+    model, _ = HashNet.from_checkpoint(tmp_path / "flip.pt")
+    x = np.random.default_rng(3).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        ref = model(t).numpy()
+        model.flip_average = False
+        mean = ((model(t) + model(torch.flip(t, dims=[3]))) / 2).numpy()
+    assert np.abs(ref - mean).max() < 1e-6
+    session = ort.InferenceSession(str(tmp_path / "flip.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"images": x})
+    assert np.abs(out - ref).max() < 1e-4
+    encoder = Encoder(str(tmp_path / "flip.onnx"))
+    assert encoder.metadata.extra["training"]["flip_average"] is True
+    images, _ = structured_images(8, seed=4)
+    codes = encoder.encode(images)
+    mirrored = encoder.encode(np.ascontiguousarray(images[:, :, ::-1]))
+    assert np.array_equal(codes, mirrored)  # an image and its mirror image: one code
+
+
 def test_metadata_round_trip(exported):
     root, model, meta = exported
     ckpt = checkpoint.load(root / "ckpt.pt")

@@ -151,7 +151,8 @@ def test_bihalf_loss_pairs_the_batch_halves_against_the_raw_feature_cosines():
 
 
 @pytest.mark.parametrize("loss, extra", [("itq", []), ("contrastive", []),
-                                         ("contrastive", ["--finetune", "--epochs", "2"])])
+                                         ("contrastive", ["--finetune", "--epochs", "2",
+                                                          "--flip-average"])])
 def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss, extra):
     from click.testing import CliRunner
 
@@ -174,9 +175,17 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss,
     export_onnx(ckpt, tmp_path / "m.onnx")
     encoder = Encoder(str(tmp_path / "m.onnx"))
     assert encoder.metadata.extra["training"] == {"loss": loss, "labels": "none",
-                                                  "frozen_features": frozen}
+                                                  "frozen_features": frozen,
+                                                  "flip_average": "--flip-average" in extra}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
+    if "--flip-average" in extra:  # the graph averages the two looks: mirror images, one code
+        from PIL import Image
+
+        pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32)))
+                           for p in sorted(folder.iterdir())])
+        assert np.array_equal(encoder.encode(pixels),
+                              encoder.encode(np.ascontiguousarray(pixels[:, :, ::-1])))
 
 
 def test_labels_none_on_a_labelled_run_still_scores_with_the_labels(tmp_path):
@@ -300,7 +309,7 @@ def test_the_fine_tuning_loop_adds_an_edited_copy_of_each_image(tmp_path):
                Distributed.start(cpu))
     idx = torch.arange(8)
     before = r.aug_gen.get_state()
-    x, _, _, _ = _batch(r, idx)
+    x, _, _, _, _ = _batch(r, idx)
     originals = take(r.train_x, idx, cpu)
     g = torch.Generator()
     g.set_state(before)

@@ -170,3 +170,95 @@ def test_codeword_losses_are_least_at_the_own_codeword(name):
     multi = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0]])
     assert torch.isfinite(RealLoss(name, 0.1, train_labels=multi, bits=16)(
         torch.tanh(torch.randn(2, 16)), multi, None))
+
+
+def test_orthohash_label_smoothing_matches_its_definition():
+    from hashsdk.train.losses.codewords import codewords
+    from hashsdk.train.losses.orthohash import MARGIN, SCALE
+
+    torch.manual_seed(0)
+    y, eps = torch.tensor([0, 1, 2, 3, 1]), 0.2
+    h = torch.tanh(torch.randn(5, 16))
+    words = torch.nn.functional.normalize(codewords(4, 16), dim=1)
+    cos = torch.nn.functional.normalize(h, dim=1) @ words.T
+    logp = torch.log_softmax(SCALE * (cos - MARGIN * torch.eye(4)[y]), dim=1)
+    # the target (1 - eps) one-hot + eps / K, written out
+    want = -((1 - eps) * logp[torch.arange(5), y] + eps / 4 * logp.sum(1)).mean()
+    got = RealLoss("orthohash", 0.0, train_labels=y, bits=16, label_smoothing=eps)(h, y, None)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    plain = RealLoss("orthohash", 0.0, train_labels=y, bits=16)(h, y, None)
+    assert plain.item() != pytest.approx(got.item(), rel=1e-3)
+
+
+def test_mixed_cross_entropy_is_the_cross_entropy_of_the_mixed_label():
+    from hashsdk.train.mix import Mix
+
+    torch.manual_seed(0)
+    y = torch.tensor([0, 2, 1, 3, 2, 0])
+    logits, h = torch.randn(6, 4), torch.tanh(torch.randn(6, 8))
+    mix = Mix(0.7, torch.arange(5, -1, -1))
+    got = RealLoss("ce", 0.0)(h, y, logits, mix=mix)
+    soft = 0.7 * torch.eye(4)[y] + 0.3 * torch.eye(4)[y.flip(0)]  # timm's soft target
+    want = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    # lam 1 is the plain loss; the quantization term is counted once
+    q = RealLoss("orthohash", 0.5, train_labels=y, bits=8)
+    assert q(h, y, None, mix=Mix(1.0, mix.partner)).item() == pytest.approx(
+        q(h, y, None).item(), rel=1e-6)
+
+
+def test_losses_refuse_smoothing_and_mixing_they_cannot_take():
+    from hashsdk.errors import HashsdkError
+    from hashsdk.train.mix import Mix
+
+    with pytest.raises(HashsdkError, match="class logits, not 'csq'"):
+        RealLoss("csq", 0.0, train_labels=torch.arange(4), bits=8, label_smoothing=0.1)
+    y = torch.tensor([0, 1, 0, 1])
+    with pytest.raises(HashsdkError, match="pairwise loss cannot score mixed"):
+        RealLoss("pairwise", 0.0)(torch.zeros(4, 8), y, None, mix=Mix(0.5, y.flip(0)))
+
+
+def test_mixup_is_the_convex_mix_with_the_mirrored_rows():
+    from hashsdk.train.mix import mix_batch
+
+    x = torch.randn(5, 3, 8, 8)
+    out, mix = mix_batch(x, torch.Generator().manual_seed(1), mixup=0.4, cutmix=0.0)
+    assert 0 <= mix.lam <= 1 and mix.partner.tolist() == [4, 3, 2, 1, 0]
+    assert torch.allclose(out, mix.lam * x + (1 - mix.lam) * x.flip(0))
+    again, mix2 = mix_batch(x, torch.Generator().manual_seed(1), mixup=0.4, cutmix=0.0)
+    assert torch.equal(out, again) and mix2.lam == mix.lam  # the run's generator decides
+    assert mix_batch(x, torch.Generator(), 0.0, 0.0) == (x, None)
+    assert mix_batch(x[:1], torch.Generator(), 1.0, 1.0)[1] is None
+
+
+def test_cutmix_pastes_one_box_and_weighs_by_the_area_left():
+    from hashsdk.train.mix import mix_batch
+
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 2, 16, 12).clone()
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        out, mix = mix_batch(x, gen, mixup=0.0, cutmix=1.0)
+        for i in range(4):
+            pasted = out[i] == x[mix.partner[i]]
+            kept = out[i] == x[i]
+            assert (pasted | kept).all()
+            # pasted pixels form one box, the same in every channel
+            rows, cols = pasted[0].any(1).nonzero(), pasted[0].any(0).nonzero()
+            if len(rows):
+                box = pasted[0][rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+                assert box.all() and pasted[0].sum() == box.numel()
+                assert torch.equal(pasted[0], pasted[1])
+            # lam is the share of the image left its own
+            assert mix.lam == pytest.approx(1 - pasted[0].float().mean().item())
+
+
+def test_with_both_on_each_batch_takes_mixup_or_cutmix():
+    from hashsdk.train.mix import mix_batch
+
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 1, 8, 8).clone()
+    gen, kinds = torch.Generator().manual_seed(0), set()
+    for _ in range(30):
+        out, _ = mix_batch(x, gen, mixup=1.0, cutmix=1.0)
+        whole = bool(torch.isin(out, x).all())  # cutmix moves whole pixel values
+        kinds.add("cutmix" if whole else "mixup")
+    assert kinds == {"cutmix", "mixup"}

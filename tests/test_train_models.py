@@ -27,6 +27,28 @@ def test_backbone_batch_matches_one_image_at_a_time(name, size, channels):
         assert torch.equal(rebuilt.eval()(x), batch)
 
 
+def test_flip_average_is_the_mean_over_the_mirror_image_in_eval_mode_only():
+    # the oracle: the plain network on each image and on its mirror image, averaged
+    torch.manual_seed(0)
+    plain = create_model("cnn", 16)
+    flip = HashNet(**dict(plain.model_args, flip_average=True))
+    flip.load_state_dict(plain.state_dict())
+    assert flip.model_args["flip_average"] and not plain.model_args["flip_average"]
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        plain.eval(), flip.eval()
+        expected = (plain(x) + plain(torch.flip(x, dims=[3]))) / 2
+        assert torch.allclose(flip(x), expected, atol=1e-6)
+        assert not torch.allclose(flip(x), plain(x), atol=1e-3)  # the mirror counts
+        mirror = torch.cat([x[..., :16], torch.flip(x[..., :16], dims=[3])], dim=3)
+        assert torch.allclose(flip(mirror), plain(mirror), atol=1e-6)
+        plain.train(), flip.train()  # training sees each image alone
+        torch.manual_seed(1)
+        a = plain(x)
+        torch.manual_seed(1)
+        assert torch.allclose(flip(x), a, atol=1e-6)
+
+
 def test_model_errors():
     with pytest.raises(HashsdkError, match="unknown backbone 'vit'"):
         create_model("vit", 12)

@@ -132,10 +132,13 @@ def test_resume_refuses_a_changed_config(tmp_path, images):
         train_hash(changed, images, split, tmp_path / "run", progress=False)
 
 
-@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "augment_policy": "trivial"}])
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "augment_policy": "trivial"},
+                                   {"loss": "orthohash", "mixup": 0.4, "cutmix": 1.0,
+                                    "label_smoothing": 0.1}])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, images, extra):
     # with fakes, so that data order, augmentation and fake sampling must all resume exactly;
-    # and with the weights' average and TrivialAugment, whose states must resume too
+    # and with the weights' average and TrivialAugment, or mixup and cutmix, whose draws must
+    # resume too
     fakes = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     np.savez(tmp_path / "fakes.npz", images=fakes)
     cfg = tiny_cfg(tmp_path, epochs=2, fakes=str(tmp_path / "fakes.npz"), **extra)
@@ -219,6 +222,34 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
     (tmp_path / "d.toml").write_text("[hash]\nbits = 24\n[data]\nseed = 5\n")
     cfg = config.load(tmp_path / "d.toml", {"hash": {"epochs": 7}})
     assert (cfg.hash.bits, cfg.hash.epochs, cfg.data.seed) == (24, 7, 5)
+
+
+@pytest.mark.parametrize("hash_, message", [
+    ({"mixup": 0.2}, r"need a loss that scores each image .*\(ce, csq, orthohash\), not "
+                     "'pairwise'"),
+    ({"loss": "orthohash", "cutmix": -1.0}, "expected an alpha >= 0"),
+    ({"loss": "orthohash", "label_smoothing": 1.0}, r"expected a value in \[0, 1\)"),
+    ({"loss": "csq", "label_smoothing": 0.1}, r"class logits \(ce, orthohash\), not 'csq'"),
+    ({"loss": "orthohash", "frozen": True, "cutmix": 1.0}, "frozen-feature mode"),
+])
+def test_config_refuses_mixing_and_smoothing_a_run_cannot_take(hash_, message):
+    with pytest.raises(HashsdkError, match=message):
+        config.from_dict({"hash": dict({"loss": "pairwise"}, **hash_)})
+
+
+def test_flip_average_reaches_the_model_and_is_refused_in_frozen_mode():
+    from hashsdk.train.loop import build_model
+
+    cfg = config.resolve(config.from_dict({"data": {"dataset": "cifar10"},
+                                            "hash": {"backbone": "cnn", "bits": 16,
+                                                     "flip_average": True}}))
+    data = ImageSet(np.zeros((4, 32, 32, 3), np.uint8), np.arange(4), np.zeros(4, bool),
+                    ("a", "b", "c", "d"), "test")
+    split = Split(np.arange(2), np.arange(2, 4), np.arange(4))
+    assert build_model(cfg.hash, cfg.data, data, split).flip_average
+    with pytest.raises(HashsdkError, match="frozen-feature mode .* set hash.frozen = false"):
+        config.resolve(config.from_dict({"hash": {"frozen": True, "loss": "itq",
+                                                  "flip_average": True}}))
 
 
 def test_retired_keys_load_from_checkpoints_but_not_from_user_configs(tmp_path):

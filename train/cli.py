@@ -133,6 +133,11 @@ HASH = [
              help="Train without the random crop and flip (by default, with them)."),
     _setting("data.image_size", "--image-size", type=int,
              shown="the pretrained backbone's, else 32", help="Input side in pixels."),
+    _setting("hash.label_smoothing", "--label-smoothing", type=float,
+             help="Label smoothing of the losses over class logits (ce, orthohash)."),
+    _setting("hash.flip_average", "--flip-average", is_flag=True,
+             help="Encode each image as the mean of its outputs and its mirror image's "
+                  "(evaluation, export, the Encoder): twice the encoding's cost."),
 ]
 GAN = [
     _setting("gan.steps", "--gan-steps", type=int, help="DCGAN training steps."),

@@ -144,6 +144,18 @@ class HashConfig:
     # swa_utils), updated after every step; the average is the network the run evaluates
     # and saves at its end. 0: off
     ema: float = 0.0
+    # Mixup and CutMix (train/mix.py): each batch's images mixed with its mirrored rows, lam
+    # drawn from Beta(alpha, alpha); the alphas, 0: off (both on: one of the two a batch). For
+    # the losses that score each image against its own label (ce, csq, orthohash)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    # the cross-entropy's target (1 - eps) one-hot + eps / classes, for the losses over class
+    # logits (ce, orthohash); 0: off
+    label_smoothing: float = 0.0
+    # test-time flip averaging (train/model.py): the trained network's outputs of each image
+    # averaged with its mirror image's, in evaluation, export and the Encoder; twice the
+    # encoding's cost. For images whose mirror is as likely as they are (photos, not text)
+    flip_average: bool = False
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -222,6 +234,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise HashsdkError(f"{section}.{key}: expected >= 1")
     if not 0 <= cfg.hash.ema < 1:
         raise HashsdkError(f"hash.ema: expected a decay in [0, 1), got {cfg.hash.ema}")
+    _check_mixing(cfg.hash)
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
@@ -237,6 +250,31 @@ def validate(cfg: RunConfig) -> RunConfig:
     except HashsdkError as exc:
         raise HashsdkError(f"data: {exc}") from None
     return cfg
+
+
+def _check_mixing(h: HashConfig) -> None:
+    """hash.mixup, hash.cutmix and hash.label_smoothing: their ranges, and a loss (and mode)
+    that takes them."""
+    from hashsdk.train.losses import lookup
+
+    if h.mixup < 0 or h.cutmix < 0:
+        raise HashsdkError(f"hash.mixup and hash.cutmix: expected an alpha >= 0 (0: off), got "
+                           f"{h.mixup} and {h.cutmix}")
+    if not 0 <= h.label_smoothing < 1:
+        raise HashsdkError(f"hash.label_smoothing: expected a value in [0, 1), got "
+                           f"{h.label_smoothing}")
+    entry = lookup(h.loss)
+    if (h.mixup or h.cutmix) and not entry.mixes:
+        raise HashsdkError("hash.mixup and hash.cutmix need a loss that scores each image "
+                           "against its own label (" + ", ".join(
+                               n for n, e in REAL_LOSSES.items() if e.mixes) +
+                           f"), not {h.loss!r}")
+    if (h.mixup or h.cutmix) and h.frozen:
+        raise HashsdkError("hash.mixup and hash.cutmix mix images; frozen-feature mode "
+                           "(hash.frozen) trains on cached features: leave it off")
+    if h.label_smoothing and not entry.smooths:
+        raise HashsdkError("hash.label_smoothing needs a loss over class logits (" + ", ".join(
+            n for n, e in REAL_LOSSES.items() if e.smooths) + f"), not {h.loss!r}")
 
 
 # backbone "auto" on a folder of photos: the best recipe measured for small folders on a CPU
@@ -283,6 +321,11 @@ def _resolve_loss(d: DataConfig, h: HashConfig) -> HashConfig:
     if entry.needs_features and not frozen:
         raise HashsdkError(f"hash.loss {loss!r} trains on frozen features: add --frozen "
                            "(hash.frozen = true), or leave it out on a run without labels")
+    if h.flip_average and frozen:  # its evaluation reads the cached features of the images
+        raise HashsdkError("hash.flip_average averages a fine-tuned network's outputs; "
+                           "frozen-feature mode (hash.frozen, the default without labels) "
+                           "scores cached features: set hash.frozen = false or leave "
+                           "flip_average off")
     return dataclasses.replace(h, loss=loss, frozen=frozen)
 
 

@@ -39,8 +39,10 @@ from hashsdk.train.schedule import lr_factor
 
 
 def features_key(model: HashNet, images: np.ndarray) -> str:
-    """What the cached features depend on: the network's arguments and the images' bytes."""
-    args = {k: v for k, v in model.model_args.items() if k not in ("bits", "num_classes")}
+    """What the cached features depend on: the network's arguments (but the head's: bits,
+    classes, flip averaging at encoding) and the images' bytes."""
+    args = {k: v for k, v in model.model_args.items()
+            if k not in ("bits", "num_classes", "flip_average")}
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     h.update(str(images.shape).encode())
     h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
@@ -131,7 +133,8 @@ def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels:
     total, warmup = steps * hc.epochs, int(hc.warmup_epochs * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
     real_loss = RealLoss(hc.loss, hc.quantization, hc.margin, y, hc.bits,
-                         memory=hc.pairwise_memory, train_features=x, codewords=hc.codewords)
+                         memory=hc.pairwise_memory, train_features=x, codewords=hc.codewords,
+                         label_smoothing=hc.label_smoothing)
     n_fake = max(1, round(hc.batch_size * hc.fake_ratio))
     history = []
     for epoch in tqdm(range(hc.epochs), desc="head", disable=not progress):

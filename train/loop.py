@@ -51,6 +51,7 @@ from hashsdk.train.edited import edit_batch
 from hashsdk.train.evaluate import evaluate_model, normalizer, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.losses import lookup as lookup_loss
+from hashsdk.train.mix import Mix, mix_batch
 from hashsdk.train.model import KIND, HashNet, create_model
 from hashsdk.train.schedule import fit_schedule, lr_factor
 
@@ -265,7 +266,8 @@ def _build(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Split,
         per_step, steps_per_epoch, model, opt, sched,
         torch.amp.GradScaler("cuda", enabled=dtype == torch.float16), dtype,
         RealLoss(hc.loss, hc.quantization, hc.margin, train_y, hc.bits,
-                 memory=hc.pairwise_memory, codewords=hc.codewords),
+                 memory=hc.pairwise_memory, codewords=hc.codewords,
+                 label_smoothing=hc.label_smoothing),
         torch.Generator().manual_seed(hc.seed),
         torch.Generator().manual_seed(hc.seed * 1000 + dist.rank),
         *normalizer(model.contract, device), average(model, hc.ema),
@@ -301,7 +303,8 @@ def build_model(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Spl
                            "input contract")
     classes = len(data.classes) if lookup_loss(hc.loss).needs_classifier else 0
     return create_model(hc.backbone, hc.bits, contract=contract, num_classes=classes,
-                        stem32=hc.stem32, pretrained=hc.pretrained, width=hc.width)
+                        stem32=hc.stem32, pretrained=hc.pretrained, width=hc.width,
+                        flip_average=hc.flip_average)
 
 
 def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int
@@ -397,9 +400,10 @@ def _epoch(r: _Run, net: torch.nn.Module, epoch: int, dist: Distributed,
 
 
 def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                 torch.Tensor | None]:
+                                                 torch.Tensor | None, Mix | None]:
     """The step's inputs on the device: real images x (B, C, H, W), labels y, indices idx,
-    and fakes xf (F, C, H, W) or None; augmented, normalized and in the model's layout."""
+    fakes xf (F, C, H, W) or None, and how x was mixed (hash.mixup, hash.cutmix) or None;
+    augmented, normalized and in the model's layout."""
     xb = take(r.train_x, idx, r.device)
     if r.views:  # the batch, then an edited copy of each image in the same order
         xb = torch.cat([xb, edited_copies(xb, r.model.contract, r.aug_gen)])
@@ -407,7 +411,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
         xb = augment(xb, r.aug_gen, r.hc.crop)
     if r.hc.augment_policy == "trivial":
         xb = trivial_augment(xb, r.aug_gen)
-    x = to_input(xb, r.scale, r.offset)
+    x, mix = mix_batch(to_input(xb, r.scale, r.offset), r.aug_gen, r.hc.mixup, r.hc.cutmix)
     idx = to_device(idx, r.device)
     xf = None
     if r.fakes is not None:
@@ -421,7 +425,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     if r.hc.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         xf = None if xf is None else xf.contiguous(memory_format=torch.channels_last)
-    return x, r.train_y[idx], idx, xf
+    return x, r.train_y[idx], idx, xf, mix
 
 
 def edited_copies(x: torch.Tensor, contract, gen: torch.Generator) -> torch.Tensor:
@@ -432,7 +436,7 @@ def edited_copies(x: torch.Tensor, contract, gen: torch.Generator) -> torch.Tens
 
 
 def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-          xf: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+          xf: torch.Tensor | None, mix: Mix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """L = L_real + lambda * L_fake, one optimizer step; returns (L_real, L_fake)."""
     with_logits = r.model.classifier is not None
     with autocast(r.device, r.dtype):
@@ -446,7 +450,7 @@ def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: 
             if xf is not None:
                 with frozen_bn_statistics(r.model):
                     hf = forward(net, xf, False)[0]
-    loss_r = r.real_loss(h, y, logits, idx)
+    loss_r = r.real_loss(h, y, logits, idx, mix)
     loss_f = (fake_loss(hf, r.hc.fake_loss) if hf is not None
               else torch.zeros((), device=r.device))
     r.opt.zero_grad(set_to_none=True)

@@ -1,4 +1,6 @@
 """The hashing network: a backbone (train/backbones.py), then a hash layer (Linear, then tanh).
+With ``flip_average``, the network in eval mode averages each image's outputs with its mirror
+image's (test-time flip averaging: twice the encoding's cost, inside the graph that exports).
 
     model = create_model("timm/resnet18", bits=48, contract=InputContract(32))
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
@@ -41,7 +43,7 @@ class HashNet(nn.Module):
                  mean: list[float] | None = None, std: list[float] | None = None,
                  pretrained: str | None = None, resize_size: int | None = None,
                  interpolation: str = DEFAULT_INTERPOLATION, width: int = 32,
-                 contract: InputContract | None = None):
+                 contract: InputContract | None = None, flip_average: bool = False):
         super().__init__()
         check_bits(bits)
         if contract is None:
@@ -61,20 +63,29 @@ class HashNet(nn.Module):
         self.features, dim = row.build(in_channels, small_stem, pretrained, width)
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
+        self.flip_average = bool(flip_average)
         # pretrained is not kept: a rebuilt network takes its weights from the checkpoint
         self.model_args = dict(backbone=backbone, bits=bits, in_channels=in_channels,
                                image_size=image_size, num_classes=num_classes, stem32=stem32,
                                mean=list(contract.mean), std=list(contract.std),
                                resize_size=contract.resize_size,
-                               interpolation=contract.interpolation, width=width)
+                               interpolation=contract.interpolation, width=width,
+                               flip_average=self.flip_average)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
 
         The classifier runs inside forward so that DistributedDataParallel syncs its
-        gradients too.
+        gradients too. With ``flip_average`` and in eval mode, h is the mean of the outputs
+        of x and of x mirrored left to right (one pass over both, so BatchNorm's running
+        statistics, not the batch's, normalize each); training sees single images.
         """
-        h = torch.tanh(self.hash(self.features(x)))
+        if self.flip_average and not self.training:
+            # (2, B, bits): each image's two looks, then their mean
+            h = torch.tanh(self.hash(self.features(torch.cat([x, x.flip(-1)]))))
+            h = h.unflatten(0, (2, -1)).mean(0)
+        else:
+            h = torch.tanh(self.hash(self.features(x)))
         if with_logits:
             return h, self.classifier(h)
         return h

@@ -40,6 +40,11 @@ class LossEntry:
     needs_features: bool = False  # label-free: reads the cached features (frozen mode only)
     # trained on edited copies too: h is the batch then one copy of each (train/frozen.py)
     needs_views: bool = False
+    # scores each image against its own label alone, so a mixed image (hash.mixup, hash.cutmix:
+    # train/mix.py) scores as lam * L(y) + (1 - lam) * L(y of its partner)
+    mixes: bool = False
+    # a cross-entropy over class logits, which hash.label_smoothing softens
+    smooths: bool = False
 
     def load(self) -> Any:
         module, _, attribute = self.target.partition(":")
@@ -57,12 +62,13 @@ FAKE_LOSSES: dict[str, LossEntry] = {}
 
 def register_loss(name: str, target: str, about: str, *, needs_labels: bool = True,
                   needs_classifier: bool = False, needs_features: bool = False,
-                  needs_views: bool = False, fake: bool = False) -> None:
+                  needs_views: bool = False, mixes: bool = False, smooths: bool = False,
+                  fake: bool = False) -> None:
     table = FAKE_LOSSES if fake else REAL_LOSSES
     if name in table:
         raise HashsdkError(f"loss {name!r} is already registered")
     table[name] = LossEntry(name, target, about, needs_labels, needs_classifier, needs_features,
-                           needs_views)
+                           needs_views, mixes, smooths)
 
 
 def lookup(name: str, fake: bool = False) -> LossEntry:
@@ -81,11 +87,13 @@ def loss_help(fake: bool = False) -> str:
 register_loss("pairwise", "pairwise:Pairwise", "DPSH's pairwise likelihood (Li et al. 2016)")
 register_loss("triplet", "triplet:Triplet", "DNNH-style triplet ranking (Lai et al. 2015)")
 register_loss("ce", "ce:CrossEntropy", "cross-entropy of a classifier on the codes",
-              needs_classifier=True)
+              needs_classifier=True, mixes=True, smooths=True)
 register_loss("csq", "csq:CentralSimilarity",
-              "CSQ's hash centres, one per class, each code pulled to its own (Yuan et al. 2020)")
+              "CSQ's hash centres, one per class, each code pulled to its own (Yuan et al. 2020)",
+              mixes=True)
 register_loss("orthohash", "orthohash:OrthoHash",
-              "cosine to fixed orthogonal class codewords, with a margin (Hoe et al. 2021)")
+              "cosine to fixed orthogonal class codewords, with a margin (Hoe et al. 2021)",
+              mixes=True, smooths=True)
 register_loss("itq", "unsupervised:ITQ", "label-free: PCA then ITQ's rotation, fitted in closed "
               "form on the frozen features (Gong and Lazebnik 2011)", needs_labels=False,
               needs_features=True)

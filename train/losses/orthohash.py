@@ -2,7 +2,8 @@
 orthogonal codewords (``codewords``): the logit of class k is s * cos(h, c_k), less a margin m
 for the item's own class, and the loss is the cross-entropy of those logits (binary per class
 for multi-hot labels). One term, per image; s = 8 and m = 0.2 as in the paper's CIFAR-10
-setting. It maximizes the cosine to the own codeword, so the sign of h is that codeword."""
+setting. It maximizes the cosine to the own codeword, so the sign of h is that codeword.
+``label_smoothing`` softens the cross-entropy's target (ce.cross_entropy)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hashsdk.errors import HashsdkError
+from hashsdk.train.losses.ce import cross_entropy
 from hashsdk.train.losses.codewords import classes_of, codewords
 from hashsdk.train.losses.real import LossOptions
 
@@ -24,12 +26,10 @@ class OrthoHash:
         words = codewords(classes_of(options.train_labels), options.bits,
                           rule=options.codewords)
         self.words = F.normalize(words, dim=1).to(options.train_labels.device)
+        self.smoothing = options.label_smoothing
 
     def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
                  index: torch.Tensor | None) -> torch.Tensor:
         cos = F.normalize(h, dim=1) @ self.words.T
-        if labels.ndim == 1:
-            margin = F.one_hot(labels, cos.shape[1]).float() * MARGIN
-            return F.cross_entropy(SCALE * (cos - margin), labels)
-        target = labels.float()
-        return F.binary_cross_entropy_with_logits(SCALE * (cos - target * MARGIN), target)
+        own = F.one_hot(labels, cos.shape[1]).float() if labels.ndim == 1 else labels.float()
+        return cross_entropy(SCALE * (cos - own * MARGIN), labels, self.smoothing)
