@@ -54,15 +54,17 @@ def metadata_for(ckpt: dict, checkpoint_path: str | os.PathLike) -> ModelMetadat
 
 def training_of(config: dict) -> dict:
     """How the model was trained, for its metadata: the loss, whether labels took part (a
-    label-free loss trains without them), and frozen-feature mode. ``config``: the
-    checkpoint's RunConfig as a dict."""
+    label-free loss trains without them), frozen-feature mode, and whether the graph averages
+    each image's outputs with its mirror image's. ``config``: the checkpoint's RunConfig as a
+    dict."""
     from hashsdk.train.losses import REAL_LOSSES
 
     h = config["hash"]
     entry = REAL_LOSSES.get(h.get("loss"))
     labels = "unknown" if entry is None else "class labels" if entry.needs_labels else "none"
     return {"loss": h.get("loss"), "labels": labels,
-            "frozen_features": bool(h.get("frozen", False))}
+            "frozen_features": bool(h.get("frozen", False)),
+            "flip_average": bool(h.get("flip_average", False))}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
