@@ -105,13 +105,17 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
 def test_recipe_is_chosen_on_a_validation_split_of_the_training_images(smoke):
     report = smoke[0]["recipe"]
     rows = {r["candidate"]: r for r in report["rows"]}
-    assert list(rows)[:3] == ["pairwise", "csq", "orthohash"]
+    assert list(rows)[:4] == ["cpu-best", "pairwise", "csq", "orthohash"]
+    assert rows["cpu-best"]["changes"] == dict(loss="orthohash", label_smoothing=0.1,
+                                               backbone_lr=1.0, freeze_backbone_epochs=1)
     assert report["validation"] == dict(queries=50, train=150)  # 5 of 20 a class held out
     best = max(rows.values(), key=lambda r: r["map"])
     assert report["chosen"] == best["candidate"] and report["chosen_changes"] == best["changes"]
     # each refinement starts from the best candidate before it
-    first = max(list(rows.values())[:3], key=lambda r: r["map"])
-    assert list(rows)[3] == first["candidate"] + "+full-lr"
+    first = max(list(rows.values())[:4], key=lambda r: r["map"])
+    refined = "+2x-epochs" if first["candidate"] == "cpu-best" else "+full-lr"  # it has full-lr
+    assert list(rows)[4] == first["candidate"] + refined
+    assert list(rows)[-1].endswith("+flip") and rows[list(rows)[-1]]["changes"]["flip_average"]
     assert "Recipe, chosen on a validation split" in (smoke[1] / "cpu-check.md").read_text()
 
 
