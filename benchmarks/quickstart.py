@@ -35,7 +35,8 @@ RECIPES = {"default (Lite0, 96 px)": [], "Lite0 at 128 px": ["--image-size", "12
            "Lite0, pairwise loss": ["--loss", "pairwise"],
            "Lite0, orthohash loss": ["--loss", "orthohash"],
            "Lite0, csq loss": ["--loss", "csq"],
-           "Lite0, flip average": ["--flip-average"]}
+           "Lite0, flip average": ["--flip-average"],
+           "Lite0, no flip average": ["--no-flip-average"]}
 # Rows a plain run reports; the others are asked for by name (--rows), on the validation
 # folder where a default is chosen.
 REPORTED = ("default (Lite0, 96 px)", "Lite0 at 128 px", "cnn from scratch")

@@ -252,6 +252,36 @@ def test_flip_average_reaches_the_model_and_is_refused_in_frozen_mode():
                                                   "flip_average": True}}))
 
 
+@pytest.mark.parametrize("data, hash_, flip", [
+    ({"dataset": "imagefolder", "root": "photos"}, {}, True),  # the photo recipe: on
+    ({"dataset": "imagefolder", "root": "photos"}, {"flip_average": False}, False),
+    ({"dataset": "imagefolder", "root": "photos"}, {"backbone": "cnn"}, False),  # asked for
+    ({"dataset": "imagefolder", "root": "photos", "labels": "none"}, {}, False),  # frozen
+    ({"dataset": "imagefolder", "root": "photos", "labels": "none"},
+     {"frozen": False, "loss": "contrastive"}, False),  # not measured without labels
+    ({"dataset": "cifar10"}, {}, False),  # the cnn's recipe
+    ({"dataset": "cifar10"}, {"backbone": "cnn", "flip_average": True}, True),
+])
+def test_flip_average_defaults_on_for_the_labelled_photo_recipe_only(tmp_path, data, hash_,
+                                                                     flip):
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    data = dict(data, root=str(tmp_path / data["root"])) if "root" in data else data
+    cfg = config.resolve(config.from_dict({"data": data, "hash": hash_}))
+    assert cfg.hash.flip_average is flip
+
+
+def test_cli_flip_average_flags(tmp_path):
+    from click.testing import CliRunner
+
+    from hashsdk.train import cli
+
+    result = CliRunner().invoke(cli.main, [
+        "hash", "--dataset", "cifar10", "--root", str(tmp_path), "--run-dir", str(tmp_path),
+        "--flip-average", "--no-flip-average"])
+    assert result.exit_code == 2 and "--flip-average and --no-flip-average: give one" in \
+        result.output
+
+
 def test_retired_keys_load_from_checkpoints_but_not_from_user_configs(tmp_path):
     # a checkpoint written before hash.num_workers was removed still evaluates and resumes
     saved = config.from_dict({"hash": {"bits": 24}}).to_dict()

@@ -136,8 +136,12 @@ HASH = [
     _setting("hash.label_smoothing", "--label-smoothing", type=float,
              help="Label smoothing of the losses over class logits (ce, orthohash)."),
     _setting("hash.flip_average", "--flip-average", is_flag=True,
+             shown="on for a labelled photo folder with the default backbone",
              help="Encode each image as the mean of its outputs and its mirror image's "
                   "(evaluation, export, the Encoder): twice the encoding's cost."),
+    _setting("hash.flip_average", "--no-flip-average", flag_value=False,
+             name="no_flip_average", shown="",
+             help="Encode each image once (half the cost of --flip-average)."),
 ]
 GAN = [
     _setting("gan.steps", "--gan-steps", type=int, help="DCGAN training steps."),
@@ -172,7 +176,8 @@ def _config(kw: dict) -> RunConfig:
                 overrides[section].setdefault(key, None)
                 continue
             if (section, key) in given:
-                raise click.UsageError(f"--{given[section, key]} and --{name}: give one")
+                flags = (f"--{n.replace('_', '-')}" for n in (given[section, key], name))
+                raise click.UsageError(" and ".join(flags) + ": give one")
             given[section, key] = name
             overrides[section][key] = kw.get(name)
     overrides["hash"]["fakes"] = kw.get("fakes")

@@ -154,8 +154,10 @@ class HashConfig:
     label_smoothing: float = 0.0
     # test-time flip averaging (train/model.py): the trained network's outputs of each image
     # averaged with its mirror image's, in evaluation, export and the Encoder; twice the
-    # encoding's cost. For images whose mirror is as likely as they are (photos, not text)
-    flip_average: bool = False
+    # encoding's cost. For images whose mirror is as likely as they are (photos, not text).
+    # None: on for the recipe of a labelled photo folder (backbone "auto", fine-tuned), the
+    # best measured there (docs/training.md), else off
+    flip_average: bool | None = None
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -332,13 +334,14 @@ def _resolve_loss(d: DataConfig, h: HashConfig) -> HashConfig:
 def resolve(cfg: RunConfig) -> RunConfig:
     """Fills what was left to the backbone (None or "auto") from its row of the table: the
     input contract of a pretrained backbone (its size, resize, interpolation), or 32 pixels,
-    no resize and bilinear; the backbone's learning rate (0.1 when pretrained, else 1); and
-    the crop. Unknown backbones are refused here, before any stage runs."""
+    no resize and bilinear; the backbone's learning rate (0.1 when pretrained, else 1); the
+    crop; and flip averaging. Unknown backbones are refused here, before any stage runs."""
     from hashsdk.train.backbones import lookup_backbone
 
     d, h = cfg.data, cfg.hash
+    photos = d.dataset in PHOTO_DATASETS
+    photo_recipe = photos and h.backbone == "auto"
     if h.backbone == "auto":  # the recipe for the data users have
-        photos = d.dataset in PHOTO_DATASETS
         h = dataclasses.replace(h, backbone=PHOTO_BACKBONE if photos else "cnn",
                                 pretrained=h.pretrained or ("imagenet" if photos else None))
         if photos and d.image_size is None:
@@ -356,6 +359,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
                                                                  pretrained else
                                                                  DEFAULT_INTERPOLATION))
     h = _resolve_loss(d, h)
+    if h.flip_average is None:  # as measured: a labelled photo folder, fine-tuned
+        h = dataclasses.replace(h, flip_average=photo_recipe and not h.frozen
+                                and not label_free(d))
     hash_ = dataclasses.replace(
         h, backbone_lr=h.backbone_lr if h.backbone_lr is not None else
         (0.1 if h.pretrained else 1.0),
