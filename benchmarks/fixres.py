@@ -45,12 +45,10 @@ from hashsdk.train.stages import prepare
 def size_aps(model: HashNet, data: ImageSet, val: Split, bits: int,
              device: torch.device, flip: bool = False) -> np.ndarray:
     """Per-query AP (float64 (n_queries,)) of ``val``, ``data``'s images at their stored size;
-    ``flip``: the outputs of each image plus its mirror image's."""
+    ``flip``: encoded as ``hash.flip_average`` does (train/model.py)."""
     rows = np.concatenate([val.query, val.database])
-    h = encode(model, data.images[rows], device)
-    if flip:
-        h = h + encode(model, np.ascontiguousarray(data.images[rows][:, :, ::-1]), device)
-    codes = pack_bits(h)
+    model.flip_average = flip
+    codes = pack_bits(encode(model, data.images[rows], device))
     n = len(val.query)
     return average_precisions(codes[:n], codes[n:], data.labels[val.query],
                               data.labels[val.database], bits=bits)

@@ -307,12 +307,11 @@ def label_free(d: DataConfig) -> bool:
     return d.labels == "none" or (d.labels == "auto" and flat)
 
 
-def _resolve_loss(d: DataConfig, h: HashConfig) -> HashConfig:
+def _resolve_loss(d: DataConfig, h: HashConfig, free: bool) -> HashConfig:
     """The loss for "auto", and frozen-feature mode where the loss reads features; refuses a
-    loss that needs labels on a run without them."""
+    loss that needs labels on a run without them (``free``: label_free(d), the run has none)."""
     from hashsdk.train.losses import lookup
 
-    free = label_free(d)
     loss = h.loss if h.loss != "auto" else (LABEL_FREE_LOSS if free else "pairwise")
     entry = lookup(loss)
     if free and entry.needs_labels:
@@ -358,10 +357,10 @@ def resolve(cfg: RunConfig) -> RunConfig:
                                interpolation=d.interpolation or (pretrained.interpolation if
                                                                  pretrained else
                                                                  DEFAULT_INTERPOLATION))
-    h = _resolve_loss(d, h)
+    free = label_free(d)  # looks at the folder: once
+    h = _resolve_loss(d, h, free)
     if h.flip_average is None:  # as measured: a labelled photo folder, fine-tuned
-        h = dataclasses.replace(h, flip_average=photo_recipe and not h.frozen
-                                and not label_free(d))
+        h = dataclasses.replace(h, flip_average=photo_recipe and not h.frozen and not free)
     hash_ = dataclasses.replace(
         h, backbone_lr=h.backbone_lr if h.backbone_lr is not None else
         (0.1 if h.pretrained else 1.0),
