@@ -54,9 +54,10 @@ def metadata_for(ckpt: dict, checkpoint_path: str | os.PathLike) -> ModelMetadat
 
 def training_of(config: dict) -> dict:
     """How the model was trained, for its metadata: the loss, whether labels took part (a
-    label-free loss trains without them), frozen-feature mode, and whether the graph averages
-    each image's outputs with its mirror image's. ``config``: the checkpoint's RunConfig as a
-    dict."""
+    label-free loss trains without them), frozen-feature mode, whether the graph averages
+    each image's outputs with its mirror image's (flip_average), and whether its features are
+    the mean of the image's and its mirror image's (mirror_invariant). ``config``: the
+    checkpoint's RunConfig as a dict."""
     from hashsdk.train.losses import REAL_LOSSES
 
     h = config["hash"]
@@ -64,7 +65,8 @@ def training_of(config: dict) -> dict:
     labels = "unknown" if entry is None else "class labels" if entry.needs_labels else "none"
     return {"loss": h.get("loss"), "labels": labels,
             "frozen_features": bool(h.get("frozen", False)),
-            "flip_average": bool(h.get("flip_average", False))}
+            "flip_average": bool(h.get("flip_average", False)),
+            "mirror_invariant": bool(h.get("mirror_invariant", False))}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -176,16 +176,19 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss,
     encoder = Encoder(str(tmp_path / "m.onnx"))
     assert encoder.metadata.extra["training"] == {"loss": loss, "labels": "none",
                                                   "frozen_features": frozen,
-                                                  "flip_average": "--flip-average" in extra}
+                                                  "flip_average": "--flip-average" in extra,
+                                                  "mirror_invariant": "--flip-average" not in
+                                                  extra}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
-    if "--flip-average" in extra:  # the graph averages the two looks: mirror images, one code
-        from PIL import Image
+    # the graph averages the two looks (flip averaging's outputs, or by default without labels
+    # the features): mirror images, one code
+    from PIL import Image
 
-        pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32)))
-                           for p in sorted(folder.iterdir())])
-        assert np.array_equal(encoder.encode(pixels),
-                              encoder.encode(np.ascontiguousarray(pixels[:, :, ::-1])))
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32)))
+                       for p in sorted(folder.iterdir())])
+    assert np.array_equal(encoder.encode(pixels),
+                          encoder.encode(np.ascontiguousarray(pixels[:, :, ::-1])))
 
 
 def test_labels_none_on_a_labelled_run_still_scores_with_the_labels(tmp_path):
@@ -229,6 +232,25 @@ def test_edited_views_come_from_their_sources():
     assert source.tolist() == [i for i in range(6) for _ in range(EDIT_VIEWS)]
     again, _ = edited_views(images, InputContract(32, 3, 32), seed=1)
     assert np.array_equal(views, again)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_an_edit_that_keeps_the_frame_does_not_zoom_the_copy(monkeypatch, channels):
+    """A training copy is edited at a photo's size and scaled back whole: under a contract
+    that crops (96 of 109, the photo recipe's), a mirrored copy is the image mirrored, not a
+    zoomed centre of it, and it keeps the image's shape and channels."""
+    from hashsdk import edits
+    from hashsdk.encoder.contract import InputContract
+    from hashsdk.train.edited import edit_image
+
+    monkeypatch.setattr(edits, "EDITS", {"flip": edits.EDITS["flip"]})
+    yy, xx = np.mgrid[0:96, 0:96] / 95.0  # smooth, so that scaling up and back loses little
+    image = np.stack([200 * xx + 20, 120 * yy + 60 * xx, 255 * xx * yy], -1)[..., :channels]
+    image = image.round().astype(np.uint8)
+    copy = edit_image(image, InputContract(96, channels, 109, "bicubic"),
+                      np.random.default_rng(0))
+    assert copy.shape == image.shape and copy.dtype == np.uint8
+    assert np.abs(copy.astype(int) - image[:, ::-1].astype(int)).mean() < 1.5
 
 
 def test_the_contrastive_loss_is_least_when_each_image_meets_its_own_copy():

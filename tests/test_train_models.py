@@ -27,6 +27,30 @@ def test_backbone_batch_matches_one_image_at_a_time(name, size, channels):
         assert torch.equal(rebuilt.eval()(x), batch)
 
 
+def test_mirror_invariant_features_are_the_mean_over_the_mirror_image_in_both_modes():
+    # the oracle: the plain backbone's features of each image and of its mirror, averaged
+    torch.manual_seed(0)
+    plain = create_model("cnn", 16)
+    mirror = HashNet(**dict(plain.model_args, mirror_invariant=True))
+    mirror.load_state_dict(plain.state_dict())
+    assert mirror.model_args["mirror_invariant"] and not plain.model_args["mirror_invariant"]
+    assert not HashNet(**{k: v for k, v in plain.model_args.items()
+                          if k != "mirror_invariant"}).mirror_invariant  # older checkpoints
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        plain.eval(), mirror.eval()
+        expected = (plain.embed(x) + plain.embed(torch.flip(x, dims=[3]))) / 2
+        assert torch.allclose(mirror.embed(x), expected, atol=1e-6)
+        assert torch.allclose(mirror(x), torch.tanh(plain.hash(expected)), atol=1e-6)
+        assert not torch.allclose(mirror(x), plain(x), atol=1e-3)  # the mirror counts
+        for mode in (mirror.eval, mirror.train):  # one code for an image and its mirror
+            mode()
+            torch.manual_seed(1)
+            a = mirror(x)
+            torch.manual_seed(1)
+            assert torch.allclose(mirror(torch.flip(x, dims=[3])), a, atol=1e-5)
+
+
 def test_flip_average_is_the_mean_over_the_mirror_image_in_eval_mode_only():
     # the oracle: the plain network on each image and on its mirror image, averaged
     torch.manual_seed(0)

@@ -237,15 +237,20 @@ def test_config_refuses_mixing_and_smoothing_a_run_cannot_take(hash_, message):
         config.from_dict({"hash": dict({"loss": "pairwise"}, **hash_)})
 
 
+def four_images() -> tuple[ImageSet, Split]:
+    """Four blank 32 px images, two to train and two to query: enough to build a model."""
+    return (ImageSet(np.zeros((4, 32, 32, 3), np.uint8), np.arange(4), np.zeros(4, bool),
+                     ("a", "b", "c", "d"), "test"),
+            Split(np.arange(2), np.arange(2, 4), np.arange(4)))
+
+
 def test_flip_average_reaches_the_model_and_is_refused_in_frozen_mode():
     from hashsdk.train.loop import build_model
 
     cfg = config.resolve(config.from_dict({"data": {"dataset": "cifar10"},
                                             "hash": {"backbone": "cnn", "bits": 16,
                                                      "flip_average": True}}))
-    data = ImageSet(np.zeros((4, 32, 32, 3), np.uint8), np.arange(4), np.zeros(4, bool),
-                    ("a", "b", "c", "d"), "test")
-    split = Split(np.arange(2), np.arange(2, 4), np.arange(4))
+    data, split = four_images()
     assert build_model(cfg.hash, cfg.data, data, split).flip_average
     with pytest.raises(HashsdkError, match="frozen-feature mode .* set hash.frozen = false"):
         config.resolve(config.from_dict({"hash": {"frozen": True, "loss": "itq",
@@ -268,6 +273,47 @@ def test_flip_average_defaults_on_for_the_labelled_photo_recipe_only(tmp_path, d
     data = dict(data, root=str(tmp_path / data["root"])) if "root" in data else data
     cfg = config.resolve(config.from_dict({"data": data, "hash": hash_}))
     assert cfg.hash.flip_average is flip
+
+
+@pytest.mark.parametrize("data, hash_, mirror, flip", [
+    ({"dataset": "imagefolder", "root": "photos", "labels": "none"}, {}, True, False),
+    ({"dataset": "imagefolder", "root": "flat"}, {}, True, False),  # a flat folder: no labels
+    ({"dataset": "imagefolder", "root": "photos", "labels": "none"},
+     {"mirror_invariant": False}, False, False),
+    ({"dataset": "imagefolder", "root": "photos", "labels": "none"},
+     {"frozen": False, "loss": "contrastive", "flip_average": True}, False, True),
+    ({"dataset": "imagefolder", "root": "photos"}, {}, False, True),  # labelled: flip average
+    ({"dataset": "imagefolder", "root": "photos"}, {"mirror_invariant": True}, True, False),
+    ({"dataset": "cifar10"}, {}, False, False),
+])
+def test_mirror_invariant_defaults_on_without_labels(tmp_path, data, hash_, mirror, flip):
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "0.jpg").write_bytes(b"")
+    data = dict(data, root=str(tmp_path / data["root"])) if "root" in data else data
+    cfg = config.resolve(config.from_dict({"data": data, "hash": hash_}))
+    assert (cfg.hash.mirror_invariant, cfg.hash.flip_average) == (mirror, flip)
+
+
+def test_mirror_invariant_reaches_the_model_and_excludes_flip_average(tmp_path):
+    from click.testing import CliRunner
+
+    from hashsdk.train import cli
+    from hashsdk.train.loop import build_model
+
+    cfg = config.resolve(config.from_dict({"data": {"dataset": "cifar10"},
+                                            "hash": {"backbone": "cnn", "bits": 16,
+                                                     "mirror_invariant": True}}))
+    data, split = four_images()
+    assert build_model(cfg.hash, cfg.data, data, split).mirror_invariant
+    with pytest.raises(HashsdkError, match="flip_average and hash.mirror_invariant: give one"):
+        config.resolve(config.from_dict({"hash": {"flip_average": True,
+                                                  "mirror_invariant": True}}))
+    result = CliRunner().invoke(cli.main, [
+        "hash", "--dataset", "cifar10", "--root", str(tmp_path), "--run-dir", str(tmp_path),
+        "--mirror-invariant", "--no-mirror-invariant"])
+    assert result.exit_code == 2 and "--mirror-invariant and --no-mirror-invariant: give one" \
+        in result.output
 
 
 def test_cli_flip_average_flags(tmp_path):

@@ -142,6 +142,13 @@ HASH = [
     _setting("hash.flip_average", "--no-flip-average", flag_value=False,
              name="no_flip_average", shown="",
              help="Encode each image once (half the cost of --flip-average)."),
+    _setting("hash.mirror_invariant", "--mirror-invariant", is_flag=True,
+             shown="on for a run without labels",
+             help="Features of each image averaged with its mirror image's, in training and "
+                  "encoding: a mirrored copy gets its original's code."),
+    _setting("hash.mirror_invariant", "--no-mirror-invariant", flag_value=False,
+             name="no_mirror_invariant", shown="",
+             help="Features of the image alone (half the backbone's cost)."),
 ]
 GAN = [
     _setting("gan.steps", "--gan-steps", type=int, help="DCGAN training steps."),

@@ -158,6 +158,11 @@ class HashConfig:
     # None: on for the recipe of a labelled photo folder (backbone "auto", fine-tuned), the
     # best measured there (docs/training.md), else off
     flip_average: bool | None = None
+    # mirror-invariant features (train/model.py): the backbone's features of each image
+    # averaged with its mirror image's, in training and encoding alike, so that a mirrored copy
+    # gets its original's code; twice the backbone's cost. None: on for a run without labels
+    # (copy detection: benchmarks/results/copydetect.md), else off
+    mirror_invariant: bool | None = None
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -360,7 +365,13 @@ def resolve(cfg: RunConfig) -> RunConfig:
     free = label_free(d)  # looks at the folder: once
     h = _resolve_loss(d, h, free)
     if h.flip_average is None:  # as measured: a labelled photo folder, fine-tuned
-        h = dataclasses.replace(h, flip_average=photo_recipe and not h.frozen and not free)
+        h = dataclasses.replace(h, flip_average=photo_recipe and not h.frozen and not free
+                                and not h.mirror_invariant)
+    if h.mirror_invariant is None:  # as measured: copy detection without labels
+        h = dataclasses.replace(h, mirror_invariant=free and not h.flip_average)
+    if h.flip_average and h.mirror_invariant:
+        raise HashsdkError("hash.flip_average and hash.mirror_invariant: give one (mirror-"
+                           "invariant features already give an image and its mirror one code)")
     hash_ = dataclasses.replace(
         h, backbone_lr=h.backbone_lr if h.backbone_lr is not None else
         (0.1 if h.pretrained else 1.0),

@@ -1,8 +1,14 @@
 """Edited copies of training images (hashsdk.edits): the views the label-free losses learn
 from. Frozen-feature mode caches EDIT_VIEWS copies of each training image (``edited_views``);
 the fine-tuning loop edits each batch afresh (``edit_batch``). Each copy is made by one edit
-drawn at random, applied at the images' own size and fitted back to the input contract, so a
-copy has its image's shape: uint8 (H, W, C).
+drawn at random, so a copy has its image's shape: uint8 (H, W, C).
+
+Where the edit is made: the training images are already fitted to the network's input (a few
+dozen pixels a side), but near-duplicates are edited at a photo's size and only then fitted
+(the Encoder, the benchmarks and the run's own edited queries do so). So each image is scaled
+up to EDIT_SIDE pixels, edited there (JPEG blocks, noise and text strokes then shrink as a
+photo's do), and scaled back to its own shape: the whole edited picture, never cropped again,
+so that an edit that keeps the frame (blur, noise, a mirror) does not also zoom the copy.
 """
 
 from __future__ import annotations
@@ -11,18 +17,27 @@ import numpy as np
 
 # copies of each training image that frozen-feature mode caches
 EDIT_VIEWS = 2
+# the side, in pixels, at which the training images are edited (the copy-detection
+# benchmark's originals are 256 px); an image already larger is edited at its own size
+EDIT_SIDE = 256
 
 
 def edit_image(image: np.ndarray, contract, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (H, W, C) -> uint8 (H, W, C): one edit of hashsdk.edits drawn from ``rng``."""
+    """uint8 (H, W, C) -> uint8 (H, W, C): one edit of hashsdk.edits drawn from ``rng``, made at
+    EDIT_SIDE px and scaled back with ``contract``'s interpolation."""
     from PIL import Image
 
     from hashsdk.edits import EDITS, apply
+    from hashsdk.encoder.contract import INTERPOLATIONS
 
     pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+    resample = INTERPOLATIONS[contract.interpolation]
+    scale = max(1.0, EDIT_SIDE / max(pil.size))
+    big = pil.resize((round(pil.width * scale), round(pil.height * scale)), resample)
     names = list(EDITS)
-    edited = apply(names[rng.integers(len(names))], pil, rng)
-    return contract.fit_array(edited.convert(pil.mode))
+    edited = apply(names[rng.integers(len(names))], big, rng).convert(pil.mode)
+    out = np.asarray(edited.resize(pil.size, resample), np.uint8)
+    return out[..., None] if out.ndim == 2 else out
 
 
 def edit_batch(images: np.ndarray, contract, rng: np.random.Generator) -> np.ndarray:

@@ -1,6 +1,9 @@
 """The hashing network: a backbone (train/backbones.py), then a hash layer (Linear, then tanh).
 With ``flip_average``, the network in eval mode averages each image's outputs with its mirror
 image's (test-time flip averaging: twice the encoding's cost, inside the graph that exports).
+With ``mirror_invariant``, the backbone's features are the mean of the image's and its mirror
+image's, in training and in evaluation alike: an image and its mirror get one code (twice the
+backbone's cost), and frozen-feature mode caches the averaged features.
 
     model = create_model("timm/resnet18", bits=48, contract=InputContract(32))
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
@@ -43,7 +46,8 @@ class HashNet(nn.Module):
                  mean: list[float] | None = None, std: list[float] | None = None,
                  pretrained: str | None = None, resize_size: int | None = None,
                  interpolation: str = DEFAULT_INTERPOLATION, width: int = 32,
-                 contract: InputContract | None = None, flip_average: bool = False):
+                 contract: InputContract | None = None, flip_average: bool = False,
+                 mirror_invariant: bool = False):
         super().__init__()
         check_bits(bits)
         if contract is None:
@@ -64,13 +68,15 @@ class HashNet(nn.Module):
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
         self.flip_average = bool(flip_average)
+        self.mirror_invariant = bool(mirror_invariant)
         # pretrained is not kept: a rebuilt network takes its weights from the checkpoint
         self.model_args = dict(backbone=backbone, bits=bits, in_channels=in_channels,
                                image_size=image_size, num_classes=num_classes, stem32=stem32,
                                mean=list(contract.mean), std=list(contract.std),
                                resize_size=contract.resize_size,
                                interpolation=contract.interpolation, width=width,
-                               flip_average=self.flip_average)
+                               flip_average=self.flip_average,
+                               mirror_invariant=self.mirror_invariant)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
@@ -82,16 +88,20 @@ class HashNet(nn.Module):
         """
         if self.flip_average and not self.training:
             # (2, B, bits): each image's two looks, then their mean
-            h = torch.tanh(self.hash(self.features(torch.cat([x, x.flip(-1)]))))
+            h = torch.tanh(self.hash(self.embed(torch.cat([x, x.flip(-1)]))))
             h = h.unflatten(0, (2, -1)).mean(0)
         else:
-            h = torch.tanh(self.hash(self.features(x)))
+            h = torch.tanh(self.hash(self.embed(x)))
         if with_logits:
             return h, self.classifier(h)
         return h
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's features (B, features), for baselines on learned features."""
+        """The backbone's features (B, features): what the hash layer reads, and what the
+        baselines and frozen-feature mode take. With ``mirror_invariant``, the mean of the
+        features of x and of x mirrored left to right (one pass over both)."""
+        if self.mirror_invariant:
+            return self.features(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)
         return self.features(x)
 
     @classmethod
