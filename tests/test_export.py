@@ -351,10 +351,12 @@ def test_cli_export_then_folder_to_index_to_search(tmp_path):
     assert (index.codes == encoder.encode(paths)).all()
     run = hashsdk("encode", model, paths[3], "-o", tmp_path / "q.npy")
     assert run.returncode == 0, run.stderr
-    run = hashsdk("search", db, tmp_path / "q.npy", "-k", "3", "--json")
+    run = hashsdk("search", db, tmp_path / "q.npy", "-k", "12", "--json")
     (found,) = json.loads(run.stdout)
     assert found["query"] == 0 and found["results"][0]["distance"] == 0
-    assert found["results"][0]["path"] == paths[found["results"][0]["id"]] == paths[3]
+    assert all(r["path"] == paths[r["id"]] for r in found["results"])
+    # image 3 itself among the hits at distance 0 (another image may share its code)
+    assert paths[3] in [r["path"] for r in found["results"] if r["distance"] == 0]
     # --bits that disagrees with the model is refused, before anything is encoded
     run = hashsdk("index", "build", "--model", model, "--bits", "48", tmp_path / "photos",
                   "-o", tmp_path / "other.hidx")
