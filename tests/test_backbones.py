@@ -108,6 +108,30 @@ def test_local_weights_files_load_in_full_in_part_or_not_at_all(tmp_path):
         create_model("timm/test_resnet", 12, pretrained=str(tmp_path / "junk.pth"))
 
 
+def test_a_hashnet_checkpoint_gives_its_fine_tuned_backbone_to_a_head_of_another_length(
+        tmp_path):
+    from hashsdk.train import checkpoint
+
+    torch.manual_seed(4)
+    tuned = create_model("timm/test_resnet", 48)
+    with torch.no_grad():  # a backbone unlike a fresh one's, as fine-tuning leaves it
+        for p in tuned.features.parameters():
+            p.add_(torch.randn_like(p))
+    checkpoint.save(tmp_path / "ckpt.pt", kind="hashsdk.hashnet", model_args=tuned.model_args,
+                    state_dict=tuned.state_dict())
+    model = create_model("timm/test_resnet", 12, pretrained=str(tmp_path / "ckpt.pt"))
+    own = model.features.state_dict()
+    for key, value in tuned.features.state_dict().items():
+        assert torch.equal(own[key], value), key
+    assert model.hash.weight.shape == (12, tuned.hash.weight.shape[1])
+    # another backbone's checkpoint fits nothing: an error, not a silent fresh backbone
+    other = create_model("cnn", 16, image_size=32)
+    checkpoint.save(tmp_path / "cnn.pt", kind="hashsdk.hashnet", model_args=other.model_args,
+                    state_dict=other.state_dict())
+    with pytest.raises(HashsdkError, match="none of its .* tensors fit"):
+        create_model("timm/test_resnet", 12, pretrained=str(tmp_path / "cnn.pt"))
+
+
 def test_pretrained_by_name_goes_through_the_libraries_download(monkeypatch):
     import timm.models._builder as builder
     import torchvision.models._api as api

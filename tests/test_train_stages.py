@@ -425,6 +425,24 @@ def test_frozen_mode_trains_the_hash_layer_only_on_cached_features(tmp_path, ima
     assert sorted(p.name for p in (tmp_path / "cache").glob("features-*.npy")) == cached
 
 
+def test_the_feature_cache_tells_backbones_apart_by_their_weights_not_their_heads():
+    """Two backbones with the same arguments (ImageNet's weights and a fine-tuned
+    checkpoint's) must not share cached features; two heads on one backbone must."""
+    from hashsdk.train.frozen import features_key
+    from hashsdk.train.model import create_model
+
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    torch.manual_seed(0)
+    a = create_model("timm/test_resnet", 12, image_size=32)
+    b = create_model("timm/test_resnet", 48, image_size=32)
+    b.features.load_state_dict(a.features.state_dict())
+    assert features_key(a, images) == features_key(b, images)  # another head only
+    with torch.no_grad():
+        next(b.features.parameters()).add_(1e-3)
+    assert features_key(a, images) != features_key(b, images)
+    assert features_key(a, images) != features_key(a, images[:3])
+
+
 def test_fakes_are_fitted_to_the_runs_image_size(tmp_path):
     from hashsdk.encoder.contract import InputContract
     from hashsdk.train.loop import load_fakes

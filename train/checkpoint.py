@@ -18,6 +18,7 @@ from hashsdk._atomic import atomic_write
 from hashsdk.errors import HashsdkError
 
 FORMAT_VERSION = 1
+HASHNET_KIND = "hashsdk.hashnet"  # the kind of a HashNet's checkpoint (train/model.py)
 
 
 def save(path: str | os.PathLike, **fields: Any) -> None:

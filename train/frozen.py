@@ -40,10 +40,15 @@ from hashsdk.train.schedule import lr_factor
 
 def features_key(model: HashNet, images: np.ndarray) -> str:
     """What the cached features depend on: the network's arguments (but the head's: bits,
-    classes, flip averaging at encoding) and the images' bytes."""
+    classes, flip averaging at encoding), the backbone's weights (ImageNet's, a weights
+    file's, a fine-tuned checkpoint's: the arguments do not tell them apart) and the images'
+    bytes."""
     args = {k: v for k, v in model.model_args.items()
             if k not in ("bits", "num_classes", "flip_average")}
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.features.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     h.update(str(images.shape).encode())
     h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
     return h.hexdigest()[:20]

@@ -28,8 +28,9 @@ from hashsdk.codes import check_bits
 from hashsdk.encoder.contract import DEFAULT_INTERPOLATION, DEFAULT_SIZE, SQUASH, InputContract
 from hashsdk.errors import HashsdkError
 from hashsdk.train.backbones import ALIASES, lookup_backbone
+from hashsdk.train.checkpoint import HASHNET_KIND
 
-KIND = "hashsdk.hashnet"  # the checkpoint kind of a HashNet
+KIND = HASHNET_KIND  # the checkpoint kind of a HashNet
 
 
 class HashNet(nn.Module):

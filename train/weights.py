@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from hashsdk.errors import HashsdkError
+from hashsdk.train.checkpoint import HASHNET_KIND
 
 # timm name -> (module of the weight package, its class with get_model_file_path(), pip name,
 # the file's name inside it)
@@ -130,7 +131,9 @@ def download(name: str, cache: str, fetch: Callable[[], nn.Module]) -> nn.Module
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The tensors of a weights file: safetensors, or a torch file read with weights_only=True
-    (a ``state_dict`` or ``model`` entry inside a checkpoint dict is taken)."""
+    (a ``state_dict`` or ``model`` entry inside a checkpoint dict is taken). A hashsdk
+    HashNet checkpoint gives its backbone's tensors (``features.*``, named as the backbone
+    names them): one fine-tuned backbone, then heads of other lengths on it (``--frozen``)."""
     if not os.path.exists(path):
         raise HashsdkError(f"pretrained weights file not found: {path}")
     try:
@@ -142,6 +145,10 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (torch and safetensors raise several types)
         raise HashsdkError(f"{path}: not a loadable weights file ({exc})") from None
+    if isinstance(state, dict) and state.get("kind") == HASHNET_KIND:
+        prefix = "features."
+        state = {k[len(prefix):]: v for k, v in state.get("state_dict", {}).items()
+                 if k.startswith(prefix)}
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

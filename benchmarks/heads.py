@@ -1,0 +1,178 @@
+"""One fine-tuned backbone, every code length: a head of B bits trained in frozen-feature mode
+on a fine-tuned run's backbone, as a user does it with
+``hashsdk-train hash --pretrained RUN/checkpoint.pt --frozen --bits B``, scored on the run's
+own protocol.
+
+    python benchmarks/heads.py runs/cifar10-128px/lite0-128px-20epochs-48bits-orthohash-smoothing \
+        [more runs] --bits 12 24 32 48 [--no-mirror-invariant]
+
+Per run and length: the run's config (data, loss, label smoothing, codewords, fakes and λ)
+with hash.pretrained = the run's checkpoint, hash.frozen, hash.bits = B, the schedule's
+epochs and batch for frozen mode, and hash.mirror_invariant (on by default: the backbone's
+features of each image averaged with its mirror image's, what flip averaging does for a
+fine-tuned network), trained by train_hash into RUN/heads/B-bits/. A run trained with fakes
+gives its heads the same fakes at the same λ. Scored: mAP@all with ties broken by the smaller
+database row (the tables' rule) and at random (benchmarks/ties.py's tie_rules, 5 shuffles);
+minutes a model: the fine-tune's (its median epoch times its epochs) plus the head's (its
+features and its epochs). The paper's claim: for each seed and length with a run with fakes
+and one without, with minus without paired over the queries (bootstrap SE); over seeds the
+mean, its SE the per-seed SEs combined as independent. Writes results/cifar10-heads.{json,md},
+keeping the rows of runs not given again (``--fresh`` drops them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _results import RESULTS, commands_with, previous_results, run_minutes, write_results
+from ties import tie_rules
+
+from hashsdk.codes import pack_bits
+
+NAME = "cifar10-heads"
+
+
+def head_row(run: Path, bits: int, mirror: bool) -> dict:
+    """Trains (or finds) the head of ``bits`` on ``run``'s backbone; its row, with the
+    per-query APs (smaller-row rule) for pairing."""
+    import torch
+
+    from hashsdk.train import config
+    from hashsdk.train.data import cache_dir
+    from hashsdk.train.device import resolve_device
+    from hashsdk.train.frozen import cached_features
+    from hashsdk.train.loop import train_hash
+    from hashsdk.train.model import HashNet
+    from hashsdk.train.stages import prepare
+
+    cfg = config.from_dict(json.loads((run / "config.json").read_text()))
+    cfg = dataclasses.replace(cfg, hash=dataclasses.replace(
+        cfg.hash, pretrained=str(run / "checkpoint.pt"), frozen=True, bits=bits, epochs=None,
+        batch_size=None, mirror_invariant=mirror, flip_average=False, ema=0.0,
+        freeze_backbone_epochs=0, backbone_lr=None, mixup=0.0, cutmix=0.0))
+    data, split = prepare(run.parent, cfg, progress=False)
+    out = run / "heads" / (f"{bits}-bits" + ("" if mirror else "-plain"))
+    started = time.perf_counter()
+    if not (out / "eval.json").exists():
+        train_hash(cfg, data, split, out, progress=True)
+    seconds = time.perf_counter() - started
+    model, _ = HashNet.from_checkpoint(out / "checkpoint.pt")
+    device = resolve_device("auto")
+    feats = cached_features(model.to(device).eval(), data.images, cache_dir(cfg.data), device,
+                            False)
+    with torch.inference_mode():
+        outputs = torch.tanh(model.hash(torch.from_numpy(feats).to(device))).cpu().numpy()
+    q, db = pack_bits(outputs[split.query]), pack_bits(outputs[split.database])
+    ql, dl = data.labels[split.query], data.labels[split.database]
+    ties = tie_rules(q, db, ql, dl, bits)
+    recorded = json.loads((out / "eval.json").read_text())["map"]
+    if abs(recorded - ties["map_by_row"]) > 1e-3:
+        raise SystemExit(f"{out}: re-scored mAP {ties['map_by_row']:.4f} is not eval.json's "
+                         f"{recorded:.4f}")
+    head_minutes = _head_minutes(out, seconds)
+    return dict(run=str(run), bits=bits, seed=cfg.hash.seed, fakes=cfg.hash.fakes is not None,
+                mirror_invariant=mirror, finetune_bits=_finetune_bits(run),
+                finetune_minutes=run_minutes(run), head_minutes=head_minutes,
+                ap=np.load(out / "ap.npy").tolist(), **ties)
+
+
+def _finetune_bits(run: Path) -> int:
+    return json.loads((run / "config.json").read_text())["hash"]["bits"]
+
+
+def _head_minutes(out: Path, seconds_now: float) -> float:
+    """The head's features (features.json, 0 where the cache had them) and its epochs."""
+    history = json.loads((out / "history.json").read_text())
+    feats = json.loads((out / "features.json").read_text())["seconds"]
+    return (feats + sum(r["seconds"] for r in history)) / 60 if history else seconds_now / 60
+
+
+def claim_rows(rows: list[dict]) -> list[dict]:
+    """With minus without fakes per seed and length, and per length over its seeds."""
+    from hashsdk.train.comparison import paired_difference
+
+    out = []
+    for bits in sorted({r["bits"] for r in rows}):
+        per_seed = []
+        for seed in sorted({r["seed"] for r in rows if r["bits"] == bits}):
+            pair = {r["fakes"]: r for r in rows if r["bits"] == bits and r["seed"] == seed
+                    and r["mirror_invariant"]}
+            if set(pair) == {True, False}:
+                d = paired_difference(np.array(pair[True]["ap"], float),
+                                      np.array(pair[False]["ap"], float))
+                per_seed.append(d)
+                out.append(dict(bits=bits, seed=seed, with_fakes=pair[True]["map_by_row"],
+                                without=pair[False]["map_by_row"], **d))
+        if len(per_seed) > 1:
+            se = np.sqrt(sum(d["standard_error"] ** 2 for d in per_seed)) / len(per_seed)
+            out.append(dict(bits=bits, seed=f"mean of {len(per_seed)}",
+                            difference=float(np.mean([d["difference"] for d in per_seed])),
+                            standard_error=float(se)))
+    return out
+
+
+def markdown(rows: list[dict], claims: list[dict]) -> list[str]:
+    lines = ["CIFAR-10's protocol (1,000 queries / 5,000 train / 59,000 database). Each row: a "
+             "head of that length trained in frozen-feature mode (60 epochs on cached "
+             "features) on the backbone of a fine-tuned run (EfficientNet-Lite0, 128 px); "
+             "mirror-invariant: features of each image averaged with its mirror image's. "
+             "mAP@all with ties broken by the smaller database row (the tables' rule) and at "
+             "random (mean ± SD over 5 shuffles). Minutes a model: the fine-tune's plus the "
+             "head's, on 2 cores.", "",
+             "| fine-tuned run | fakes | seed | bits | mirror-invariant | smaller row | random "
+             "| minutes (fine-tune + head) |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["bits"], r["fakes"], r["seed"],
+                                         not r["mirror_invariant"])):
+        lines.append(f"| {Path(r['run']).name} ({r['finetune_bits']} bits) | "
+                     f"{'with' if r['fakes'] else 'without'} | {r['seed']} | {r['bits']} | "
+                     f"{'yes' if r['mirror_invariant'] else 'no'} | {r['map_by_row']:.4f} | "
+                     f"{r['map_random']:.4f} ± {r['map_random_sd']:.4f} | "
+                     f"{r['finetune_minutes']:.1f} + {r['head_minutes']:.1f} |")
+    if claims:
+        lines += ["", "The paper's claim on these heads: with minus without fakes (the fine-tune "
+                  "and its heads with the DCGAN's fakes, λ as the run's), paired over the "
+                  "queries (bootstrap SE; over seeds, the SEs combined as independent).", "",
+                  "| bits | seed | without fakes | with fakes | with minus without |",
+                  "|---:|---|---:|---:|---:|"]
+        for c in claims:
+            maps = (f"{c['without']:.4f} | {c['with_fakes']:.4f}" if "without" in c
+                    else " | ")
+            lines.append(f"| {c['bits']} | {c['seed']} | {maps} | "
+                         f"{c['difference'] * 100:+.2f} ± {c['standard_error'] * 100:.2f} "
+                         "points |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs", type=Path, nargs="+",
+                   help="fine-tuned hashing run directories (checkpoint.pt, config.json)")
+    p.add_argument("--bits", type=int, nargs="+", default=[12, 24, 32, 48])
+    p.add_argument("--no-mirror-invariant", dest="mirror", action="store_false",
+                   help="heads on plain features (default: mirror-invariant features)")
+    p.add_argument("--fresh", action="store_true", help="drop the earlier file's rows")
+    p.add_argument("--out", type=Path, default=RESULTS / NAME,
+                   help="the results' path, without a suffix")
+    args = p.parse_args()
+    old = {} if args.fresh else previous_results(args.out.with_suffix(".json"))
+    given = {(str(r), b, args.mirror) for r in args.runs for b in args.bits}
+    rows = [r for r in old.get("rows", [])
+            if (r["run"], r["bits"], r["mirror_invariant"]) not in given]
+    rows += [head_row(r, b, args.mirror) for r in args.runs for b in args.bits]
+    claims = claim_rows(rows)
+    lines = markdown(rows, claims)
+    command = shlex.join(["python", "benchmarks/heads.py", *sys.argv[1:]])
+    write_results(args.out, dict(commands=commands_with(old, command), rows=rows,
+                                       claim=claims), lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
