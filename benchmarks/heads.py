@@ -4,15 +4,17 @@ on a fine-tuned run's backbone, as a user does it with
 own protocol.
 
     python benchmarks/heads.py runs/cifar10-128px/lite0-128px-20epochs-48bits-orthohash-smoothing \
-        [more runs] --bits 12 24 32 48 [--no-mirror-invariant]
+        [more runs] --bits 12 24 32 48 [--no-mirror-invariant] [--label-smoothing S]
 
-Per run and length: the run's config (data, loss, label smoothing, codewords, fakes and λ)
-with hash.pretrained = the run's checkpoint, hash.frozen, hash.bits = B, the schedule's
-epochs and batch for frozen mode, and hash.mirror_invariant (on by default: the backbone's
-features of each image averaged with its mirror image's, what flip averaging does for a
-fine-tuned network), trained by train_hash into RUN/heads/B-bits/. A run trained with fakes
-gives its heads the same fakes at the same λ. Scored: mAP@all with ties broken by the smaller
-database row (the tables' rule) and at random (benchmarks/ties.py's tie_rules, 5 shuffles);
+Per run and length: the run's config (data, loss, codewords, fakes and λ) with
+hash.pretrained = the run's checkpoint, hash.frozen, hash.bits = B, the schedule's epochs and
+batch for frozen mode, the head's label smoothing and quantization weight (by default what
+benchmarks/head_selection.py chose on a validation split), and hash.mirror_invariant (on by
+default: the backbone's features of each image averaged with its mirror image's, what flip
+averaging does for a fine-tuned network), trained by train_hash into RUN/heads/. A run
+trained with fakes gives its heads the same fakes at the same λ. Scored: mAP@all with ties
+broken by the smaller database row (the tables' rule) and at random (benchmarks/ties.py's
+tie_rules, 5 shuffles);
 minutes a model: the fine-tune's (its median epoch times its epochs) plus the head's (its
 features and its epochs). The paper's claim: for each seed and length with a run with fakes
 and one without, with minus without paired over the queries (bootstrap SE); over seeds the
@@ -39,12 +41,44 @@ from hashsdk.codes import pack_bits
 NAME = "cifar10-heads"
 
 
-def head_row(run: Path, bits: int, mirror: bool) -> dict:
+def chosen_head() -> dict:
+    """The head's label smoothing and quantization weight that benchmarks/head_selection.py
+    chose on a validation split (its results file)."""
+    path = RESULTS / "head-selection.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run benchmarks/head_selection.py first, or give "
+                         "--label-smoothing and --quantization")
+    return json.loads(path.read_text())["chosen"]
+
+
+def head_config(run: Path, bits: int, mirror: bool, smoothing: float,
+                quantization: float | None = None):
+    """``run``'s config (config.json) made a frozen-feature head of ``bits`` on its
+    checkpoint's backbone; ``quantization`` None keeps the run's."""
+    from hashsdk.train import config
+
+    cfg = config.from_dict(json.loads((run / "config.json").read_text()))
+    hc = cfg.hash
+    return dataclasses.replace(cfg, hash=dataclasses.replace(
+        hc, pretrained=str(run / "checkpoint.pt"), frozen=True, bits=bits, epochs=None,
+        batch_size=None, mirror_invariant=mirror, flip_average=False, ema=0.0,
+        freeze_backbone_epochs=0, backbone_lr=None, mixup=0.0, cutmix=0.0,
+        label_smoothing=smoothing,
+        quantization=hc.quantization if quantization is None else quantization))
+
+
+def head_dir(run: Path, bits: int, mirror: bool, smoothing: float, quantization: float
+             ) -> Path:
+    return run / "heads" / (f"{bits}-bits-smoothing{smoothing:g}-q{quantization:g}"
+                            + ("" if mirror else "-plain"))
+
+
+def head_row(run: Path, bits: int, mirror: bool, smoothing: float, quantization: float
+             ) -> dict:
     """Trains (or finds) the head of ``bits`` on ``run``'s backbone; its row, with the
     per-query APs (smaller-row rule) for pairing."""
     import torch
 
-    from hashsdk.train import config
     from hashsdk.train.data import cache_dir
     from hashsdk.train.device import resolve_device
     from hashsdk.train.frozen import cached_features
@@ -52,13 +86,9 @@ def head_row(run: Path, bits: int, mirror: bool) -> dict:
     from hashsdk.train.model import HashNet
     from hashsdk.train.stages import prepare
 
-    cfg = config.from_dict(json.loads((run / "config.json").read_text()))
-    cfg = dataclasses.replace(cfg, hash=dataclasses.replace(
-        cfg.hash, pretrained=str(run / "checkpoint.pt"), frozen=True, bits=bits, epochs=None,
-        batch_size=None, mirror_invariant=mirror, flip_average=False, ema=0.0,
-        freeze_backbone_epochs=0, backbone_lr=None, mixup=0.0, cutmix=0.0))
+    cfg = head_config(run, bits, mirror, smoothing, quantization)
     data, split = prepare(run.parent, cfg, progress=False)
-    out = run / "heads" / (f"{bits}-bits" + ("" if mirror else "-plain"))
+    out = head_dir(run, bits, mirror, smoothing, quantization)
     started = time.perf_counter()
     if not (out / "eval.json").exists():
         train_hash(cfg, data, split, out, progress=True)
@@ -78,7 +108,8 @@ def head_row(run: Path, bits: int, mirror: bool) -> dict:
                          f"{recorded:.4f}")
     head_minutes = _head_minutes(out, seconds)
     return dict(run=str(run), bits=bits, seed=cfg.hash.seed, fakes=cfg.hash.fakes is not None,
-                mirror_invariant=mirror, finetune_bits=_finetune_bits(run),
+                mirror_invariant=mirror, label_smoothing=smoothing, quantization=quantization,
+                finetune_bits=_finetune_bits(run),
                 finetune_minutes=run_minutes(run), head_minutes=head_minutes,
                 ap=np.load(out / "ap.npy").tolist(), **ties)
 
@@ -94,8 +125,9 @@ def _head_minutes(out: Path, seconds_now: float) -> float:
     return (feats + sum(r["seconds"] for r in history)) / 60 if history else seconds_now / 60
 
 
-def claim_rows(rows: list[dict]) -> list[dict]:
-    """With minus without fakes per seed and length, and per length over its seeds."""
+def claim_rows(rows: list[dict], head: dict) -> list[dict]:
+    """With minus without fakes per seed and length, and per length over its seeds, on the
+    mirror-invariant heads of the ``head`` settings."""
     from hashsdk.train.comparison import paired_difference
 
     out = []
@@ -103,7 +135,7 @@ def claim_rows(rows: list[dict]) -> list[dict]:
         per_seed = []
         for seed in sorted({r["seed"] for r in rows if r["bits"] == bits}):
             pair = {r["fakes"]: r for r in rows if r["bits"] == bits and r["seed"] == seed
-                    and r["mirror_invariant"]}
+                    and r["mirror_invariant"] and _settings(r) == _settings(head)}
             if set(pair) == {True, False}:
                 d = paired_difference(np.array(pair[True]["ap"], float),
                                       np.array(pair[False]["ap"], float))
@@ -118,21 +150,31 @@ def claim_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(rows: list[dict], claims: list[dict]) -> list[str]:
+def _settings(r: dict) -> tuple[float, float]:
+    return r["label_smoothing"], r["quantization"]
+
+
+def markdown(rows: list[dict], claims: list[dict], head: dict) -> list[str]:
     lines = ["CIFAR-10's protocol (1,000 queries / 5,000 train / 59,000 database). Each row: a "
              "head of that length trained in frozen-feature mode (60 epochs on cached "
              "features) on the backbone of a fine-tuned run (EfficientNet-Lite0, 128 px); "
              "mirror-invariant: features of each image averaged with its mirror image's. "
-             "mAP@all with ties broken by the smaller database row (the tables' rule) and at "
-             "random (mean ± SD over 5 shuffles). Minutes a model: the fine-tune's plus the "
-             "head's, on 2 cores.", "",
-             "| fine-tuned run | fakes | seed | bits | mirror-invariant | smaller row | random "
-             "| minutes (fine-tune + head) |", "|---|---|---:|---:|---|---:|---:|---:|"]
+             f"The head's label smoothing and quantization weight: "
+             f"{head['label_smoothing']:g} and {head['quantization']:g} as the validation split "
+             "chose (results/head-selection.md), unless the row says otherwise. mAP@all with "
+             "ties broken by the smaller database row (the tables' rule) and at random (mean "
+             "± SD over 5 shuffles). Minutes a model: the fine-tune's plus the head's, on 2 "
+             "cores.", "",
+             "| fine-tuned run | fakes | seed | bits | mirror-invariant | head's label smoothing, "
+             "quantization | smaller row | random | minutes (fine-tune + head) |",
+             "|---|---|---:|---:|---|---|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["bits"], r["fakes"], r["seed"],
-                                         not r["mirror_invariant"])):
+                                         not r["mirror_invariant"], r["label_smoothing"])):
         lines.append(f"| {Path(r['run']).name} ({r['finetune_bits']} bits) | "
                      f"{'with' if r['fakes'] else 'without'} | {r['seed']} | {r['bits']} | "
-                     f"{'yes' if r['mirror_invariant'] else 'no'} | {r['map_by_row']:.4f} | "
+                     f"{'yes' if r['mirror_invariant'] else 'no'} | "
+                     f"{r['label_smoothing']:g}, {r['quantization']:g} | "
+                     f"{r['map_by_row']:.4f} | "
                      f"{r['map_random']:.4f} ± {r['map_random_sd']:.4f} | "
                      f"{r['finetune_minutes']:.1f} + {r['head_minutes']:.1f} |")
     if claims:
@@ -157,17 +199,24 @@ def main() -> None:
     p.add_argument("--bits", type=int, nargs="+", default=[12, 24, 32, 48])
     p.add_argument("--no-mirror-invariant", dest="mirror", action="store_false",
                    help="heads on plain features (default: mirror-invariant features)")
+    p.add_argument("--label-smoothing", dest="smoothing", type=float,
+                   help="the head's label smoothing (default: the validation split's choice)")
+    p.add_argument("--quantization", type=float,
+                   help="the head's quantization weight (default: the validation split's)")
     p.add_argument("--fresh", action="store_true", help="drop the earlier file's rows")
     p.add_argument("--out", type=Path, default=RESULTS / NAME,
                    help="the results' path, without a suffix")
     args = p.parse_args()
     old = {} if args.fresh else previous_results(args.out.with_suffix(".json"))
-    given = {(str(r), b, args.mirror) for r in args.runs for b in args.bits}
+    head = chosen_head()
+    setting = (head["label_smoothing"] if args.smoothing is None else args.smoothing,
+               head["quantization"] if args.quantization is None else args.quantization)
+    given = {(str(r), b, args.mirror, *setting) for r in args.runs for b in args.bits}
     rows = [r for r in old.get("rows", [])
-            if (r["run"], r["bits"], r["mirror_invariant"]) not in given]
-    rows += [head_row(r, b, args.mirror) for r in args.runs for b in args.bits]
-    claims = claim_rows(rows)
-    lines = markdown(rows, claims)
+            if (r["run"], r["bits"], r["mirror_invariant"], *_settings(r)) not in given]
+    rows += [head_row(r, b, args.mirror, *setting) for r in args.runs for b in args.bits]
+    claims = claim_rows(rows, head)
+    lines = markdown(rows, claims, head)
     command = shlex.join(["python", "benchmarks/heads.py", *sys.argv[1:]])
     write_results(args.out, dict(commands=commands_with(old, command), rows=rows,
                                        claim=claims), lines)
