@@ -29,7 +29,6 @@ import dataclasses
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +88,8 @@ def head_row(run: Path, bits: int, mirror: bool, smoothing: float, quantization:
     cfg = head_config(run, bits, mirror, smoothing, quantization)
     data, split = prepare(run.parent, cfg, progress=False)
     out = head_dir(run, bits, mirror, smoothing, quantization)
-    started = time.perf_counter()
     if not (out / "eval.json").exists():
         train_hash(cfg, data, split, out, progress=True)
-    seconds = time.perf_counter() - started
     model, _ = HashNet.from_checkpoint(out / "checkpoint.pt")
     device = resolve_device("auto")
     feats = cached_features(model.to(device).eval(), data.images, cache_dir(cfg.data), device,
@@ -106,7 +103,7 @@ def head_row(run: Path, bits: int, mirror: bool, smoothing: float, quantization:
     if abs(recorded - ties["map_by_row"]) > 1e-3:
         raise SystemExit(f"{out}: re-scored mAP {ties['map_by_row']:.4f} is not eval.json's "
                          f"{recorded:.4f}")
-    head_minutes = _head_minutes(out, seconds)
+    head_minutes = _head_minutes(out, len(split.train))
     return dict(run=str(run), bits=bits, seed=cfg.hash.seed, fakes=cfg.hash.fakes is not None,
                 mirror_invariant=mirror, label_smoothing=smoothing, quantization=quantization,
                 finetune_bits=_finetune_bits(run),
@@ -118,11 +115,15 @@ def _finetune_bits(run: Path) -> int:
     return json.loads((run / "config.json").read_text())["hash"]["bits"]
 
 
-def _head_minutes(out: Path, seconds_now: float) -> float:
-    """The head's features (features.json, 0 where the cache had them) and its epochs."""
+def _head_minutes(out: Path, n_train: int) -> float:
+    """The head's training: its epochs (history.json) and the features of the training images,
+    at the rate of the backbone's one feature pass (the features.json of whichever of its
+    heads computed them; the others found them cached). The rest of that pass encodes the
+    database, which is evaluation."""
     history = json.loads((out / "history.json").read_text())
-    feats = json.loads((out / "features.json").read_text())["seconds"]
-    return (feats + sum(r["seconds"] for r in history)) / 60 if history else seconds_now / 60
+    passes = [json.loads(f.read_text()) for f in out.parent.glob("*/features.json")]
+    rate = max(f["seconds"] / max(1, f["count"]) for f in passes)
+    return (rate * n_train + sum(r["seconds"] for r in history)) / 60
 
 
 def claim_rows(rows: list[dict], head: dict) -> list[dict]:
@@ -163,8 +164,8 @@ def markdown(rows: list[dict], claims: list[dict], head: dict) -> list[str]:
              f"{head['label_smoothing']:g} and {head['quantization']:g} as the validation split "
              "chose (results/head-selection.md), unless the row says otherwise. mAP@all with "
              "ties broken by the smaller database row (the tables' rule) and at random (mean "
-             "± SD over 5 shuffles). Minutes a model: the fine-tune's plus the head's, on 2 "
-             "cores.", "",
+             "± SD over 5 shuffles). Minutes a model: the fine-tune's plus the head's (its "
+             "epochs and the training images' features), on 2 cores.", "",
              "| fine-tuned run | fakes | seed | bits | mirror-invariant | head's label smoothing, "
              "quantization | smaller row | random | minutes (fine-tune + head) |",
              "|---|---|---:|---:|---|---|---:|---:|---:|"]
