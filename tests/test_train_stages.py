@@ -209,6 +209,16 @@ def test_checkpoint_of_another_kind_is_refused(tmp_path):
         checkpoint.load(tmp_path / "bad.pt")
 
 
+def test_every_shipped_config_loads():
+    """The configs/ that docs and results name as commands: a retired or misspelt key, or a
+    value out of its choices, would fail the command a reader copies."""
+    shipped = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert len(shipped) > 10
+    for path in shipped:
+        cfg = config.load(path)
+        assert cfg.hash.bits > 0, path
+
+
 def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
     (tmp_path / "a.toml").write_text("[hash]\nbits = 24\nbitz = 3\n")
     with pytest.raises(HashsdkError, match=r"unknown key\(s\) \['bitz'\]"):
