@@ -51,9 +51,8 @@ def table_seeds(bits: int) -> list[dict]:
 
 def run_seed(run: Path, loss: str) -> dict:
     runs = {k: run / f"hash-{k}" for k in ("fakes", "nofakes")}
-    configs = [{"codewords": EARLIER_CODEWORDS,
-                **json.loads((d / "config.json").read_text())["hash"]} for d in runs.values()]
-    for key in ("seed", "bits", "codewords"):
+    configs = [_settings(json.loads((d / "config.json").read_text())) for d in runs.values()]
+    for key in ("seed", "bits", "codewords", "image_size", "epochs", "label_smoothing"):
         if len({c[key] for c in configs}) != 1:
             raise SystemExit(f"{run}: hash-fakes and hash-nofakes have other values of {key} "
                              f"({sorted({c[key] for c in configs})})")
@@ -65,7 +64,27 @@ def run_seed(run: Path, loss: str) -> dict:
     paired = paired_difference(np.load(runs["fakes"] / "ap.npy"),
                                np.load(runs["nofakes"] / "ap.npy"))
     return dict(bits=configs[0]["bits"], seed=configs[0]["seed"], minutes=minutes,
-                source=str(run), codewords=configs[0]["codewords"], **maps, **paired)
+                source=str(run), codewords=configs[0]["codewords"],
+                **{k: configs[0][k] for k in RECIPE}, **maps, **paired)
+
+
+# what a run's recipe is, and its value for the runs (and rows) of before these keys were kept
+RECIPE = {"image_size": 96, "epochs": 8, "label_smoothing": 0.0}
+
+
+def _settings(cfg: dict) -> dict:
+    """A run's config.json, flat: its hash settings, its image size, and the defaults of the
+    keys its time did not have."""
+    return {"codewords": EARLIER_CODEWORDS, **RECIPE, **cfg["hash"],
+            "image_size": cfg.get("data", {}).get("image_size", RECIPE["image_size"])}
+
+
+def _recipe(rows: list[dict]) -> str:
+    """The rows' recipes in words: "96 px for 8 epochs", and the smoothing where there is one."""
+    found = sorted({tuple(r.get(k, v) for k, v in RECIPE.items()) for r in rows})
+    return " and ".join(f"{px} px for {epochs} epochs"
+                        + (f" with label smoothing {sm:g}" if sm else "")
+                        for px, epochs, sm in found)
 
 
 def merge(earlier: list[dict], table: list[dict], runs: list[dict]) -> list[dict]:
@@ -93,7 +112,7 @@ def pool(rows: list[dict]) -> dict:
 
 def markdown(rows: list[dict], pooled: list[dict], loss: str) -> list[str]:
     lines = ["CIFAR-10 (1,000 queries / 5,000 train / 59,000 database), EfficientNet-Lite0 "
-             f"fine-tuned at 96 px for 8 epochs (recipe 1:pad, loss {loss}), fakes at λ 1 "
+             f"fine-tuned at {_recipe(rows)} (recipe 1:pad, loss {loss}), fakes at λ 1 "
              "(entropy, 0.5 per real, BatchNorm separate); mAP@all, ties broken by the smaller "
              "database row. With minus without fakes paired over the queries (bootstrap SE); "
              "over seeds, the SEs combined as independent. Training minutes of a run "
@@ -122,9 +141,11 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true",
                    help="drop the rows of the earlier results file (kept by default where no "
                         "run given holds their code length and seed)")
+    p.add_argument("--out", type=Path, help="the results' path without a suffix (default: "
+                                            "results/retrieval-cifar10-claim-LOSS)")
     args = p.parse_args()
     runs = [run_seed(r, args.loss) for r in args.runs]
-    base = RESULTS / f"retrieval-cifar10-claim-{args.loss}"
+    base = args.out or RESULTS / f"retrieval-cifar10-claim-{args.loss}"
     earlier = {} if args.fresh else previous_results(base.with_suffix(".json"))
     lengths = sorted({r["bits"] for r in earlier.get("rows", []) + runs})
     table = [t for b in lengths for t in table_seeds(b)] if args.loss == TABLE_LOSS else []

@@ -26,10 +26,12 @@ def claim_seeds():
 
 
 def write_run(path: Path, loss: str, seed: int, ap: np.ndarray, seconds: list[float],
-              bits: int = 48) -> None:
+              bits: int = 48, size: int | None = None, **hash_keys) -> None:
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"hash": {"loss": loss, "seed": seed,
-                                                           "bits": bits}}))
+    cfg = {"hash": {"loss": loss, "seed": seed, "bits": bits, **hash_keys}}
+    if size is not None:
+        cfg["data"] = {"image_size": size}
+    (path / "config.json").write_text(json.dumps(cfg))
     (path / "eval.json").write_text(json.dumps({"map": float(ap.mean())}))
     (path / "history.json").write_text(json.dumps([{"seconds": s} for s in seconds]))
     np.save(path / "ap.npy", ap)
@@ -63,6 +65,26 @@ def test_runs_of_another_loss_or_two_seeds_are_refused(claim_seeds, tmp_path):
     write_run(tmp_path / "c" / "hash-fakes", "orthohash", 0, ap, [1.0], bits=48)
     with pytest.raises(SystemExit, match="other values of bits"):
         claim_seeds.run_seed(tmp_path / "c", "orthohash")
+
+
+def test_a_pair_of_two_recipes_is_refused_and_the_table_names_the_recipe(claim_seeds,
+                                                                         tmp_path):
+    ap = np.full(10, 0.5)
+    write_run(tmp_path / "a" / "hash-nofakes", "orthohash", 0, ap, [1.0], size=96)
+    write_run(tmp_path / "a" / "hash-fakes", "orthohash", 0, ap, [1.0], size=128)
+    with pytest.raises(SystemExit, match="other values of image_size"):
+        claim_seeds.run_seed(tmp_path / "a", "orthohash")
+    for kind in ("nofakes", "fakes"):
+        write_run(tmp_path / "b" / f"hash-{kind}", "orthohash", 0, ap, [1.0], size=128,
+                  epochs=20, label_smoothing=0.1)
+    row = claim_seeds.run_seed(tmp_path / "b", "orthohash")
+    assert (row["image_size"], row["epochs"], row["label_smoothing"]) == (128, 20, 0.1)
+    text = "\n".join(claim_seeds.markdown([row], [claim_seeds.pool([row])], "orthohash"))
+    assert "fine-tuned at 128 px for 20 epochs with label smoothing 0.1 (" in text
+    # a row of a results file from before the recipe was kept reads as the recipe of then
+    old = {k: v for k, v in row.items() if k not in ("image_size", "epochs", "label_smoothing")}
+    text = "\n".join(claim_seeds.markdown([old], [claim_seeds.pool([old])], "orthohash"))
+    assert "fine-tuned at 96 px for 8 epochs (" in text
 
 
 def test_seeds_pool_as_the_mean_difference_with_independent_errors(claim_seeds):
