@@ -38,6 +38,7 @@ from ties import tie_rules
 from hashsdk.codes import pack_bits
 
 NAME = "cifar10-heads"
+AP_DECIMALS = 5  # the per-query APs kept for pairing rows of runs that are gone
 
 
 def chosen_head() -> dict:
@@ -108,7 +109,7 @@ def head_row(run: Path, bits: int, mirror: bool, smoothing: float, quantization:
                 mirror_invariant=mirror, label_smoothing=smoothing, quantization=quantization,
                 finetune_bits=_finetune_bits(run),
                 finetune_minutes=run_minutes(run), head_minutes=head_minutes,
-                ap=np.load(out / "ap.npy").tolist(), **ties)
+                ap=np.round(np.load(out / "ap.npy"), AP_DECIMALS).tolist(), **ties)
 
 
 def _finetune_bits(run: Path) -> int:
