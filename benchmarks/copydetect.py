@@ -119,15 +119,21 @@ def shifted_mae(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
-def make_sets(archive: Path, originals: int, distractors: int, size: int, seed: int
+def make_sets(archive: Path, originals: int, distractors: int, size: int, seed: int,
+              split: str = "test", exclude: frozenset[str] = frozenset()
               ) -> tuple[list[Image.Image], list[Image.Image], np.ndarray, np.ndarray, int]:
     """Database images (originals first), edited copies, each copy's original row, each
-    copy's edit (an index into EDITS), and how many test images were left out as twins."""
+    copy's edit (an index into EDITS), and how many images were left out as twins. From
+    ``split``'s images but those whose member names are in ``exclude`` (a validation set
+    from the training split leaves out the images the models train on); a pool of twice the
+    images needed, as many a class, is searched for twins."""
     rng = np.random.default_rng(seed)
-    test = read_split(archive, "test")
-    left_out = twins(test)
-    test = [t for i, t in enumerate(test) if i not in left_out]
-    chosen = pick(test, originals + distractors, rng)
+    pool = [t for t in read_split(archive, split) if t[1] not in exclude]
+    if len(pool) > 2 * (originals + distractors):  # twins() compares each image with all
+        pool = pick(pool, 2 * (originals + distractors), rng)
+    left_out = twins(pool)
+    pool = [t for i, t in enumerate(pool) if i not in left_out]
+    chosen = pick(pool, originals + distractors, rng)
     order = rng.permutation(len(chosen))
     db = [upsample(chosen[i][2], size) for i in order]
     copies, source, edit = [], [], []
@@ -203,13 +209,17 @@ def evaluate(db_bits: np.ndarray, copy_bits: np.ndarray, source: np.ndarray,
 # ---- the models ---------------------------------------------------------------------------
 
 
+def training_members(archive: Path, count: int, seed: int) -> list[tuple[str, str, bytes]]:
+    """The ``count`` CIFAR-10 training images (as many a class) the models train on."""
+    return pick(read_split(archive, "train"), count, np.random.default_rng(seed))
+
+
 def write_folder(archive: Path, folder: Path, count: int, flat: bool, seed: int) -> None:
-    """``count`` CIFAR-10 training images (as many a class) as JPEG files: in one folder
-    (``flat``: no labels), or in class folders."""
+    """``training_members`` as JPEG files: in one folder (``flat``: no labels), or in class
+    folders."""
     if folder.exists():
         return
-    chosen = pick(read_split(archive, "train"), count, np.random.default_rng(seed))
-    for c, name, raw in chosen:
+    for c, name, raw in training_members(archive, count, seed):
         target = folder if flat else folder / c
         target.mkdir(parents=True, exist_ok=True)
         (target / f"{c}-{Path(name).name}" if flat else target / Path(name).name
@@ -240,19 +250,27 @@ def train_model(work: Path, name: str, folder: Path, extra: list[str], gan_steps
 
 
 # the hashsdk rows: label, run name, training folder, hashsdk-train's options beyond the
-# common, and the steps of a GAN on the same folder whose fakes the run takes (0: none)
+# common, and the steps of a GAN on the same folder whose fakes the run takes (0: none). The
+# rows before the low-pass filter and the trim (their defaults without labels since
+# copydetect-blur.md) keep them off, as they were measured
+PLAIN = ["--input-blur", "0", "--no-trim"]
 MODELS = [(f"hashsdk label-free, {label}", name, "train-flat", ["--loss", *loss], gan)
           for label, name, loss, gan in (
-              ("ITQ", "itq", ["itq"], 0), ("edit-ITQ", "edit-itq", ["edit-itq"], 0),
+              ("ITQ", "itq", ["itq", *PLAIN], 0),
+              ("edit-ITQ", "edit-itq", ["edit-itq", *PLAIN], 0),
               ("edit-ITQ, not mirror-invariant", "edit-itq-plain",
-               ["edit-itq", "--no-mirror-invariant"], 0),
-              ("Bi-half", "bihalf", ["bihalf"], 0),
-              ("contrastive", "contrastive", ["contrastive", "--frozen"], 0),
+               ["edit-itq", "--no-mirror-invariant", *PLAIN], 0),
+              ("Bi-half", "bihalf", ["bihalf", *PLAIN], 0),
+              ("contrastive", "contrastive", ["contrastive", "--frozen", *PLAIN], 0),
               # without mirror invariance, which would double its 13 minutes of training
               ("contrastive, fine-tuned, not mirror-invariant", "contrastive-finetuned",
-               ["contrastive", "--finetune", "--no-mirror-invariant"], 0),
-              ("contrastive, with fakes", "contrastive-fakes", ["contrastive", "--frozen"],
-               GAN_STEPS))]
+               ["contrastive", "--finetune", "--no-mirror-invariant", *PLAIN], 0),
+              ("contrastive, with fakes", "contrastive-fakes",
+               ["contrastive", "--frozen", *PLAIN], GAN_STEPS),
+              # the defaults without labels: the low-pass filter and the trim on
+              ("edit-ITQ, low-pass filter and trim", "edit-itq-lowpass-trim", ["edit-itq"], 0),
+              ("contrastive, low-pass filter and trim", "contrastive-lowpass-trim",
+               ["contrastive", "--frozen"], 0))]
 
 
 def protocol(args: argparse.Namespace) -> list[str]:

@@ -56,7 +56,8 @@ def training_of(config: dict) -> dict:
     """How the model was trained, for its metadata: the loss, whether labels took part (a
     label-free loss trains without them), frozen-feature mode, whether the graph averages
     each image's outputs with its mirror image's (flip_average), and whether its features are
-    the mean of the image's and its mirror image's (mirror_invariant). ``config``: the
+    the mean of the image's and its mirror image's (mirror_invariant), and the sigma of the
+    low-pass filter before its backbone (input_blur, pixels; 0: none). ``config``: the
     checkpoint's RunConfig as a dict."""
     from hashsdk.train.losses import REAL_LOSSES
 
@@ -66,7 +67,8 @@ def training_of(config: dict) -> dict:
     return {"loss": h.get("loss"), "labels": labels,
             "frozen_features": bool(h.get("frozen", False)),
             "flip_average": bool(h.get("flip_average", False)),
-            "mirror_invariant": bool(h.get("mirror_invariant", False))}
+            "mirror_invariant": bool(h.get("mirror_invariant", False)),
+            "input_blur": float(h.get("input_blur") or 0.0)}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

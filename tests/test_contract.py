@@ -123,3 +123,66 @@ def test_the_train_side_holds_the_same_object():
     del legacy["resize_size"], legacy["interpolation"]
     assert contract_of(legacy).resize_size == 0
     assert torch is not None
+
+
+def _textured(h: int, w: int, seed: int, channels: int = 3) -> Image.Image:
+    # smooth random texture (no row or column of one colour), as an upsampled photo is
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(2, h // 8), max(2, w // 8), channels), np.uint8)
+    image = Image.fromarray(small.squeeze(-1) if channels == 1 else small)
+    return image.resize((w, h), Image.BICUBIC)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_trim_cuts_a_frame_of_one_colour_and_nothing_else(channels):
+    from hashsdk.edits import pad
+    from hashsdk.encoder.contract import TRIM_KEEP, trim_border
+
+    for seed in range(5):
+        original = _textured(60 + seed * 7, 80, seed, channels)
+        framed = pad(original, np.random.default_rng(seed)).convert(original.mode)
+        assert framed.size != original.size
+        assert np.array_equal(np.asarray(trim_border(framed)), np.asarray(original))
+        assert trim_border(original) is original  # no frame: the image itself
+    # a JPEG of a framed photo: the frame's flat part is cut, the ringing beside the photo
+    # (a few pixels over the tolerance) stays: most of the 26 px a side goes
+    import io
+
+    original = _textured(256, 256, 9)
+    raw = io.BytesIO()
+    pad(original, np.random.default_rng(1)).save(raw, "JPEG", quality=75)
+    assert all(256 <= side <= 256 + 16 for side in trim_border(Image.open(raw)).size)
+    # an object on a wide plain background keeps its background: the cut would keep less
+    # than TRIM_KEEP of a side
+    canvas = np.full((100, 100, 3), 255, np.uint8)
+    canvas[40:40 + int(100 * TRIM_KEEP) - 2, 30:80] = 0
+    assert trim_border(Image.fromarray(canvas)).size == (100, 100)
+    assert trim_border(Image.fromarray(np.full((9, 9, 3), 7, np.uint8))).size == (9, 9)
+
+
+def test_a_trimming_contract_fits_a_framed_copy_as_its_original_and_says_so():
+    from hashsdk.edits import pad
+
+    contract = InputContract(32, 3, 36, "bicubic", trim=True)
+    original = _textured(50, 70, 3)
+    framed = pad(original, np.random.default_rng(0))
+    assert np.array_equal(contract.fit_array(framed), contract.fit_array(original))
+    plain = InputContract(32, 3, 36, "bicubic")
+    assert not np.array_equal(plain.fit_array(framed), plain.fit_array(original))
+    # an image at the input size may still have a frame: never taken as fitted
+    assert InputContract(32).is_fitted(32, 32)
+    assert not InputContract(32, trim=True).is_fitted(32, 32)
+    with pytest.raises(HashsdkError, match="trim: expected true or false"):
+        InputContract(32, trim="yes")
+    # the metadata: a trimming model is version 2 (a version-1 reader refuses it rather than
+    # encode untrimmed); files without the key are untrimmed version 1
+    props = ModelMetadata.of(contract, 16).to_props()
+    assert json.loads(props["hashsdk.format_version"]) == 2
+    assert json.loads(props["hashsdk.trim"]) is True
+    assert ModelMetadata.from_props(props, "x").contract == contract
+    old = {k: v for k, v in ModelMetadata.of(plain, 16).to_props().items()
+           if k != "hashsdk.trim"}
+    assert json.loads(old["hashsdk.format_version"]) == 1
+    assert ModelMetadata.from_props(old, "x").contract.trim is False
+    with pytest.raises(HashsdkError, match="version 3; this hashsdk reads 1 and 2"):
+        ModelMetadata.from_props(dict(props, **{"hashsdk.format_version": "3"}), "x")

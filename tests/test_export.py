@@ -116,6 +116,64 @@ def test_a_flip_averaged_model_exports_its_average_and_says_so(exported, tmp_pat
     assert np.array_equal(codes, mirrored)  # an image and its mirror image: one code
 
 
+def test_a_low_passed_model_exports_its_filter_and_says_so(exported, tmp_path):
+    """input_blur's filter is part of the graph: onnxruntime gives the torch outputs (which
+    differ from the unfiltered network's), and the metadata records the sigma."""
+    import onnxruntime as ort
+
+    from hashsdk.train.model import HashNet
+
+    root, plain, _ = exported
+    ckpt = checkpoint.load(root / "ckpt.pt", "hashsdk.hashnet")
+    checkpoint.save(tmp_path / "blur.pt", kind="hashsdk.hashnet",
+                    model_args=dict(ckpt["model_args"], input_blur=2.0),
+                    state_dict=ckpt["state_dict"],
+                    config={"data": {"dataset": "synthetic"},
+                            "hash": {"loss": "pairwise", "input_blur": 2.0}})
+    export_onnx(tmp_path / "blur.pt", tmp_path / "blur.onnx")
+    model, _ = HashNet.from_checkpoint(tmp_path / "blur.pt")
+    x = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+        unfiltered = plain.eval()(torch.from_numpy(x)).numpy()
+    assert np.abs(ref - unfiltered).max() > 1e-2
+    session = ort.InferenceSession(str(tmp_path / "blur.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"images": x})
+    assert np.abs(out - ref).max() < 1e-4
+    assert Encoder(str(tmp_path / "blur.onnx")).metadata.extra["training"]["input_blur"] == 2.0
+
+
+def test_a_trimming_model_gives_a_framed_copy_its_originals_outputs(exported, tmp_path):
+    """A checkpoint whose contract trims exports it (metadata version 2); the Encoder then
+    cuts the frame off a padded copy (a file, a PIL image), and its outputs are the
+    original's; the untrimmed model's are not."""
+    from PIL import Image
+
+    from hashsdk.edits import pad
+
+    root, _, _ = exported
+    ckpt = checkpoint.load(root / "ckpt.pt", "hashsdk.hashnet")
+    checkpoint.save(tmp_path / "trim.pt", kind="hashsdk.hashnet",
+                    model_args=dict(ckpt["model_args"], trim=True),
+                    state_dict=ckpt["state_dict"],
+                    config={"data": {"dataset": "synthetic", "trim": True},
+                            "hash": {"loss": "pairwise"}})
+    meta = export_onnx(tmp_path / "trim.pt", tmp_path / "trim.onnx")
+    assert meta.trim and meta.format_version == 2
+    trimming, plain = Encoder(str(tmp_path / "trim.onnx")), Encoder(str(root / "model.onnx"))
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (12, 12, 3), np.uint8)
+    original = Image.fromarray(small).resize((96, 96), Image.BICUBIC)
+    framed = pad(original, rng)
+    framed.save(tmp_path / "framed.png")
+    want = trimming.encode([original], packed=False)
+    for copy in (framed, str(tmp_path / "framed.png")):
+        assert np.allclose(trimming.encode([copy], packed=False), want, atol=1e-6)
+    assert not np.allclose(plain.encode([framed], packed=False),
+                           plain.encode([original], packed=False), atol=1e-3)
+
+
 def test_metadata_round_trip(exported):
     root, model, meta = exported
     ckpt = checkpoint.load(root / "ckpt.pt")

@@ -50,6 +50,24 @@ def flat_folder(path, n=25):
     return path
 
 
+def test_a_trimming_run_loads_framed_photos_as_their_originals(tmp_path):
+    """data.trim (on by default without labels) cuts each file's frame before fitting: a
+    folder of framed photos (PNG: exact pixels) loads as the folder of the photos alone, and
+    the decoded cache is kept apart from an untrimmed run's."""
+    plain, framed = tmp_path / "plain", tmp_path / "framed"
+    plain.mkdir(), framed.mkdir()
+    for i in range(6):
+        photo(i).save(plain / f"img{i}.png")
+        apply("pad", photo(i), np.random.default_rng(i)).save(framed / f"img{i}.png")
+    common = dict(dataset="imagefolder", image_size=32, cache_dir=str(tmp_path / "cache"))
+    trimmed = load_dataset(config.DataConfig(root=str(framed), trim=True, **common), False)
+    whole = load_dataset(config.DataConfig(root=str(plain), trim=True, **common), False)
+    untrimmed = load_dataset(config.DataConfig(root=str(framed), trim=False, **common), False)
+    assert np.array_equal(trimmed.images[:6], whole.images[:6])
+    assert not np.array_equal(untrimmed.images[:6], trimmed.images[:6])
+    assert len(list((tmp_path / "cache").glob("imagefolder-*-trim-*.npz"))) == 2
+
+
 def test_a_flat_folder_loads_as_unlabelled_with_edited_copies_as_queries(tmp_path):
     folder = flat_folder(tmp_path / "flat")
     cfg = config.DataConfig(dataset="imagefolder", root=str(folder), image_size=32,
@@ -178,7 +196,8 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss,
                                                   "frozen_features": frozen,
                                                   "flip_average": "--flip-average" in extra,
                                                   "mirror_invariant": "--flip-average" not in
-                                                  extra}
+                                                  extra,
+                                                  "input_blur": config.LABEL_FREE_BLUR}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
     # the graph averages the two looks (flip averaging's outputs, or by default without labels

@@ -51,6 +51,46 @@ def test_mirror_invariant_features_are_the_mean_over_the_mirror_image_in_both_mo
             assert torch.allclose(mirror(torch.flip(x, dims=[3])), a, atol=1e-5)
 
 
+def _gaussian_blur_oracle(x: "torch.Tensor", sigma: float) -> "torch.Tensor":
+    # the brute force: each output pixel the Gaussian-weighted sum of its neighbours within 3
+    # sigma, coordinates clamped at the edges, weights normalized to sum to 1
+    n, c, h, w = x.shape
+    r = max(1, int(np.ceil(3 * sigma)))
+    out = torch.zeros_like(x)
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    weights = np.array([np.exp(-dy * dy / (2 * sigma ** 2)) * np.exp(-dx * dx / (2 * sigma ** 2))
+                        for dy, dx in offsets])
+    weights /= weights.sum()
+    for (dy, dx), wt in zip(offsets, weights, strict=True):
+        ys = np.clip(np.arange(h) + dy, 0, h - 1)
+        xs = np.clip(np.arange(w) + dx, 0, w - 1)
+        out += float(wt) * x[:, :, ys][:, :, :, xs]
+    return out
+
+
+def test_input_blur_low_passes_the_input_before_the_backbone_and_rebuilds():
+    torch.manual_seed(0)
+    plain = create_model("cnn", 16)
+    blurred = HashNet(**dict(plain.model_args, input_blur=1.5))
+    blurred.load_state_dict(plain.state_dict())  # the filter is no weight: same state dict
+    assert blurred.model_args["input_blur"] == 1.5 and plain.model_args["input_blur"] == 0.0
+    assert HashNet(**{k: v for k, v in plain.model_args.items()
+                      if k != "input_blur"}).low_pass is None  # older checkpoints: no filter
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        plain.eval(), blurred.eval()
+        low = blurred.low_pass(x)
+        assert torch.allclose(low, _gaussian_blur_oracle(x, 1.5), atol=1e-5)
+        assert low.std() < 0.35 * x.std()  # white noise mostly filtered out
+        flat = torch.full((1, 3, 32, 32), 0.3)
+        assert torch.allclose(blurred.low_pass(flat), flat, atol=1e-6)  # a flat image stays
+        assert torch.allclose(blurred.embed(x), plain.embed(low), atol=1e-6)
+        assert torch.allclose(blurred(x), torch.tanh(plain.hash(plain.embed(low))), atol=1e-6)
+    for bad in (-1.0, 9.0, "2"):
+        with pytest.raises(HashsdkError, match="input_blur: expected a sigma"):
+            create_model("cnn", 16, input_blur=bad)
+
+
 def test_flip_average_is_the_mean_over_the_mirror_image_in_eval_mode_only():
     # the oracle: the plain network on each image and on its mirror image, averaged
     torch.manual_seed(0)

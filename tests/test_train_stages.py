@@ -285,6 +285,15 @@ def test_flip_average_defaults_on_for_the_labelled_photo_recipe_only(tmp_path, d
     assert cfg.hash.flip_average is flip
 
 
+def _resolved_on_folders(tmp_path, data: dict, hash_: dict) -> config.RunConfig:
+    # a labelled folder (photos/a/) and a flat one (flat/0.jpg); data["root"] names one
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "0.jpg").write_bytes(b"")
+    data = dict(data, root=str(tmp_path / data["root"])) if "root" in data else data
+    return config.validate(config.from_dict({"data": data, "hash": hash_}))
+
+
 @pytest.mark.parametrize("data, hash_, mirror, flip", [
     ({"dataset": "imagefolder", "root": "photos", "labels": "none"}, {}, True, False),
     ({"dataset": "imagefolder", "root": "flat"}, {}, True, False),  # a flat folder: no labels
@@ -297,12 +306,42 @@ def test_flip_average_defaults_on_for_the_labelled_photo_recipe_only(tmp_path, d
     ({"dataset": "cifar10"}, {}, False, False),
 ])
 def test_mirror_invariant_defaults_on_without_labels(tmp_path, data, hash_, mirror, flip):
-    (tmp_path / "photos" / "a").mkdir(parents=True)
-    (tmp_path / "flat").mkdir()
-    (tmp_path / "flat" / "0.jpg").write_bytes(b"")
-    data = dict(data, root=str(tmp_path / data["root"])) if "root" in data else data
-    cfg = config.resolve(config.from_dict({"data": data, "hash": hash_}))
+    cfg = _resolved_on_folders(tmp_path, data, hash_)
     assert (cfg.hash.mirror_invariant, cfg.hash.flip_average) == (mirror, flip)
+
+
+@pytest.mark.parametrize("data, hash_, sigma, trim", [
+    ({"dataset": "imagefolder", "root": "flat"}, {}, config.LABEL_FREE_BLUR, True),
+    ({"dataset": "imagefolder", "root": "photos", "labels": "none", "trim": False},
+     {"input_blur": 0.0}, 0.0, False),
+    ({"dataset": "imagefolder", "root": "photos"}, {}, 0.0, False),  # labelled: off
+    ({"dataset": "cifar10", "trim": True}, {"input_blur": 2}, 2.0, True),
+])
+def test_input_blur_and_trim_default_on_without_labels(tmp_path, data, hash_, sigma, trim):
+    cfg = _resolved_on_folders(tmp_path, data, hash_)
+    assert (cfg.hash.input_blur, cfg.data.trim) == (sigma, trim)
+    assert config.input_contract(cfg.data, 3).trim is trim
+
+
+def test_input_blur_reaches_the_model_and_bad_values_name_the_key(tmp_path):
+    from click.testing import CliRunner
+
+    from hashsdk.train import cli
+    from hashsdk.train.loop import build_model
+
+    cfg = config.validate(config.from_dict({"data": {"dataset": "cifar10"},
+                                             "hash": {"backbone": "cnn", "bits": 16,
+                                                      "input_blur": 1.0}}))
+    data, split = four_images()
+    assert build_model(cfg.hash, cfg.data, data, split).model_args["input_blur"] == 1.0
+    for bad in (-0.5, 100.0):
+        with pytest.raises(HashsdkError, match="hash.input_blur: expected a sigma"):
+            config.validate(config.from_dict({"data": {"dataset": "cifar10"},
+                                              "hash": {"input_blur": bad}}))
+    result = CliRunner().invoke(cli.main, [
+        "hash", "--dataset", "cifar10", "--root", str(tmp_path), "--run-dir", str(tmp_path),
+        "--input-blur", "x"])
+    assert result.exit_code == 2 and "--input-blur" in result.output
 
 
 def test_mirror_invariant_reaches_the_model_and_excludes_flip_average(tmp_path):

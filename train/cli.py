@@ -85,6 +85,11 @@ COMMON = [
              help="auto: a folder of images without class folders trains without labels; "
                   "none: train without labels on any data (where it has them, they only score "
                   "the model); folders: require class folders."),
+    _setting("data.trim", "--trim", is_flag=True, shown="on for a run without labels",
+             help="Cut a border of one colour off each image before fitting it, in training "
+                  "and in the Encoder: a copy with a frame added gets its original's code."),
+    _setting("data.trim", "--no-trim", flag_value=False, name="no_trim", shown="",
+             help="Fit each image whole."),
     _setting("data.download", "--download", is_flag=True,
              help="Let torchvision download cifar10 / fashion-mnist."),
     _setting(("hash.device", "gan.device"), "--device", help="auto, cpu or cuda[:N]."),
@@ -149,6 +154,10 @@ HASH = [
     _setting("hash.mirror_invariant", "--no-mirror-invariant", flag_value=False,
              name="no_mirror_invariant", shown="",
              help="Features of the image alone (half the backbone's cost)."),
+    _setting("hash.input_blur", "--input-blur", type=float, metavar="SIGMA",
+             shown="1.5 without labels, else 0",
+             help="A Gaussian low-pass filter of SIGMA pixels before the backbone, in training "
+                  "and encoding: added noise and text fade before the features see them."),
 ]
 GAN = [
     _setting("gan.steps", "--gan-steps", type=int, help="DCGAN training steps."),

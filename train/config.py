@@ -47,6 +47,10 @@ class DataConfig:
         are fitted as the Encoder fits them (Fashion-MNIST's 28 pads to 32). None: the
         pretrained backbone's (its input size, resize and interpolation, train/backbones.py),
         else the contract's defaults.
+    trim: cut a border of one colour off each image before fitting it (the contract's
+        ``trim``), in training and in the Encoder: a copy with a frame added fits as its
+        original. None: on for a run without labels (copy detection:
+        benchmarks/results/copydetect-blur.md), else off.
     """
 
     dataset: str = "cifar10"
@@ -64,6 +68,7 @@ class DataConfig:
     # with them; "none": train without labels on any data (they still score the model where
     # the data has them); "folders": the class folders are required
     labels: str = "auto"
+    trim: bool | None = None
 
 
 @dataclass
@@ -163,6 +168,11 @@ class HashConfig:
     # gets its original's code; twice the backbone's cost. None: on for a run without labels
     # (copy detection: benchmarks/results/copydetect.md), else off
     mirror_invariant: bool | None = None
+    # a fixed Gaussian low-pass filter of this sigma (pixels of the network's input) before the
+    # backbone (train/model.py), in training and encoding alike: a copy's added noise and text
+    # fade before the features see them. 0: off. None: LABEL_FREE_BLUR for a run without
+    # labels (copy detection: benchmarks/results/copydetect-blur.md), else 0
+    input_blur: float | None = None
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -242,6 +252,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not 0 <= cfg.hash.ema < 1:
         raise HashsdkError(f"hash.ema: expected a decay in [0, 1), got {cfg.hash.ema}")
     _check_mixing(cfg.hash)
+    _check_blur(cfg.hash.input_blur)
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
@@ -257,6 +268,15 @@ def validate(cfg: RunConfig) -> RunConfig:
     except HashsdkError as exc:
         raise HashsdkError(f"data: {exc}") from None
     return cfg
+
+
+def _check_blur(sigma: Any) -> None:
+    from hashsdk.train.model import MAX_BLUR
+
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or \
+            not 0 <= sigma <= MAX_BLUR:
+        raise HashsdkError(f"hash.input_blur: expected a sigma in pixels from 0 (off) to "
+                           f"{MAX_BLUR}, got {sigma!r}")
 
 
 def _check_mixing(h: HashConfig) -> None:
@@ -290,6 +310,7 @@ PHOTO_DATASETS = ("imagefolder", "filelist")
 PHOTO_BACKBONE = "timm/tf_efficientnet_lite0"
 PHOTO_SIZE = 96  # chosen on a held-out folder: docs/training.md, "Train on your own images"
 LABEL_FREE_LOSS = "edit-itq"  # the best of the label-free losses measured: docs/dedup.md
+LABEL_FREE_BLUR = 1.5  # input_blur without labels, chosen on validation: copydetect-blur.md
 
 
 def is_flat_folder(path: str | Path | None) -> bool:
@@ -364,11 +385,15 @@ def resolve(cfg: RunConfig) -> RunConfig:
                                                                  DEFAULT_INTERPOLATION))
     free = label_free(d)  # looks at the folder: once
     h = _resolve_loss(d, h, free)
+    if data.trim is None:  # as measured: copy detection without labels
+        data = dataclasses.replace(data, trim=free)
     if h.flip_average is None:  # as measured: a labelled photo folder, fine-tuned
         h = dataclasses.replace(h, flip_average=photo_recipe and not h.frozen and not free
                                 and not h.mirror_invariant)
     if h.mirror_invariant is None:  # as measured: copy detection without labels
         h = dataclasses.replace(h, mirror_invariant=free and not h.flip_average)
+    if h.input_blur is None:  # as measured: copy detection without labels
+        h = dataclasses.replace(h, input_blur=LABEL_FREE_BLUR if free else 0.0)
     if h.flip_average and h.mirror_invariant:
         raise HashsdkError("hash.flip_average and hash.mirror_invariant: give one (mirror-"
                            "invariant features already give an image and its mirror one code)")
@@ -384,7 +409,7 @@ def input_contract(d: DataConfig, channels: int, mean: Any = None, std: Any = No
     """The resolved ``[data]`` settings as the network's input contract (hashsdk.encoder.
     contract); ``mean`` and ``std`` None: its defaults."""
     return InputContract(d.image_size or DEFAULT_SIZE, channels, d.resize_size,
-                         d.interpolation or DEFAULT_INTERPOLATION, mean, std)
+                         d.interpolation or DEFAULT_INTERPOLATION, mean, std, bool(d.trim))
 
 
 def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None

@@ -183,7 +183,7 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ImageSet:
         source = _download(cfg.dataset, source)
     shape = input_contract(cfg, 3)  # its geometry: each loader keeps its images' mode
     key = (f"{cfg.dataset}-{_digest(source)}-{shape.size}-{shape.resize_size}-"
-           f"{shape.interpolation}-v{CACHE_VERSION}")
+           f"{shape.interpolation}{'-trim' if shape.trim else ''}-v{CACHE_VERSION}")
     cache = cache_dir(cfg) / f"{key}.npz"
     if cache.exists():
         try:
@@ -226,10 +226,10 @@ def _fit_arrays(data: ImageSet, shape: InputContract) -> ImageSet:
     fits (InputContract.fit_array)."""
     h, w = data.images.shape[1:3]
     size = shape.size
-    if (h, w) == (size, size) and shape.resize_size == size:
+    if shape.is_fitted(h, w):
         return data
-    if shape.resize_size == size and h <= size and w <= size and (size - h) % 2 == 0 \
-            and (size - w) % 2 == 0:
+    if shape.resize_size == size and not shape.trim and h <= size and w <= size \
+            and (size - h) % 2 == 0 and (size - w) % 2 == 0:
         ph, pw = (size - h) // 2, (size - w) // 2
         data.images = np.pad(data.images, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         return data
@@ -247,8 +247,7 @@ def _decode(raw: bytes, where: str, shape: InputContract | None = None) -> np.nd
         image = decode(raw, None, shape.resize_size if shape is not None else None)
     except UnreadableImage as exc:
         raise HashsdkError(f"{where}: not a readable image ({exc.reason})") from None
-    if shape is not None and (image.size != (shape.size, shape.size)
-                              or shape.resize_size != shape.size):
+    if shape is not None and not shape.is_fitted(image.height, image.width):
         try:
             return shape.fit_array(image)
         except HashsdkError as exc:

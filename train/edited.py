@@ -8,7 +8,9 @@ dozen pixels a side), but near-duplicates are edited at a photo's size and only 
 (the Encoder, the benchmarks and the run's own edited queries do so). So each image is scaled
 up to EDIT_SIDE pixels, edited there (JPEG blocks, noise and text strokes then shrink as a
 photo's do), and scaled back to its own shape: the whole edited picture, never cropped again,
-so that an edit that keeps the frame (blur, noise, a mirror) does not also zoom the copy.
+so that an edit that keeps the frame (blur, noise, a mirror) does not also zoom the copy. A
+contract that trims (hashsdk.encoder.contract) cuts the edited picture's border first, as the
+Encoder does to a copy before fitting it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def edit_image(image: np.ndarray, contract, rng: np.random.Generator) -> np.ndar
     from PIL import Image
 
     from hashsdk.edits import EDITS, apply
-    from hashsdk.encoder.contract import INTERPOLATIONS
+    from hashsdk.encoder.contract import INTERPOLATIONS, trim_border
 
     pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
     resample = INTERPOLATIONS[contract.interpolation]
@@ -36,6 +38,8 @@ def edit_image(image: np.ndarray, contract, rng: np.random.Generator) -> np.ndar
     big = pil.resize((round(pil.width * scale), round(pil.height * scale)), resample)
     names = list(EDITS)
     edited = apply(names[rng.integers(len(names))], big, rng).convert(pil.mode)
+    if contract.trim:
+        edited = trim_border(edited)
     out = np.asarray(edited.resize(pil.size, resample), np.uint8)
     return out[..., None] if out.ndim == 2 else out
 

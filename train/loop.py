@@ -304,7 +304,8 @@ def build_model(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Spl
     classes = len(data.classes) if lookup_loss(hc.loss).needs_classifier else 0
     return create_model(hc.backbone, hc.bits, contract=contract, num_classes=classes,
                         stem32=hc.stem32, pretrained=hc.pretrained, width=hc.width,
-                        flip_average=hc.flip_average, mirror_invariant=hc.mirror_invariant)
+                        flip_average=hc.flip_average, mirror_invariant=hc.mirror_invariant,
+                        input_blur=hc.input_blur)
 
 
 def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int

@@ -4,6 +4,9 @@ image's (test-time flip averaging: twice the encoding's cost, inside the graph t
 With ``mirror_invariant``, the backbone's features are the mean of the image's and its mirror
 image's, in training and in evaluation alike: an image and its mirror get one code (twice the
 backbone's cost), and frozen-feature mode caches the averaged features.
+With ``input_blur`` (sigma, pixels of the input), a fixed Gaussian low-pass filter comes first,
+before the backbone (``LowPass``): a copy's added noise and thin text strokes fade before the
+features see them (benchmarks/results/copydetect.md), in training, export and the Encoder alike.
 
     model = create_model("timm/resnet18", bits=48, contract=InputContract(32))
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
@@ -12,16 +15,18 @@ backbone's cost), and frozen-feature mode caches the averaged features.
     model, ckpt = HashNet.from_checkpoint("runs/x/hash-fakes/checkpoint.pt")
 
 ``model_args`` holds the contract's fields flat (image_size, in_channels, resize_size,
-interpolation, mean, std), as every checkpoint since the first has; ``contract_of`` reads them
-back, those of checkpoints from before a field was recorded included. Checkpoints of this
-network are of kind ``KIND`` (train/checkpoint.py).
+interpolation, mean, std, trim), as every checkpoint since the first has (those it knew);
+``contract_of`` reads them back, those of checkpoints from before a field was recorded
+included. Checkpoints of this network are of kind ``KIND`` (train/checkpoint.py).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hashsdk.codes import check_bits
@@ -31,15 +36,38 @@ from hashsdk.train.backbones import ALIASES, lookup_backbone
 from hashsdk.train.checkpoint import HASHNET_KIND
 
 KIND = HASHNET_KIND  # the checkpoint kind of a HashNet
+MAX_BLUR = 8.0  # input_blur's largest sigma, pixels: beyond it a 32 to 224 px input is a blot
+
+
+class LowPass(nn.Module):
+    """A fixed Gaussian blur of standard deviation ``sigma`` pixels, per channel: float (B, C,
+    H, W) -> float (B, C, H, W). The kernel spans 3 sigma each side and sums to 1 (a flat image
+    stays as it is, and so the contract's normalization commutes with it); edges are repeated.
+    A buffer, not a parameter, and left out of the state dict: it follows from ``sigma``."""
+
+    def __init__(self, sigma: float, channels: int):
+        super().__init__()
+        radius = max(1, math.ceil(3 * sigma))
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+        g = g / g.sum()
+        self.register_buffer("kernel", (g[:, None] * g[None, :]).expand(channels, 1, -1, -1)
+                             .contiguous(), persistent=False)
+        self.radius = radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.radius
+        return F.conv2d(F.pad(x, (r, r, r, r), mode="replicate"), self.kernel.to(x.dtype),
+                        groups=x.shape[1])
 
 
 class HashNet(nn.Module):
     """Backbone, then Linear(features, bits), then tanh; an optional classifier on the codes.
 
     Args mirror ``model_args`` exactly, so a checkpoint rebuilds the model from plain data;
-    ``contract`` (new code) gives in_channels, image_size, mean, std, resize_size and
-    interpolation in one object instead. Input: float (B, C, H, W), normalized by the contract.
-    Output: float (B, bits) in (-1, 1).
+    ``contract`` (new code) gives in_channels, image_size, mean, std, resize_size,
+    interpolation and trim in one object instead. Input: float (B, C, H, W), normalized by the
+    contract. Output: float (B, bits) in (-1, 1).
     """
 
     def __init__(self, backbone: str, bits: int, in_channels: int = 3,
@@ -48,12 +76,13 @@ class HashNet(nn.Module):
                  pretrained: str | None = None, resize_size: int | None = None,
                  interpolation: str = DEFAULT_INTERPOLATION, width: int = 32,
                  contract: InputContract | None = None, flip_average: bool = False,
-                 mirror_invariant: bool = False):
+                 mirror_invariant: bool = False, input_blur: float = 0.0,
+                 trim: bool = False):
         super().__init__()
         check_bits(bits)
         if contract is None:
             contract = InputContract(image_size, in_channels, resize_size or image_size,
-                                     interpolation, mean, std)
+                                     interpolation, mean, std, trim)
         self.contract = contract
         in_channels, image_size = contract.channels, contract.size
         row = lookup_backbone(backbone)
@@ -65,6 +94,11 @@ class HashNet(nn.Module):
         small_stem = stem32 and (backbone in ALIASES or image_size <= 64)
         if width != 32 and backbone != "cnn":
             raise HashsdkError(f"width sets cnn's channels; {backbone!r} has its own")
+        if not (isinstance(input_blur, (int, float)) and 0 <= input_blur <= MAX_BLUR):
+            raise HashsdkError(f"input_blur: expected a sigma in pixels from 0 (off) to "
+                               f"{MAX_BLUR}, got {input_blur!r}")
+        self.input_blur = float(input_blur)
+        self.low_pass = LowPass(self.input_blur, in_channels) if self.input_blur else None
         self.features, dim = row.build(in_channels, small_stem, pretrained, width)
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
@@ -75,9 +109,11 @@ class HashNet(nn.Module):
                                image_size=image_size, num_classes=num_classes, stem32=stem32,
                                mean=list(contract.mean), std=list(contract.std),
                                resize_size=contract.resize_size,
-                               interpolation=contract.interpolation, width=width,
+                               interpolation=contract.interpolation, trim=contract.trim,
+                               width=width,
                                flip_average=self.flip_average,
-                               mirror_invariant=self.mirror_invariant)
+                               mirror_invariant=self.mirror_invariant,
+                               input_blur=self.input_blur)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
@@ -100,7 +136,10 @@ class HashNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's features (B, features): what the hash layer reads, and what the
         baselines and frozen-feature mode take. With ``mirror_invariant``, the mean of the
-        features of x and of x mirrored left to right (one pass over both)."""
+        features of x and of x mirrored left to right (one pass over both). With
+        ``input_blur``, x is low-passed first."""
+        if self.low_pass is not None:
+            x = self.low_pass(x)
         if self.mirror_invariant:
             return self.features(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)
         return self.features(x)
@@ -126,7 +165,8 @@ def contract_of(model_args: dict) -> InputContract:
     return InputContract(model_args["image_size"], model_args["in_channels"],
                          model_args.get("resize_size", SQUASH),
                          model_args.get("interpolation", DEFAULT_INTERPOLATION),
-                         model_args["mean"], model_args["std"])
+                         model_args["mean"], model_args["std"],
+                         model_args.get("trim", False))
 
 
 def create_model(name: str, bits: int, **kwargs) -> HashNet:

@@ -16,6 +16,10 @@ Fields, with their defaults; the ONNX metadata key where it differs from the fie
                           the transform of models exported before the contract was recorded
     interpolation  "bilinear"   or "bicubic", PIL's filters
     mean, std      0.5 each     per channel, in [0, 1] pixel units
+    trim           False  before fitting, a border of one colour is cut off (``trim_border``):
+                          a copy with a frame added (padding, letterboxing) fits as its
+                          original does. A file whose contract trims is written as metadata
+                          version 2, which readers of version 1 refuse rather than ignore
 
 The network's input is float32 (N, C, H, W) with x' = (x / 255 - mean) / std, computed as
 x * scale - offset with scale = 1 / (255 std) and offset = mean / std (``scale_offset``): one
@@ -44,6 +48,29 @@ CHANNELS = {1: "L", 3: "RGB"}  # channels -> PIL mode
 MAX_ASPECT = 100
 # the fields whose ONNX metadata key is another name
 METADATA_KEYS = {"size": "input_size"}
+# trim_border: how far (of 255, in any channel) a pixel may lie from the top-left pixel's colour
+# and still be border (JPEG's ringing on a flat frame stays within it), and the least part of
+# each side the cut must keep (else nothing is cut: an image mostly of one colour stays whole)
+TRIM_TOLERANCE = 16
+TRIM_KEEP = 0.5
+
+
+def trim_border(image: Image.Image) -> Image.Image:
+    """``image`` (mode L or RGB) cut to the bounding box of its pixels that differ from the
+    top-left pixel by more than TRIM_TOLERANCE in some channel; the image itself where that
+    box is the whole image, or keeps less than TRIM_KEEP of its width or height."""
+    a = np.asarray(image)
+    a = a[..., None] if a.ndim == 2 else a
+    far = (np.abs(a.astype(np.int16) - a[0, 0].astype(np.int16)) > TRIM_TOLERANCE).any(axis=2)
+    rows, cols = np.flatnonzero(far.any(axis=1)), np.flatnonzero(far.any(axis=0))
+    h, w = far.shape
+    if len(rows) == 0:
+        return image
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    if box == (0, 0, w, h) or box[2] - box[0] < TRIM_KEEP * w or \
+            box[3] - box[1] < TRIM_KEEP * h:
+        return image
+    return image.crop(box)
 
 
 @dataclass(frozen=True)
@@ -57,6 +84,7 @@ class InputContract:
     interpolation: str = DEFAULT_INTERPOLATION
     mean: tuple[float, ...] | None = field(default=None)
     std: tuple[float, ...] | None = field(default=None)
+    trim: bool = False
 
     def __post_init__(self):
         fill = (DEFAULT_MEAN_STD,) * self.channels if self.channels in CHANNELS else ()
@@ -86,6 +114,8 @@ class InputContract:
             bad = f"mean and std: expected {self.channels} values each"
         elif not all(math.isfinite(v) and v > 0 for v in self.std):
             bad = f"std: expected positive values, got {self.std}"
+        elif not isinstance(self.trim, bool):
+            bad = f"trim: expected true or false, got {self.trim!r}"
         if bad:
             raise HashsdkError(f"{where}: {bad}")
 
@@ -106,11 +136,15 @@ class InputContract:
     # ---- fitting --------------------------------------------------------------------------
 
     def fit(self, image: Image.Image) -> Image.Image:
-        """``image`` at size x size: the shorter side resized to resize_size (the longer in
+        """``image`` at size x size: with ``trim``, its border cut off first
+        (``trim_border``); the shorter side resized to resize_size (the longer in
         proportion, rounded down), then the centre crop, with torchvision's rounding; or, with
         resize_size 0, the whole image squashed. The mode is left as it is. An image longer
         than ``MAX_ASPECT`` times its width (or the reverse) is refused before any resize."""
         self.check_shape(*image.size)
+        if self.trim:
+            image = trim_border(image)
+            self.check_shape(*image.size)
         size, resample = self.size, INTERPOLATIONS[self.interpolation]
         if self.resize_size == SQUASH:
             return image if image.size == (size, size) else image.resize((size, size), resample)
@@ -149,9 +183,10 @@ class InputContract:
         return out
 
     def is_fitted(self, height: int, width: int) -> bool:
-        """Whether an image of this shape is already the input: fitting would change nothing."""
+        """Whether an image of this shape is already the input: fitting would change nothing
+        (never where the contract trims: the border is in the pixels, not the shape)."""
         return (height, width) == (self.size, self.size) and \
-            self.resize_size in (SQUASH, self.size)
+            self.resize_size in (SQUASH, self.size) and not self.trim
 
     # ---- normalizing ----------------------------------------------------------------------
 

@@ -20,6 +20,10 @@ from hashsdk.encoder.contract import (
 from hashsdk.errors import HashsdkError
 
 FORMAT_VERSION = 1
+# version 2: a file whose input contract trims borders (hashsdk.encoder.contract), which a
+# version-1 reader would encode untrimmed; so it refuses the file instead
+TRIM_VERSION = 2
+READABLE = (FORMAT_VERSION, TRIM_VERSION)
 PREFIX = "hashsdk."
 BIT_CONVENTION = "bit i = 1 where output i > 0; packed MSB-first as np.packbits"
 PRECISIONS = ("fp32", "int8")
@@ -37,8 +41,8 @@ def _parse(raw: str):
 class ModelMetadata:
     """What the Encoder needs to turn images into codes.
 
-    input_size, channels, resize_size, interpolation, mean, std: the input contract's fields
-        under their metadata names (``contract`` gives the object; see
+    input_size, channels, resize_size, interpolation, mean, std, trim: the input contract's
+        fields under their metadata names (``contract`` gives the object; see
         hashsdk.encoder.contract); the defaults are those of files written before a field was
         recorded (resize_size 0: the image squashed to the input size).
     input_name, output_name: the graph's tensors; the output is float (N, bits) in (-1, 1).
@@ -58,6 +62,7 @@ class ModelMetadata:
     checkpoint_sha256: str = ""
     resize_size: int = SQUASH
     interpolation: str = DEFAULT_INTERPOLATION
+    trim: bool = False
     input_name: str = "images"
     output_name: str = "outputs"
     precision: str = "fp32"
@@ -67,7 +72,10 @@ class ModelMetadata:
 
     @classmethod
     def of(cls, contract: InputContract, bits: int, **fields) -> ModelMetadata:
-        """The metadata of a model with this contract; ``fields``: the other fields."""
+        """The metadata of a model with this contract; ``fields``: the other fields. A contract
+        that trims is written as TRIM_VERSION."""
+        if contract.trim:
+            fields = dict(fields, format_version=TRIM_VERSION)
         return cls(bits=bits, **contract.metadata_fields(), **fields)
 
     @cached_property
@@ -94,9 +102,9 @@ class ModelMetadata:
                                "hashsdk-export, which writes it")
         try:
             version = int(ours.get("format_version", "0"))
-            if version != FORMAT_VERSION:
+            if version not in READABLE:
                 raise HashsdkError(f"{where}: hashsdk metadata version {version}; this hashsdk "
-                                   f"reads {FORMAT_VERSION}")
+                                   f"reads {' and '.join(map(str, READABLE))}")
             kwargs = {}
             for name in cls.__dataclass_fields__:
                 if name in ours and name != "extra":
