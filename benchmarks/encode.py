@@ -23,7 +23,8 @@ its throughput from arrays. Images per second, median of ``--runs`` timed runs, 
 and 256 with each of ``--threads``. On a GPU machine the CUDA rows run too: torch fp32, torch
 AMP (bf16), onnxruntime CUDA where installed.
 
-Writes benchmarks/results/encode.json and encode.md (encode-<size>.* above 32 pixels).
+Writes benchmarks/results/encode.json and encode.md (encode-<size>.* above 32 pixels, or
+``--out NAME``.*).
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--threads", type=int, nargs="+", default=list(THREADS))
+    p.add_argument("--out", default=None,
+                   help="results name (default: encode, or encode-SIZE above 32 px)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
     model = exported_model(args.backbone, args.bits, tmp, args.image_size, args.checkpoint)
@@ -291,7 +294,7 @@ def main() -> None:
         check = verify_int8(tmp / "model.int8.onnx", tmp / "model.onnx", args.checkpoint)
         print(f"INT8 on the run's protocol: {check.summary()}", flush=True)
         report["int8_protocol"] = check.as_dict()
-    name = "encode" if size == 32 else f"encode-{size}"
+    name = args.out or ("encode" if size == 32 else f"encode-{size}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_results(RESULTS / name, report, markdown(report))
 
@@ -309,6 +312,8 @@ def command_line(args: argparse.Namespace) -> str:
         line += " --threads " + " ".join(map(str, args.threads))
     if args.runs != 7:
         line += f" --runs {args.runs}"
+    if args.out:
+        line += f" --out {args.out}"
     return line
 
 

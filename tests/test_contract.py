@@ -144,6 +144,11 @@ def test_trim_cuts_a_frame_of_one_colour_and_nothing_else(channels):
         assert framed.size != original.size
         assert np.array_equal(np.asarray(trim_border(framed)), np.asarray(original))
         assert trim_border(original) is original  # no frame: the image itself
+        # a band on one side only, of the top-left pixel's colour: that side alone is cut
+        banded = np.asarray(original).copy()
+        banded[-12:] = banded[0, 0]
+        cut = trim_border(Image.fromarray(banded))
+        assert np.array_equal(np.asarray(cut), banded[:-12])
     # a JPEG of a framed photo: the frame's flat part is cut, the ringing beside the photo
     # (a few pixels over the tolerance) stays: most of the 26 px a side goes
     import io

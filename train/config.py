@@ -309,7 +309,7 @@ def _check_mixing(h: HashConfig) -> None:
 PHOTO_DATASETS = ("imagefolder", "filelist")
 PHOTO_BACKBONE = "timm/tf_efficientnet_lite0"
 PHOTO_SIZE = 96  # chosen on a held-out folder: docs/training.md, "Train on your own images"
-LABEL_FREE_LOSS = "edit-itq"  # the best of the label-free losses measured: docs/dedup.md
+LABEL_FREE_LOSS = "contrastive"  # the best label-free loss on validation: copydetect-blur.md
 LABEL_FREE_BLUR = 1.5  # input_blur without labels, chosen on validation: copydetect-blur.md
 
 

@@ -43,22 +43,22 @@ class LowPass(nn.Module):
     """A fixed Gaussian blur of standard deviation ``sigma`` pixels, per channel: float (B, C,
     H, W) -> float (B, C, H, W). The kernel spans 3 sigma each side and sums to 1 (a flat image
     stays as it is, and so the contract's normalization commutes with it); edges are repeated.
-    A buffer, not a parameter, and left out of the state dict: it follows from ``sigma``."""
+    Separable: a column pass, then a row pass (2k taps a pixel, not k squared). A buffer, not a
+    parameter, and left out of the state dict: it follows from ``sigma``."""
 
     def __init__(self, sigma: float, channels: int):
         super().__init__()
         radius = max(1, math.ceil(3 * sigma))
         t = torch.arange(-radius, radius + 1, dtype=torch.float32)
         g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-        g = g / g.sum()
-        self.register_buffer("kernel", (g[:, None] * g[None, :]).expand(channels, 1, -1, -1)
-                             .contiguous(), persistent=False)
+        g = (g / g.sum()).expand(channels, 1, -1).contiguous()  # (C, 1, k)
+        self.register_buffer("kernel", g, persistent=False)
         self.radius = radius
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.radius
-        return F.conv2d(F.pad(x, (r, r, r, r), mode="replicate"), self.kernel.to(x.dtype),
-                        groups=x.shape[1])
+        r, k, c = self.radius, self.kernel.to(x.dtype), x.shape[1]
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k[..., None], groups=c)
+        return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k[:, :, None, :], groups=c)
 
 
 class HashNet(nn.Module):

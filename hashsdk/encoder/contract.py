@@ -61,7 +61,16 @@ def trim_border(image: Image.Image) -> Image.Image:
     box is the whole image, or keeps less than TRIM_KEEP of its width or height."""
     a = np.asarray(image)
     a = a[..., None] if a.ndim == 2 else a
-    far = (np.abs(a.astype(np.int16) - a[0, 0].astype(np.int16)) > TRIM_TOLERANCE).any(axis=2)
+    ref = a[0, 0].astype(np.int16)
+
+    def border(line: np.ndarray) -> bool:  # (n, C): every pixel within the tolerance
+        return bool((np.abs(line.astype(np.int16) - ref) <= TRIM_TOLERANCE).all())
+
+    # the usual case, read from the four edges alone: where none of them is all border, the
+    # box of the other pixels touches every side and nothing is cut
+    if not (border(a[0]) or border(a[-1]) or border(a[:, 0]) or border(a[:, -1])):
+        return image
+    far = (np.abs(a.astype(np.int16) - ref) > TRIM_TOLERANCE).any(axis=2)
     rows, cols = np.flatnonzero(far.any(axis=1)), np.flatnonzero(far.any(axis=0))
     h, w = far.shape
     if len(rows) == 0:
