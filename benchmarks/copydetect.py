@@ -15,7 +15,9 @@ Rows: imagehash's pHash, dHash, wHash and aHash at 64 bits (hash_size 8), and ha
 seen: ITQ, edit-ITQ, Bi-half and contrastive on EfficientNet-Lite0's frozen features, which
 are mirror-invariant by default without labels (and edit-ITQ once without that), and
 contrastive fine-tuning the backbone on each batch and an edited copy of it; and frozen
-contrastive with the fakes of a DCGAN trained on the same folder, at the default weight) and
+contrastive with the fakes of a DCGAN trained on the same folder, at the default weight; all
+these without the low-pass filter and the border trim, as first measured; then edit-ITQ and
+contrastive with both, the defaults without labels since benchmarks/copydetect_blur.py) and
 supervised (the same features and folder with its class folders, the pairwise loss, frozen).
 Columns per edit: recall at 99% and 99.9% precision (one Hamming threshold for all queries of
 the edit: a pair within it is a match; precision over every query-database pair), and mAP
