@@ -323,6 +323,20 @@ def test_input_blur_and_trim_default_on_without_labels(tmp_path, data, hash_, si
     assert config.input_contract(cfg.data, 3).trim is trim
 
 
+def test_a_config_saved_before_the_filter_and_the_trim_reads_them_as_off(tmp_path):
+    # a label-free run saved before the keys existed was trained without them, whatever
+    # today's default without labels
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "0.jpg").write_bytes(b"")
+    saved = {"data": {"dataset": "imagefolder", "root": str(tmp_path / "flat")},
+             "hash": {"loss": "edit-itq"}}
+    old = config.from_saved(saved)
+    assert (old.data.trim, old.hash.input_blur) == (False, 0.0)
+    today = config.from_dict(saved)
+    assert (today.data.trim, today.hash.input_blur) == (True, config.LABEL_FREE_BLUR)
+    assert set(config.differences(saved, today)) == {"data.trim", "hash.input_blur"}
+
+
 def test_input_blur_reaches_the_model_and_bad_values_name_the_key(tmp_path):
     from click.testing import CliRunner
 

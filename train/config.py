@@ -444,9 +444,16 @@ def from_dict(tables: dict[str, Any], where: str = "config") -> RunConfig:
 RETIRED = {"hash": ("num_workers",)}
 
 
+# Keys added since whose default is decided by the data, and which a config saved before them
+# holds as off: a run saved then was trained without them, whatever today's default
+ADDED_OFF = {"data": {"trim": False}, "hash": {"input_blur": 0.0}}
+
+
 def saved_tables(tables: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's saved config (a dict of sections) less the retired keys."""
-    return {name: {k: v for k, v in values.items() if k not in RETIRED.get(name, ())}
+    """A checkpoint's saved config (a dict of sections) less the retired keys, with the keys
+    of ``ADDED_OFF`` it lacks at off."""
+    return {name: ADDED_OFF.get(name, {}) | {k: v for k, v in values.items()
+                                             if k not in RETIRED.get(name, ())}
             for name, values in tables.items()}
 
 
