@@ -17,8 +17,9 @@ are mirror-invariant by default without labels (and edit-ITQ once without that),
 contrastive fine-tuning the backbone on each batch and an edited copy of it; and frozen
 contrastive with the fakes of a DCGAN trained on the same folder, at the default weight; all
 these without the low-pass filter and the border trim, as first measured; then edit-ITQ and
-contrastive with both, the defaults without labels since benchmarks/copydetect_blur.py) and
-supervised (the same features and folder with its class folders, the pairwise loss, frozen).
+contrastive with both, and contrastive with both on the features of the backbone's block 4:
+the defaults without labels, chosen by benchmarks/copydetect_blur.py) and supervised (the
+same features and folder with its class folders, the pairwise loss, frozen).
 Columns per edit: recall at 99% and 99.9% precision (one Hamming threshold for all queries of
 the edit: a pair within it is a match; precision over every query-database pair), and mAP
 (ties broken by the smaller database row); then all edits together, and encode images/s on
@@ -253,9 +254,10 @@ def train_model(work: Path, name: str, folder: Path, extra: list[str], gan_steps
 
 # the hashsdk rows: label, run name, training folder, hashsdk-train's options beyond the
 # common, and the steps of a GAN on the same folder whose fakes the run takes (0: none). The
-# rows before the low-pass filter and the trim (their defaults without labels since
-# copydetect-blur.md) keep them off, as they were measured
-PLAIN = ["--input-blur", "0", "--no-trim"]
+# rows before the low-pass filter, the trim and the block's features (their defaults without
+# labels since copydetect-blur.md and copydetect-blocks.md) keep them off, as measured
+PLAIN = ["--input-blur", "0", "--no-trim", "--feature-block", "-1"]
+LOWPASS_TRIM = ["--input-blur", "1.5", "--trim"]
 MODELS = [(f"hashsdk label-free, {label}", name, "train-flat", ["--loss", *loss], gan)
           for label, name, loss, gan in (
               ("ITQ", "itq", ["itq", *PLAIN], 0),
@@ -269,10 +271,14 @@ MODELS = [(f"hashsdk label-free, {label}", name, "train-flat", ["--loss", *loss]
                ["contrastive", "--finetune", "--no-mirror-invariant", *PLAIN], 0),
               ("contrastive, with fakes", "contrastive-fakes",
                ["contrastive", "--frozen", *PLAIN], GAN_STEPS),
-              # the defaults without labels: the low-pass filter and the trim on
-              ("edit-ITQ, low-pass filter and trim", "edit-itq-lowpass-trim", ["edit-itq"], 0),
+              # the low-pass filter and the trim on (copydetect-blur.md), the head's features
+              ("edit-ITQ, low-pass filter and trim", "edit-itq-lowpass-trim",
+               ["edit-itq", *LOWPASS_TRIM, "--feature-block", "-1"], 0),
               ("contrastive, low-pass filter and trim", "contrastive-lowpass-trim",
-               ["contrastive", "--frozen"], 0))]
+               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "-1"], 0),
+              # and block 4's features (copydetect-blocks.md): the defaults without labels
+              ("contrastive, block 4, low-pass filter and trim", "contrastive-block4-lowpass-trim",
+               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"], 0))]
 
 
 def protocol(args: argparse.Namespace) -> list[str]:

@@ -57,7 +57,8 @@ def training_of(config: dict) -> dict:
     label-free loss trains without them), frozen-feature mode, whether the graph averages
     each image's outputs with its mirror image's (flip_average), and whether its features are
     the mean of the image's and its mirror image's (mirror_invariant), and the sigma of the
-    low-pass filter before its backbone (input_blur, pixels; 0: none). ``config``: the
+    low-pass filter before its backbone (input_blur, pixels; 0: none) and the block whose
+    features it hashes (feature_block; -1: the whole backbone). ``config``: the
     checkpoint's RunConfig as a dict."""
     from hashsdk.train.losses import REAL_LOSSES
 
@@ -68,7 +69,8 @@ def training_of(config: dict) -> dict:
             "frozen_features": bool(h.get("frozen", False)),
             "flip_average": bool(h.get("flip_average", False)),
             "mirror_invariant": bool(h.get("mirror_invariant", False)),
-            "input_blur": float(h.get("input_blur") or 0.0)}
+            "input_blur": float(h.get("input_blur") or 0.0),
+            "feature_block": -1 if h.get("feature_block") is None else int(h["feature_block"])}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

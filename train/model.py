@@ -4,6 +4,8 @@ image's (test-time flip averaging: twice the encoding's cost, inside the graph t
 With ``mirror_invariant``, the backbone's features are the mean of the image's and its mirror
 image's, in training and in evaluation alike: an image and its mirror get one code (twice the
 backbone's cost), and frozen-feature mode caches the averaged features.
+With ``feature_block``, the features are one block's of the backbone (train/backbones.py
+``truncate_blocks``; -1: the whole backbone's).
 With ``input_blur`` (sigma, pixels of the input), a fixed Gaussian low-pass filter comes first,
 before the backbone (``LowPass``): a copy's added noise and thin text strokes fade before the
 features see them (benchmarks/results/copydetect.md), in training, export and the Encoder alike.
@@ -32,7 +34,7 @@ from torch import nn
 from hashsdk.codes import check_bits
 from hashsdk.encoder.contract import DEFAULT_INTERPOLATION, DEFAULT_SIZE, SQUASH, InputContract
 from hashsdk.errors import HashsdkError
-from hashsdk.train.backbones import ALIASES, lookup_backbone
+from hashsdk.train.backbones import ALIASES, lookup_backbone, truncate_blocks
 from hashsdk.train.checkpoint import HASHNET_KIND
 
 KIND = HASHNET_KIND  # the checkpoint kind of a HashNet
@@ -77,7 +79,7 @@ class HashNet(nn.Module):
                  interpolation: str = DEFAULT_INTERPOLATION, width: int = 32,
                  contract: InputContract | None = None, flip_average: bool = False,
                  mirror_invariant: bool = False, input_blur: float = 0.0,
-                 trim: bool = False):
+                 trim: bool = False, feature_block: int = -1):
         super().__init__()
         check_bits(bits)
         if contract is None:
@@ -100,6 +102,9 @@ class HashNet(nn.Module):
         self.input_blur = float(input_blur)
         self.low_pass = LowPass(self.input_blur, in_channels) if self.input_blur else None
         self.features, dim = row.build(in_channels, small_stem, pretrained, width)
+        if feature_block != -1:  # one block's features (train/backbones.py)
+            self.features, dim = truncate_blocks(self.features, feature_block, in_channels)
+        self.feature_block = int(feature_block)
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
         self.flip_average = bool(flip_average)
@@ -113,7 +118,7 @@ class HashNet(nn.Module):
                                width=width,
                                flip_average=self.flip_average,
                                mirror_invariant=self.mirror_invariant,
-                               input_blur=self.input_blur)
+                               input_blur=self.input_blur, feature_block=self.feature_block)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
