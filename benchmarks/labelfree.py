@@ -54,10 +54,10 @@ def main() -> None:
         "data": {"dataset": "cifar10", "root": args.root, "labels": "none",
                  "train_per_class": 5000, "image_size": args.image_size,
                  "trim": False},
-        # the low-pass filter and the trim (defaults without labels since copydetect-blur.md)
-        # off, as this table was measured
+        # the low-pass filter, the trim and block 4's features (defaults without labels since
+        # copydetect-blur.md and copydetect-blocks.md) off, as this table was measured
         "hash": {"backbone": "timm/tf_efficientnet_lite0", "pretrained": "imagenet",
-                 "input_blur": 0.0},
+                 "input_blur": 0.0, "feature_block": -1},
     }, where="labelfree")
     data, split = prepare(args.run_root, cfg)
     old = previous_results(RESULTS / "labelfree-cifar10.json")

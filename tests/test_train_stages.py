@@ -317,6 +317,10 @@ def test_mirror_invariant_defaults_on_without_labels(tmp_path, data, hash_, mirr
      {"input_blur": 0.0, "feature_block": 3}, 0.0, False, 3),
     ({"dataset": "imagefolder", "root": "photos"}, {}, 0.0, False, -1),  # labelled: off
     ({"dataset": "cifar10", "trim": True}, {"input_blur": 2}, 2.0, True, -1),
+    # without labels on another backbone (cifar10's auto is cnn): no block of it was chosen
+    ({"dataset": "cifar10", "labels": "none"}, {}, config.LABEL_FREE_BLUR, True, -1),
+    ({"dataset": "cifar10", "labels": "none"}, {"backbone": "timm/test_efficientnet"},
+     config.LABEL_FREE_BLUR, True, -1),
 ])
 def test_input_blur_trim_and_block_default_on_without_labels(tmp_path, data, hash_, sigma,
                                                              trim, block):

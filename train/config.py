@@ -175,8 +175,8 @@ class HashConfig:
     input_blur: float | None = None
     # the features of one block of the backbone (a timm network built of blocks, such as
     # EfficientNet; train/backbones.py), average-pooled, instead of its head's; -1: the whole
-    # backbone. None: LABEL_FREE_BLOCK for a run without labels (copy detection:
-    # benchmarks/results/copydetect-blocks.md), else -1
+    # backbone. None: LABEL_FREE_BLOCK for a run without labels on PHOTO_BACKBONE, where it
+    # was chosen (copy detection: benchmarks/results/copydetect-blocks.md), else -1
     feature_block: int | None = None
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
@@ -404,8 +404,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
         h = dataclasses.replace(h, mirror_invariant=free and not h.flip_average)
     if h.input_blur is None:  # as measured: copy detection without labels
         h = dataclasses.replace(h, input_blur=LABEL_FREE_BLUR if free else 0.0)
-    if h.feature_block is None:  # as measured: copy detection without labels
-        h = dataclasses.replace(h, feature_block=LABEL_FREE_BLOCK if free else -1)
+    if h.feature_block is None:  # as measured: copy detection without labels, on Lite0
+        h = dataclasses.replace(h, feature_block=LABEL_FREE_BLOCK if free and
+                                h.backbone == PHOTO_BACKBONE else -1)
     if h.flip_average and h.mirror_invariant:
         raise HashsdkError("hash.flip_average and hash.mirror_invariant: give one (mirror-"
                            "invariant features already give an image and its mirror one code)")
