@@ -159,7 +159,7 @@ HASH = [
              help="A Gaussian low-pass filter of SIGMA pixels before the backbone, in training "
                   "and encoding: added noise and text fade before the features see them."),
     _setting("hash.feature_block", "--feature-block", type=int, metavar="N",
-             shown="-1 (the whole backbone)",
+             shown="4 without labels on EfficientNet-Lite0, else -1 (the whole backbone)",
              help="Features of block N of a timm backbone built of blocks (EfficientNet), "
                   "average-pooled, instead of its head's: they tell one picture from another "
                   "better than classes apart."),
