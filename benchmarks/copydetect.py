@@ -326,6 +326,11 @@ def main() -> None:
     write_results(args.results, report, markdown(report))
 
 
+def recall_cells(scores: dict, precision: float = 0.999) -> str:
+    """A table row's cells of recall at ``precision``: all edits, then each edit."""
+    return " | ".join(f"{scores[n][f'recall_at_{precision}']:.3f}" for n in ["all", *EDITS])
+
+
 def markdown(report: dict) -> list[str]:
     names = ["all", *EDITS]
     lines = [f"{report['copies']:,} edited copies of {report['copies'] // len(EDITS):,} CIFAR-10 "
@@ -337,16 +342,12 @@ def markdown(report: dict) -> list[str]:
              "| method | " + " | ".join(names) + " | mAP (all) | images/s |",
              "|---|" + "---:|" * (len(names) + 2)]
     for r in report["rows"]:
-        s = r["scores"]
-        cells = " | ".join(f"{s[n]['recall_at_0.999']:.3f}" for n in names)
-        lines.append(f"| {r['method']} | {cells} | {s['all']['map']:.3f} | "
-                     f"{r['images_per_second']:.0f} |")
+        lines.append(f"| {r['method']} | {recall_cells(r['scores'])} | "
+                     f"{r['scores']['all']['map']:.3f} | {r['images_per_second']:.0f} |")
     lines += ["", "Recall at 99% precision:", "",
               "| method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for r in report["rows"]:
-        s = r["scores"]
-        lines.append(f"| {r['method']} | " + " | ".join(f"{s[n]['recall_at_0.99']:.3f}"
-                                                         for n in names) + " |")
+        lines.append(f"| {r['method']} | {recall_cells(r['scores'], 0.99)} |")
     return lines
 
 

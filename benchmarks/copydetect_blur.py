@@ -29,6 +29,7 @@ from copydetect import (
     encoder_codes,
     evaluate,
     make_sets,
+    recall_cells,
     train_model,
     training_members,
     write_folder,
@@ -59,19 +60,17 @@ def main() -> None:
     if args.blocks is not None:
         return blocks(args)
     args.work.mkdir(parents=True, exist_ok=True)
-    folder = args.work / "train-flat"
-    db, copies, source, edit, left_out = validation_sets(args)
+    sets = validation_sets(args)
+    db, copies, _, _, left_out = sets
     print(f"validation: {len(db)} database images, {len(copies)} edited copies", flush=True)
     rows = []
     for trim, sigma in [(False, 0.0)] + [(True, s) for s in args.sigmas]:
         for label, loss in LOSSES.items():
             name = f"{loss[1]}-blur{sigma:g}{'-trim' if trim else ''}"
-            model = train_model(args.work, name, folder, [
-                *loss, "--input-blur", str(sigma), "--trim" if trim else "--no-trim"])
-            db_bits, speed = encoder_codes(model, db)
-            copy_bits, _ = encoder_codes(model, copies)
+            scores, speed = trained_scores(args, name, [
+                *loss, "--input-blur", str(sigma), "--trim" if trim else "--no-trim"], sets)
             rows.append(dict(loss=label, sigma=sigma, trim=trim, images_per_second=speed,
-                             scores=evaluate(db_bits, copy_bits, source, edit)))
+                             scores=scores))
             print(label, sigma, trim, rows[-1]["scores"]["all"], flush=True)
     best = max(rows, key=lambda r: r["scores"]["all"]["recall_at_0.999"])
     report = dict(command="python benchmarks/copydetect_blur.py --sigmas " + " ".join(
@@ -91,22 +90,32 @@ def validation_sets(args: argparse.Namespace):
                      split="train", exclude=trained)
 
 
+def trained_scores(args: argparse.Namespace, name: str, extra: list[str], sets
+                   ) -> tuple[dict, float]:
+    """Run ``name`` trained on the training folder (``extra``: hashsdk-train's options), run
+    by the Encoder on the validation sets: its scores and images/s."""
+    db, copies, source, edit, _ = sets
+    model = train_model(args.work, name, args.work / "train-flat", extra)
+    db_bits, speed = encoder_codes(model, db)
+    copy_bits, _ = encoder_codes(model, copies)
+    return evaluate(db_bits, copy_bits, source, edit), speed
+
+
 def blocks(args: argparse.Namespace) -> None:
     """The feature-block grid: contrastive with the trim on, each sigma of the filter by each
     block."""
     args.work.mkdir(parents=True, exist_ok=True)
-    db, copies, source, edit, left_out = validation_sets(args)
+    sets = validation_sets(args)
+    db, copies, _, _, left_out = sets
     rows = []
     for sigma in args.sigmas:
         for block in args.blocks:
             name = f"contrastive-blur{sigma:g}-trim" + ("" if block == -1 else f"-block{block}")
-            model = train_model(args.work, name, args.work / "train-flat", [
+            scores, speed = trained_scores(args, name, [
                 *LOSSES["contrastive"], "--input-blur", str(sigma), "--trim",
-                "--feature-block", str(block)])
-            db_bits, speed = encoder_codes(model, db)
-            copy_bits, _ = encoder_codes(model, copies)
+                "--feature-block", str(block)], sets)
             rows.append(dict(sigma=sigma, block=block, images_per_second=speed,
-                             scores=evaluate(db_bits, copy_bits, source, edit)))
+                             scores=scores))
             print(sigma, block, rows[-1]["scores"]["all"], f"{speed:.0f} img/s", flush=True)
     best = max(rows, key=lambda r: r["scores"]["all"]["recall_at_0.999"])
     report = dict(command="python benchmarks/copydetect_blur.py --sigmas " + " ".join(
@@ -126,10 +135,8 @@ def blocks(args: argparse.Namespace) -> None:
              "| sigma | block | " + " | ".join(names) + " | mAP (all) | images/s |",
              "|---:|---:|" + "---:|" * (len(names) + 2)]
     for r in rows:
-        s = r["scores"]
-        lines.append(f"| {r['sigma']:g} | {r['block']} | " + " | ".join(
-            f"{s[n]['recall_at_0.999']:.3f}" for n in names) +
-            f" | {s['all']['map']:.3f} | {r['images_per_second']:.0f} |")
+        lines.append(f"| {r['sigma']:g} | {r['block']} | {recall_cells(r['scores'])} | "
+                     f"{r['scores']['all']['map']:.3f} | {r['images_per_second']:.0f} |")
     write_results(RESULTS / (args.results or "copydetect-blocks"), report, lines)
 
 
@@ -148,10 +155,9 @@ def markdown(report: dict) -> list[str]:
              "| loss | sigma | trim | " + " | ".join(names) + " | mAP (all) | images/s |",
              "|---|---:|---|" + "---:|" * (len(names) + 2)]
     for r in report["rows"]:
-        s = r["scores"]
-        cells = " | ".join(f"{s[n]['recall_at_0.999']:.3f}" for n in names)
         lines.append(f"| {r['loss']} | {r['sigma']:g} | {'on' if r['trim'] else 'off'} | "
-                     f"{cells} | {s['all']['map']:.3f} | {r['images_per_second']:.0f} |")
+                     f"{recall_cells(r['scores'])} | {r['scores']['all']['map']:.3f} | "
+                     f"{r['images_per_second']:.0f} |")
     return lines
 
 

@@ -24,7 +24,13 @@ import click
 
 from hashsdk._cli_errors import CONTEXT, user_errors, version_option
 from hashsdk.train import schedule
-from hashsdk.train.config import CHOICES, RunConfig
+from hashsdk.train.config import (
+    CHOICES,
+    LABEL_FREE_BLOCK,
+    LABEL_FREE_BLUR,
+    PHOTO_BACKBONE,
+    RunConfig,
+)
 from hashsdk.train.losses import loss_help
 
 DEFAULTS = RunConfig().to_dict()
@@ -155,11 +161,12 @@ HASH = [
              name="no_mirror_invariant", shown="",
              help="Features of the image alone (half the backbone's cost)."),
     _setting("hash.input_blur", "--input-blur", type=float, metavar="SIGMA",
-             shown="1.5 without labels, else 0",
+             shown=f"{LABEL_FREE_BLUR:g} without labels, else 0",
              help="A Gaussian low-pass filter of SIGMA pixels before the backbone, in training "
                   "and encoding: added noise and text fade before the features see them."),
     _setting("hash.feature_block", "--feature-block", type=int, metavar="N",
-             shown="4 without labels on EfficientNet-Lite0, else -1 (the whole backbone)",
+             shown=f"{LABEL_FREE_BLOCK} without labels on {PHOTO_BACKBONE}, else -1 (the "
+                   "whole backbone)",
              help="Features of block N of a timm backbone built of blocks (EfficientNet), "
                   "average-pooled, instead of its head's: they tell one picture from another "
                   "better than classes apart."),
