@@ -37,8 +37,11 @@ from copydetect import (
 
 from hashsdk.edits import EDITS
 
-LOSSES = {"edit-ITQ": ["--loss", "edit-itq"],
-          "contrastive": ["--loss", "contrastive", "--frozen"]}
+# the filter grid was measured before block 4 became the default without labels: it keeps the
+# whole backbone's features
+LOSSES = {"edit-ITQ": ["--loss", "edit-itq", "--feature-block", "-1"],
+          "contrastive": ["--loss", "contrastive", "--frozen", "--feature-block", "-1"]}
+CONTRASTIVE = ["--loss", "contrastive", "--frozen"]
 TRAIN_SEED = 1  # the benchmark's training folder
 
 
@@ -53,13 +56,17 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "copydetect")
     p.add_argument("--results", default=None,
                    help="default: results/copydetect-blur, or copydetect-blocks with --blocks")
+    p.add_argument("--medians", type=int, nargs="+", default=None,
+                   help="instead: contrastive with the trim and block 4's features, at each "
+                        "sigma, each median filter's window (0: none) by each pooling")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="instead: contrastive with the trim, at each sigma, its features from "
                         "each of these blocks of the backbone (-1: the whole backbone)")
     args = p.parse_args()
     if args.blocks is not None:
         return blocks(args)
-    args.work.mkdir(parents=True, exist_ok=True)
+    if args.medians is not None:
+        return pools(args)
     sets = validation_sets(args)
     db, copies, _, _, left_out = sets
     print(f"validation: {len(db)} database images, {len(copies)} edited copies", flush=True)
@@ -83,6 +90,7 @@ def main() -> None:
 
 def validation_sets(args: argparse.Namespace):
     """The training folder (written once) and the validation sets."""
+    args.work.mkdir(parents=True, exist_ok=True)
     write_folder(args.archive, args.work / "train-flat", args.train_images, True, TRAIN_SEED)
     trained = frozenset(name for _, name, _ in training_members(args.archive, args.train_images,
                                                                 TRAIN_SEED))
@@ -101,22 +109,26 @@ def trained_scores(args: argparse.Namespace, name: str, extra: list[str], sets
     return evaluate(db_bits, copy_bits, source, edit), speed
 
 
+def scored_row(args: argparse.Namespace, sets, name: str, extra: list[str], **settings
+               ) -> dict:
+    """One grid row: ``settings`` (its columns), its images/s and scores, also printed."""
+    scores, speed = trained_scores(args, name, extra, sets)
+    print(*settings.values(), scores["all"], f"{speed:.0f} img/s", flush=True)
+    return dict(settings, images_per_second=speed, scores=scores)
+
+
 def blocks(args: argparse.Namespace) -> None:
     """The feature-block grid: contrastive with the trim on, each sigma of the filter by each
     block."""
-    args.work.mkdir(parents=True, exist_ok=True)
     sets = validation_sets(args)
     db, copies, _, _, left_out = sets
     rows = []
     for sigma in args.sigmas:
         for block in args.blocks:
             name = f"contrastive-blur{sigma:g}-trim" + ("" if block == -1 else f"-block{block}")
-            scores, speed = trained_scores(args, name, [
-                *LOSSES["contrastive"], "--input-blur", str(sigma), "--trim",
-                "--feature-block", str(block)], sets)
-            rows.append(dict(sigma=sigma, block=block, images_per_second=speed,
-                             scores=scores))
-            print(sigma, block, rows[-1]["scores"]["all"], f"{speed:.0f} img/s", flush=True)
+            rows.append(scored_row(args, sets, name, [
+                *CONTRASTIVE, "--input-blur", str(sigma), "--trim",
+                "--feature-block", str(block)], sigma=sigma, block=block))
     best = max(rows, key=lambda r: r["scores"]["all"]["recall_at_0.999"])
     report = dict(command="python benchmarks/copydetect_blur.py --sigmas " + " ".join(
         f"{s:g}" for s in args.sigmas) + " --blocks " + " ".join(map(str, args.blocks))
@@ -125,23 +137,70 @@ def blocks(args: argparse.Namespace) -> None:
         split="CIFAR-10 training images outside the training folder", database=len(db),
         copies=len(copies), twins_left_out=left_out,
         chosen=dict(sigma=best["sigma"], block=best["block"]), rows=rows)
-    names = ["all", *EDITS]
     lines = [f"Validation split as copydetect-blur.md ({len(copies):,} edited copies searching "
              f"{len(db):,} images). Label-free contrastive 64-bit models, the low-pass filter "
              "at sigma px and the trim on; the features of one block of EfficientNet-Lite0 "
              "(average-pooled; -1: the whole backbone, its head). Recall at 99.9% precision, "
              "one Hamming threshold an edit; mAP with ties broken by the smaller database row. "
              f"Best: sigma {best['sigma']:g}, block {best['block']}.", "",
-             "| sigma | block | " + " | ".join(names) + " | mAP (all) | images/s |",
-             "|---:|---:|" + "---:|" * (len(names) + 2)]
-    for r in rows:
-        lines.append(f"| {r['sigma']:g} | {r['block']} | {recall_cells(r['scores'])} | "
-                     f"{r['scores']['all']['map']:.3f} | {r['images_per_second']:.0f} |")
+             *table_head(sigma="---:", block="---:")]
+    lines += [table_line(r, f"{r['sigma']:g}", r["block"]) for r in rows]
     write_results(RESULTS / (args.results or "copydetect-blocks"), report, lines)
 
 
+# the pool grid's rule: the fastest setting within this much recall at 99.9% precision over
+# all edits of the best (that recall moves by a few points between neighbouring settings)
+POOL_TOLERANCE = 0.01
+
+
+def pools(args: argparse.Namespace) -> None:
+    """The median-filter and pooling grid: contrastive with the trim and block 4's features,
+    each sigma by each median filter's window by each pooling."""
+    sets = validation_sets(args)
+    db, copies, _, _, left_out = sets
+    rows = []
+    for sigma in args.sigmas:
+        for median in args.medians:
+            for pool in ("avg", "gem"):
+                name = f"contrastive-blur{sigma:g}-trim-block4-median{median}-{pool}"
+                rows.append(scored_row(args, sets, name, [
+                    *CONTRASTIVE, "--input-blur", str(sigma), "--trim", "--feature-block", "4",
+                    "--input-median", str(median), "--feature-pool", pool],
+                    sigma=sigma, median=median, pool=pool))
+    report = dict(command="python benchmarks/copydetect_blur.py --sigmas " + " ".join(
+        f"{s:g}" for s in args.sigmas) + " --medians " + " ".join(map(str, args.medians))
+        + f" --originals {args.originals} --distractors {args.distractors}"
+        + (f" --results {args.results}" if args.results else ""),
+        split="CIFAR-10 training images outside the training folder", database=len(db),
+        copies=len(copies), twins_left_out=left_out, rows=rows)
+    write_pool_results(report, args.results or "copydetect-pool")
+
+
+def write_pool_results(report: dict, name: str) -> None:
+    """The pool grid's report with its chosen row (the fastest within POOL_TOLERANCE of the
+    best), as results/``name``.json and .md."""
+    rows = report["rows"]
+    best = max(r["scores"]["all"]["recall_at_0.999"] for r in rows)
+    chosen = max((r for r in rows if r["scores"]["all"]["recall_at_0.999"] >=
+                  best - POOL_TOLERANCE), key=lambda r: r["images_per_second"])
+    report = dict(report, chosen=dict(sigma=chosen["sigma"], median=chosen["median"],
+                                      pool=chosen["pool"]))
+    lines = [f"Validation split as copydetect-blur.md ({report['copies']:,} edited copies "
+             f"searching {report['database']:,} images). Label-free contrastive 64-bit models "
+             "on block 4's features of EfficientNet-Lite0 with the trim on: a median filter of "
+             "median x median px (0: none), then the low-pass filter at sigma px, before the "
+             "backbone; the features pooled over positions by their average (avg) or a "
+             "generalized mean (gem, p = 3). Recall at 99.9% precision, one Hamming threshold an "
+             "edit; mAP with ties broken by the smaller database row; images/s of the Encoder "
+             "on the validation images (2 cores). Chosen (the fastest within "
+             f"{POOL_TOLERANCE:g} of the best recall over all edits, {best:.3f}): sigma "
+             f"{chosen['sigma']:g}, median {chosen['median']}, {chosen['pool']}.", "",
+             *table_head(sigma="---:", median="---:", pool="---")]
+    lines += [table_line(r, f"{r['sigma']:g}", r["median"], r["pool"]) for r in rows]
+    write_results(RESULTS / name, report, lines)
+
+
 def markdown(report: dict) -> list[str]:
-    names = ["all", *EDITS]
     c = report["chosen"]
     lines = [f"Validation split: {report['copies']:,} edited copies of "
              f"{report['copies'] // len(EDITS):,} CIFAR-10 training images outside the models' "
@@ -152,13 +211,23 @@ def markdown(report: dict) -> list[str]:
              "Hamming threshold an edit; mAP with ties broken by the smaller database row. "
              f"Chosen (best recall over all edits): {c['loss']}, sigma {c['sigma']:g}, trim "
              f"{'on' if c['trim'] else 'off'}.", "",
-             "| loss | sigma | trim | " + " | ".join(names) + " | mAP (all) | images/s |",
-             "|---|---:|---|" + "---:|" * (len(names) + 2)]
-    for r in report["rows"]:
-        lines.append(f"| {r['loss']} | {r['sigma']:g} | {'on' if r['trim'] else 'off'} | "
-                     f"{recall_cells(r['scores'])} | {r['scores']['all']['map']:.3f} | "
-                     f"{r['images_per_second']:.0f} |")
-    return lines
+             *table_head(loss="---", sigma="---:", trim="---")]
+    return lines + [table_line(r, r["loss"], f"{r['sigma']:g}", "on" if r["trim"] else "off")
+                     for r in report["rows"]]
+
+
+def table_head(**settings: str) -> list[str]:
+    """A grid table's header and alignment lines: the settings' columns (name=alignment), then
+    recall over all edits and each edit, mAP and images/s."""
+    names = [*settings, "all", *EDITS, "mAP (all)", "images/s"]
+    aligns = [*settings.values(), *["---:"] * (len(names) - len(settings))]
+    return ["| " + " | ".join(names) + " |", "|" + "|".join(aligns) + "|"]
+
+
+def table_line(row: dict, *settings) -> str:
+    """A grid table's line: the row's ``settings`` cells, its recall cells, mAP and images/s."""
+    return (f"| {' | '.join(map(str, settings))} | {recall_cells(row['scores'])} | "
+            f"{row['scores']['all']['map']:.3f} | {row['images_per_second']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def training_of(config: dict) -> dict:
     each image's outputs with its mirror image's (flip_average), and whether its features are
     the mean of the image's and its mirror image's (mirror_invariant), and the sigma of the
     low-pass filter before its backbone (input_blur, pixels; 0: none) and the block whose
-    features it hashes (feature_block; -1: the whole backbone). ``config``: the
+    features it hashes (feature_block; -1: the whole backbone), the median filter's window
+    before the low-pass filter (input_median, pixels; 0: none) and how the features are pooled
+    (feature_pool: "avg" or "gem"). ``config``: the
     checkpoint's RunConfig as a dict."""
     from hashsdk.train.losses import REAL_LOSSES
 
@@ -70,7 +72,9 @@ def training_of(config: dict) -> dict:
             "flip_average": bool(h.get("flip_average", False)),
             "mirror_invariant": bool(h.get("mirror_invariant", False)),
             "input_blur": float(h.get("input_blur") or 0.0),
-            "feature_block": -1 if h.get("feature_block") is None else int(h["feature_block"])}
+            "feature_block": -1 if h.get("feature_block") is None else int(h["feature_block"]),
+            "input_median": int(h.get("input_median") or 0),
+            "feature_pool": h.get("feature_pool") or "avg"}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -245,3 +245,76 @@ def test_feature_block_hashes_one_blocks_pooled_output_and_rebuilds():
         HashNet(**dict(whole.model_args, feature_block=5))
     with pytest.raises(HashsdkError, match="feature_block takes the features of one block"):
         create_model("cnn", 16, feature_block=1)
+
+
+def _median_oracle(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Each pixel's window (edges repeated) sorted in numpy, its middle value taken."""
+    a, r = x.numpy(), size // 2
+    b, c, h, w = a.shape
+    out = np.empty_like(a)
+    for i in range(h):
+        for j in range(w):
+            ys = np.clip(np.arange(i - r, i + r + 1), 0, h - 1)
+            xs = np.clip(np.arange(j - r, j + r + 1), 0, w - 1)
+            window = a[:, :, ys][:, :, :, xs].reshape(b, c, -1)
+            out[:, :, i, j] = np.sort(window, axis=-1)[..., size * size // 2]
+    return torch.from_numpy(out)
+
+
+def test_input_median_filters_before_the_low_pass_filter_and_rebuilds():
+    torch.manual_seed(0)
+    plain = create_model("cnn", 16, input_blur=1.0)
+    med = HashNet(**dict(plain.model_args, input_median=3))
+    med.load_state_dict(plain.state_dict())  # the filter is no weight: same state dict
+    assert med.model_args["input_median"] == 3 and plain.model_args["input_median"] == 0
+    assert HashNet(**{k: v for k, v in plain.model_args.items()
+                      if k != "input_median"}).median is None  # older checkpoints: none
+    x = torch.randn(2, 3, 12, 13)
+    with torch.no_grad():
+        for size in (3, 5):
+            filtered = HashNet(**dict(plain.model_args, input_median=size)).median(x)
+            assert torch.equal(filtered, _median_oracle(x, size))
+        # a one-pixel line of white on grey goes; a step edge stays where it was
+        image = torch.full((1, 3, 16, 16), -0.2)
+        image[:, :, 7, 2:14] = 1.0
+        assert torch.equal(med.median(image), torch.full_like(image, -0.2))
+        step = torch.zeros(1, 3, 16, 16)
+        step[..., 8:] = 1.0
+        assert torch.equal(med.median(step), step)
+        x = torch.randn(3, 3, 32, 32)
+        plain.eval(), med.eval()
+        assert torch.allclose(med.embed(x), plain.embed(med.median(x)), atol=1e-6)
+    for bad in (1, 4, 7, True, "3"):
+        with pytest.raises(HashsdkError, match=r"input_median: expected one of \(0, 3, 5\)"):
+            create_model("cnn", 16, input_median=bad)
+
+
+def test_gem_pooling_is_the_generalized_mean_of_the_positive_part():
+    # the oracle: the network run by hand to its last feature map, pooled by the formula
+    from hashsdk.train.backbones import GEM_POWER
+
+    torch.manual_seed(0)
+    avg = create_model("timm/test_efficientnet", 16, image_size=32, feature_block=2)
+    gem = HashNet(**dict(avg.model_args, feature_pool="gem"))
+    gem.load_state_dict(avg.state_dict())
+    assert gem.model_args["feature_pool"] == "gem" and avg.model_args["feature_pool"] == "avg"
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        avg.eval(), gem.eval()
+        net = gem.features
+        y = net.bn1(net.conv_stem(x))
+        for block in net.blocks:
+            y = block(y)
+        want = y.clamp(min=1e-6).pow(GEM_POWER).mean((2, 3)).pow(1 / GEM_POWER)
+        assert torch.allclose(gem.embed(x), want, atol=1e-5)
+        positive = y.clamp(min=1e-6)  # between the positive part's mean and its maximum
+        assert (gem.embed(x) >= positive.mean((2, 3)) - 1e-5).all()
+        assert (gem.embed(x) <= positive.amax((2, 3)) + 1e-5).all()
+        assert torch.allclose(avg.embed(x), y.mean((2, 3)), atol=1e-5)
+        rebuilt = HashNet(**gem.model_args)
+        rebuilt.load_state_dict(gem.state_dict())
+        assert torch.equal(rebuilt.eval()(x), gem(x))
+    with pytest.raises(HashsdkError, match="hash.feature_pool: expected one of avg, gem"):
+        create_model("timm/test_efficientnet", 16, image_size=32, feature_pool="max")
+    with pytest.raises(HashsdkError, match="feature_pool takes a timm backbone"):
+        create_model("cnn", 16, feature_pool="gem")

@@ -326,6 +326,8 @@ def test_input_blur_trim_and_block_default_on_without_labels(tmp_path, data, has
                                                              trim, block):
     cfg = _resolved_on_folders(tmp_path, data, hash_)
     assert (cfg.hash.input_blur, cfg.data.trim, cfg.hash.feature_block) == (sigma, trim, block)
+    # the median filter and gem pooling did not pay without labels (copydetect-pool.md)
+    assert (cfg.hash.input_median, cfg.hash.feature_pool) == (0, "avg")
     assert config.input_contract(cfg.data, 3).trim is trim
 
 
@@ -338,6 +340,7 @@ def test_a_config_saved_before_the_filter_and_the_trim_reads_them_as_off(tmp_pat
              "hash": {"loss": "edit-itq"}}
     old = config.from_saved(saved)
     assert (old.data.trim, old.hash.input_blur) == (False, 0.0)
+    assert old.hash.feature_block == -1
     today = config.from_dict(saved)
     assert (today.data.trim, today.hash.input_blur) == (True, config.LABEL_FREE_BLUR)
     assert set(config.differences(saved, today)) >= {"data.trim", "hash.input_blur"}
@@ -354,12 +357,20 @@ def test_input_blur_reaches_the_model_and_bad_values_name_the_key(tmp_path):
                                                       "input_blur": 1.0}}))
     data, split = four_images()
     assert build_model(cfg.hash, cfg.data, data, split).model_args["input_blur"] == 1.0
+    cfg = config.validate(config.from_dict({"data": {"dataset": "cifar10"},
+                                             "hash": {"backbone": "cnn", "bits": 16,
+                                                      "input_median": 5}}))
+    assert build_model(cfg.hash, cfg.data, data, split).model_args["input_median"] == 5
     for bad in (-0.5, 100.0):
         with pytest.raises(HashsdkError, match="hash.input_blur: expected a sigma"):
             config.validate(config.from_dict({"data": {"dataset": "cifar10"},
                                               "hash": {"input_blur": bad}}))
     with pytest.raises(HashsdkError, match="hash.feature_block: expected -1"):
         config.from_dict({"hash": {"feature_block": -2}})
+    with pytest.raises(HashsdkError, match=r"hash.input_median: expected one of \(0, 3, 5\)"):
+        config.from_dict({"hash": {"input_median": 4}})
+    with pytest.raises(HashsdkError, match="hash.feature_pool: expected one of .*'gem'.*'max'"):
+        config.from_dict({"hash": {"feature_pool": "max"}})
     result = CliRunner().invoke(cli.main, [
         "hash", "--dataset", "cifar10", "--root", str(tmp_path), "--run-dir", str(tmp_path),
         "--input-blur", "x"])

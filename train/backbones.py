@@ -22,7 +22,8 @@ Features: the backbone's pooled output; or, with ``feature_block`` (``truncate_b
 pooled output of one of the blocks of a timm network built of blocks (EfficientNet, MobileNet):
 the later blocks and the head convolution are dropped. An earlier block's features tell one
 picture from another better than the head's, which tell classes apart
-(benchmarks/results/copydetect-blocks.md).
+(benchmarks/results/copydetect-blocks.md). With ``feature_pool`` "gem" (``set_pool``), a
+timm network's features are pooled by a generalized mean (``GeMPool``) instead of the average.
 
 Input contract (hashsdk.encoder.contract): a pretrained backbone expects its own input size, the
 shorter side images are resized to before the centre crop, interpolation, mean and std (timm's
@@ -211,6 +212,37 @@ def list_backbones(pattern: str = "*") -> list[str]:
     names += [f"torchvision/{n}" for n in torchvision.models.list_models(module=torchvision.models)]
     return [n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(
         n.partition("/")[2], pattern)]
+
+
+GEM_POWER = 3.0  # the generalized mean's exponent: between the average (1) and the maximum
+
+
+class GeMPool(nn.Module):
+    """The generalized mean over positions of each channel's positive part: float (B, C, H, W)
+    -> float (B, C), (mean of max(x, eps) ** p) ** (1 / p) with p = GEM_POWER. Led by a
+    channel's strongest responses, as the maximum is, but by more than one position: a few
+    positions that an edit changes (added noise, a line of text) move it less than they move
+    the average, and a crop less than it moves the maximum (copydetect-pool.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=1e-6).pow(GEM_POWER).mean((2, 3)).pow(1.0 / GEM_POWER)
+
+
+def set_pool(net: nn.Module, pool: str) -> nn.Module:
+    """``net`` (a timm network, or one behind the grey-image adapter) with its global pooling
+    replaced by ``pool`` (train/config.py CHOICES); its features keep their number."""
+    from hashsdk.train.config import CHOICES
+
+    if pool not in CHOICES[("hash", "feature_pool")]:
+        raise HashsdkError(f"hash.feature_pool: expected one of "
+                           f"{', '.join(CHOICES[('hash', 'feature_pool')])}, got {pool!r}")
+    inner = net[-1] if isinstance(net, nn.Sequential) else net
+    if not hasattr(inner, "global_pool"):
+        raise HashsdkError("hash.feature_pool takes a timm backbone (its global pooling is "
+                           "replaced); this backbone pools its own way: leave it at avg")
+    if pool == "gem":
+        inner.global_pool = GeMPool()
+    return net
 
 
 def truncate_blocks(net: nn.Module, block: int, in_channels: int) -> tuple[nn.Module, int]:

@@ -170,6 +170,12 @@ HASH = [
              help="Features of block N of a timm backbone built of blocks (EfficientNet), "
                   "average-pooled, instead of its head's: they tell one picture from another "
                   "better than classes apart."),
+    _setting("hash.input_median", "--input-median", type=int, metavar="K",
+             help="A K x K median filter (3 or 5) before the low-pass filter, in training and "
+                  "encoding: thin strokes such as a text overlay's go (slower to encode)."),
+    _setting("hash.feature_pool", "--feature-pool",
+             help="How a timm backbone's features are pooled over positions: the average, or "
+                  "a generalized mean (gem) that a few edited positions move less."),
 ]
 GAN = [
     _setting("gan.steps", "--gan-steps", type=int, help="DCGAN training steps."),

@@ -178,6 +178,13 @@ class HashConfig:
     # backbone. None: LABEL_FREE_BLOCK for a run without labels on PHOTO_BACKBONE, where it
     # was chosen (copy detection: benchmarks/results/copydetect-blocks.md), else -1
     feature_block: int | None = None
+    # a median filter of this window (pixels; 0: off) before the low-pass filter: it removes
+    # thin strokes (a text overlay's) that a blur only spreads. Off by default, also without
+    # labels: it did not pay on copy detection's validation split (copydetect-pool.md)
+    input_median: int = 0
+    # how a timm backbone's features are pooled over positions: "avg", or "gem" (a generalized
+    # mean, train/backbones.py); "avg" also without labels, as measured (copydetect-pool.md)
+    feature_pool: str = "avg"
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -210,6 +217,7 @@ CHOICES = {
     ("hash", "amp"): ("auto", "bf16", "fp16", "off"),
     ("hash", "crop"): ("pad", "resized"),
     ("hash", "augment_policy"): ("none", "trivial"),
+    ("hash", "feature_pool"): ("avg", "gem"),  # train/backbones.py set_pool
 }
 
 
@@ -262,6 +270,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if isinstance(block, bool) or not isinstance(block, int) or block < -1:
         raise HashsdkError(f"hash.feature_block: expected -1 (the whole backbone) or a block "
                            f"number from 0, got {block!r}")
+    _check_median(cfg.hash)
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
@@ -286,6 +295,14 @@ def _check_blur(sigma: Any) -> None:
             not 0 <= sigma <= MAX_BLUR:
         raise HashsdkError(f"hash.input_blur: expected a sigma in pixels from 0 (off) to "
                            f"{MAX_BLUR}, got {sigma!r}")
+
+
+def _check_median(h: HashConfig) -> None:
+    from hashsdk.train.model import MEDIAN_SIZES
+
+    if isinstance(h.input_median, bool) or h.input_median not in MEDIAN_SIZES:
+        raise HashsdkError(f"hash.input_median: expected one of {MEDIAN_SIZES} (a window's "
+                           f"side in pixels; 0: off), got {h.input_median!r}")
 
 
 def _check_mixing(h: HashConfig) -> None:

@@ -37,6 +37,10 @@ from hashsdk.train.losses import RealLoss, fake_loss, lookup
 from hashsdk.train.model import KIND, HashNet
 from hashsdk.train.schedule import lr_factor
 
+# network arguments added after features were first cached, at the value that is the network
+# those features were computed with
+OFF_BEFORE_KEYED = {"input_median": 0, "feature_pool": "avg"}
+
 
 def features_key(model: HashNet, images: np.ndarray) -> str:
     """What the cached features depend on: the network's arguments (but the head's: bits,
@@ -45,6 +49,9 @@ def features_key(model: HashNet, images: np.ndarray) -> str:
     bytes."""
     args = {k: v for k, v in model.model_args.items()
             if k not in ("bits", "num_classes", "flip_average")}
+    for key, off in OFF_BEFORE_KEYED.items():  # features cached before the key stay valid
+        if args.get(key) == off:
+            del args[key]
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.features.state_dict().items()):
         h.update(name.encode())

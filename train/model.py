@@ -9,6 +9,10 @@ With ``feature_block``, the features are one block's of the backbone (train/back
 With ``input_blur`` (sigma, pixels of the input), a fixed Gaussian low-pass filter comes first,
 before the backbone (``LowPass``): a copy's added noise and thin text strokes fade before the
 features see them (benchmarks/results/copydetect.md), in training, export and the Encoder alike.
+With ``input_median`` (a window's side, pixels), a median filter comes before that
+(``MedianFilter``): it removes thin strokes, such as a text overlay's, that a blur only spreads.
+With ``feature_pool`` "gem", the features are pooled over positions by a generalized mean
+(train/backbones.py ``set_pool``) instead of the average.
 
     model = create_model("timm/resnet18", bits=48, contract=InputContract(32))
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
@@ -34,11 +38,12 @@ from torch import nn
 from hashsdk.codes import check_bits
 from hashsdk.encoder.contract import DEFAULT_INTERPOLATION, DEFAULT_SIZE, SQUASH, InputContract
 from hashsdk.errors import HashsdkError
-from hashsdk.train.backbones import ALIASES, lookup_backbone, truncate_blocks
+from hashsdk.train.backbones import ALIASES, lookup_backbone, set_pool, truncate_blocks
 from hashsdk.train.checkpoint import HASHNET_KIND
 
 KIND = HASHNET_KIND  # the checkpoint kind of a HashNet
 MAX_BLUR = 8.0  # input_blur's largest sigma, pixels: beyond it a 32 to 224 px input is a blot
+MEDIAN_SIZES = (0, 3, 5)  # input_median's choices: 0 off, else the window's side in pixels
 
 
 class LowPass(nn.Module):
@@ -63,6 +68,26 @@ class LowPass(nn.Module):
         return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k[:, :, None, :], groups=c)
 
 
+class MedianFilter(nn.Module):
+    """The median of each pixel's ``size`` x ``size`` window, per channel: float (B, C, H, W) ->
+    float (B, C, H, W); edges repeated. Thin strokes (a text overlay's letters and outline,
+    narrower than half the window) and outlying noisy pixels go, while edges wider than that
+    stay where they were. Monotone per channel, so it commutes with the contract's
+    normalization. Made of slices and a TopK, which ONNX has (it has no median)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, (h, w) = self.size, x.shape[-2:]
+        r = k // 2
+        padded = F.pad(x, (r, r, r, r), mode="replicate")
+        window = torch.stack([padded[..., i:i + h, j:j + w] for i in range(k) for j in range(k)])
+        # the (k*k + 1) / 2-th largest of k*k values is their median
+        return torch.topk(window, (k * k + 1) // 2, dim=0).values[-1]
+
+
 class HashNet(nn.Module):
     """Backbone, then Linear(features, bits), then tanh; an optional classifier on the codes.
 
@@ -79,7 +104,8 @@ class HashNet(nn.Module):
                  interpolation: str = DEFAULT_INTERPOLATION, width: int = 32,
                  contract: InputContract | None = None, flip_average: bool = False,
                  mirror_invariant: bool = False, input_blur: float = 0.0,
-                 trim: bool = False, feature_block: int = -1):
+                 trim: bool = False, feature_block: int = -1, input_median: int = 0,
+                 feature_pool: str = "avg"):
         super().__init__()
         check_bits(bits)
         if contract is None:
@@ -101,10 +127,18 @@ class HashNet(nn.Module):
                                f"{MAX_BLUR}, got {input_blur!r}")
         self.input_blur = float(input_blur)
         self.low_pass = LowPass(self.input_blur, in_channels) if self.input_blur else None
+        if isinstance(input_median, bool) or input_median not in MEDIAN_SIZES:
+            raise HashsdkError(f"input_median: expected one of {MEDIAN_SIZES} (a window's side "
+                               f"in pixels; 0: off), got {input_median!r}")
+        self.input_median = int(input_median)
+        self.median = MedianFilter(self.input_median) if self.input_median else None
         self.features, dim = row.build(in_channels, small_stem, pretrained, width)
         if feature_block != -1:  # one block's features (train/backbones.py)
             self.features, dim = truncate_blocks(self.features, feature_block, in_channels)
         self.feature_block = int(feature_block)
+        if feature_pool != "avg":  # how the features are pooled over positions
+            self.features = set_pool(self.features, feature_pool)
+        self.feature_pool = feature_pool
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
         self.flip_average = bool(flip_average)
@@ -118,7 +152,8 @@ class HashNet(nn.Module):
                                width=width,
                                flip_average=self.flip_average,
                                mirror_invariant=self.mirror_invariant,
-                               input_blur=self.input_blur, feature_block=self.feature_block)
+                               input_blur=self.input_blur, feature_block=self.feature_block,
+                               input_median=self.input_median, feature_pool=self.feature_pool)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
@@ -142,7 +177,9 @@ class HashNet(nn.Module):
         """The backbone's features (B, features): what the hash layer reads, and what the
         baselines and frozen-feature mode take. With ``mirror_invariant``, the mean of the
         features of x and of x mirrored left to right (one pass over both). With
-        ``input_blur``, x is low-passed first."""
+        ``input_median`` and ``input_blur``, x is median-filtered, then low-passed, first."""
+        if self.median is not None:
+            x = self.median(x)
         if self.low_pass is not None:
             x = self.low_pass(x)
         if self.mirror_invariant:
