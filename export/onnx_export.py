@@ -60,7 +60,8 @@ def training_of(config: dict) -> dict:
     low-pass filter before its backbone (input_blur, pixels; 0: none) and the block whose
     features it hashes (feature_block; -1: the whole backbone), the median filter's window
     before the low-pass filter (input_median, pixels; 0: none) and how the features are pooled
-    (feature_pool: "avg" or "gem"). ``config``: the
+    (feature_pool: "avg" or "gem"), and n where the n x n lowest DCT frequencies of the image
+    join the features (dct_features; 0: none). ``config``: the
     checkpoint's RunConfig as a dict."""
     from hashsdk.train.losses import REAL_LOSSES
 
@@ -74,7 +75,8 @@ def training_of(config: dict) -> dict:
             "input_blur": float(h.get("input_blur") or 0.0),
             "feature_block": -1 if h.get("feature_block") is None else int(h["feature_block"]),
             "input_median": int(h.get("input_median") or 0),
-            "feature_pool": h.get("feature_pool") or "avg"}
+            "feature_pool": h.get("feature_pool") or "avg",
+            "dct_features": int(h.get("dct_features") or 0)}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -144,23 +144,24 @@ def test_a_low_passed_model_exports_its_filter_and_says_so(exported, tmp_path):
     assert Encoder(str(tmp_path / "blur.onnx")).metadata.extra["training"]["input_blur"] == 2.0
 
 
-def test_the_median_filter_and_gem_pooling_export_and_say_so(tmp_path):
-    """input_median's filter (slices and a TopK: ONNX has no median) and gem pooling are part
-    of the graph: onnxruntime gives the torch outputs, which differ from the plain network's,
-    and the metadata records both."""
+def test_the_median_filter_gem_pooling_and_dct_features_export_and_say_so(tmp_path):
+    """input_median's filter (slices and a TopK: ONNX has no median), gem pooling and the DCT
+    features are part of the graph: onnxruntime gives the torch outputs, which differ from the
+    network's without the filter and the pooling, and the metadata records all three."""
     import onnxruntime as ort
 
     from hashsdk.train.model import HashNet, create_model
 
     torch.manual_seed(0)
     model = create_model("timm/test_efficientnet", 16, image_size=32, feature_block=2,
-                         input_blur=1.0, input_median=3, feature_pool="gem").eval()
+                         input_blur=1.0, input_median=3, feature_pool="gem",
+                         dct_features=4, mirror_invariant=True).eval()
     checkpoint.save(tmp_path / "m.pt", kind="hashsdk.hashnet", model_args=model.model_args,
                     state_dict=model.state_dict(),
                     config={"data": {"dataset": "synthetic"},
                             "hash": {"loss": "contrastive", "input_blur": 1.0,
                                      "feature_block": 2, "input_median": 3,
-                                     "feature_pool": "gem"}})
+                                     "feature_pool": "gem", "dct_features": 4}})
     export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
     plain = HashNet(**dict(model.model_args, input_median=0, feature_pool="avg")).eval()
     plain.load_state_dict(model.state_dict())
@@ -172,7 +173,8 @@ def test_the_median_filter_and_gem_pooling_export_and_say_so(tmp_path):
     (out,) = session.run(None, {"images": x})
     assert np.abs(out - ref).max() < 1e-4
     training = Encoder(str(tmp_path / "m.onnx")).metadata.extra["training"]
-    assert (training["input_median"], training["feature_pool"]) == (3, "gem")
+    assert (training["input_median"], training["feature_pool"], training["dct_features"]) == (
+        3, "gem", 4)
 
 
 def test_a_trimming_model_gives_a_framed_copy_its_originals_outputs(exported, tmp_path):

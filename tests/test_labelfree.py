@@ -200,7 +200,8 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss,
                                                   "input_blur": config.LABEL_FREE_BLUR,
                                                   "feature_block": -1,
                                                   "input_median": 0,
-                                                  "feature_pool": "avg"}
+                                                  "feature_pool": "avg",
+                                                  "dct_features": 0}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
     # the graph averages the two looks (flip averaging's outputs, or by default without labels

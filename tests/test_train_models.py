@@ -318,3 +318,51 @@ def test_gem_pooling_is_the_generalized_mean_of_the_positive_part():
         create_model("timm/test_efficientnet", 16, image_size=32, feature_pool="max")
     with pytest.raises(HashsdkError, match="feature_pool takes a timm backbone"):
         create_model("cnn", 16, feature_pool="gem")
+
+
+def _dct_oracle(grey: np.ndarray, n: int) -> np.ndarray:
+    """The n x n lowest frequencies of the orthonormal 2-D DCT-II of each (side, side) image,
+    summed term by term from the definition."""
+    side = grey.shape[-1]
+    k = np.arange(side)
+    scale = [np.sqrt(1 / side)] + [np.sqrt(2 / side)] * (side - 1)
+    out = np.empty((len(grey), n, n))
+    for u in range(n):
+        for v in range(n):
+            wave = np.outer(np.cos(np.pi * (2 * k + 1) * u / (2 * side)),
+                            np.cos(np.pi * (2 * k + 1) * v / (2 * side)))
+            out[:, u, v] = scale[u] * scale[v] * (grey * wave).sum((1, 2))
+    return out
+
+
+def test_dct_features_are_phashs_frequencies_appended_to_the_features():
+    from hashsdk.train.model import DCT_SIDE
+
+    torch.manual_seed(0)
+    plain = create_model("cnn", 16, image_size=64)
+    dct = HashNet(**dict(plain.model_args, dct_features=6))
+    assert dct.model_args["dct_features"] == 6 and plain.model_args["dct_features"] == 0
+    assert dct.hash.in_features == plain.hash.in_features + 35  # 6 x 6 but the constant
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        dct.features.load_state_dict(plain.features.state_dict())
+        plain.eval(), dct.eval()
+        grey = x.mean(1).unflatten(1, (DCT_SIDE, 2)).unflatten(3, (DCT_SIDE, 2)).mean((2, 4))
+        want = _dct_oracle(grey.double().numpy(), 6).reshape(3, -1)[:, 1:]
+        want /= np.sqrt((want ** 2).mean(1, keepdims=True))
+        got = dct.embed(x)
+        assert np.abs(got[:, -35:].numpy() - want).max() < 1e-4
+        assert torch.allclose(got[:, :-35], plain.embed(x), atol=1e-6)
+        # a change of contrast and brightness leaves them as they are
+        assert torch.allclose(dct.dct(0.5 * x + 0.2), dct.dct(x), atol=1e-4)
+        # mirror-invariant: the odd horizontal frequencies of the averaged features are 0
+        mirror = HashNet(**dict(dct.model_args, mirror_invariant=True)).eval()
+        coef = mirror.dct(x)
+        single = torch.cat([coef, torch.zeros(3, 1)], 1).roll(1, 1).view(3, 6, 6)  # one look
+        averaged = mirror.embed(x)[:, -35:]
+        full = torch.cat([torch.zeros(3, 1), averaged], 1).view(3, 6, 6)
+        assert full[:, :, 1::2].abs().max() < 1e-5
+        assert torch.allclose(full[:, :, 0::2], single[:, :, 0::2], atol=1e-5)
+    for bad in (1, 17, True, 2.0):
+        with pytest.raises(HashsdkError, match="dct_features: expected 0 .* or n from 2 to 16"):
+            create_model("cnn", 16, dct_features=bad)

@@ -326,8 +326,9 @@ def test_input_blur_trim_and_block_default_on_without_labels(tmp_path, data, has
                                                              trim, block):
     cfg = _resolved_on_folders(tmp_path, data, hash_)
     assert (cfg.hash.input_blur, cfg.data.trim, cfg.hash.feature_block) == (sigma, trim, block)
-    # the median filter and gem pooling did not pay without labels (copydetect-pool.md)
-    assert (cfg.hash.input_median, cfg.hash.feature_pool) == (0, "avg")
+    # the median filter, gem pooling and the DCT features did not pay beyond their noise
+    # without labels (copydetect-pool.md, copydetect-dct.md): off
+    assert (cfg.hash.input_median, cfg.hash.feature_pool, cfg.hash.dct_features) == (0, "avg", 0)
     assert config.input_contract(cfg.data, 3).trim is trim
 
 
@@ -367,6 +368,8 @@ def test_input_blur_reaches_the_model_and_bad_values_name_the_key(tmp_path):
                                               "hash": {"input_blur": bad}}))
     with pytest.raises(HashsdkError, match="hash.feature_block: expected -1"):
         config.from_dict({"hash": {"feature_block": -2}})
+    with pytest.raises(HashsdkError, match="hash.dct_features: expected 0 .* from 2 to 16"):
+        config.from_dict({"hash": {"dct_features": 1}})
     with pytest.raises(HashsdkError, match=r"hash.input_median: expected one of \(0, 3, 5\)"):
         config.from_dict({"hash": {"input_median": 4}})
     with pytest.raises(HashsdkError, match="hash.feature_pool: expected one of .*'gem'.*'max'"):

@@ -185,6 +185,10 @@ class HashConfig:
     # how a timm backbone's features are pooled over positions: "avg", or "gem" (a generalized
     # mean, train/backbones.py); "avg" also without labels, as measured (copydetect-pool.md)
     feature_pool: str = "avg"
+    # pHash's look appended to the features: the n x n lowest frequencies of the image's DCT
+    # (train/model.py DctFeatures), 0: none. Off by default, also without labels: its gain on
+    # copy detection's validation split stayed within 2 standard errors (copydetect-dct.md)
+    dct_features: int = 0
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -270,7 +274,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if isinstance(block, bool) or not isinstance(block, int) or block < -1:
         raise HashsdkError(f"hash.feature_block: expected -1 (the whole backbone) or a block "
                            f"number from 0, got {block!r}")
-    _check_median(cfg.hash)
+    _check_median_dct(cfg.hash)
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
@@ -297,9 +301,13 @@ def _check_blur(sigma: Any) -> None:
                            f"{MAX_BLUR}, got {sigma!r}")
 
 
-def _check_median(h: HashConfig) -> None:
-    from hashsdk.train.model import MEDIAN_SIZES
+def _check_median_dct(h: HashConfig) -> None:
+    from hashsdk.train.model import MAX_DCT, MEDIAN_SIZES
 
+    d = h.dct_features
+    if isinstance(d, bool) or not isinstance(d, int) or not (d == 0 or 2 <= d <= MAX_DCT):
+        raise HashsdkError(f"hash.dct_features: expected 0 (none) or n from 2 to {MAX_DCT} "
+                           f"(the n x n lowest frequencies), got {d!r}")
     if isinstance(h.input_median, bool) or h.input_median not in MEDIAN_SIZES:
         raise HashsdkError(f"hash.input_median: expected one of {MEDIAN_SIZES} (a window's "
                            f"side in pixels; 0: off), got {h.input_median!r}")

@@ -39,7 +39,7 @@ from hashsdk.train.schedule import lr_factor
 
 # network arguments added after features were first cached, at the value that is the network
 # those features were computed with
-OFF_BEFORE_KEYED = {"input_median": 0, "feature_pool": "avg"}
+OFF_BEFORE_KEYED = {"input_median": 0, "feature_pool": "avg", "dct_features": 0}
 
 
 def features_key(model: HashNet, images: np.ndarray) -> str:

@@ -306,7 +306,8 @@ def build_model(hc: HashConfig, cfg_data: DataConfig, data: ImageSet, split: Spl
                         stem32=hc.stem32, pretrained=hc.pretrained, width=hc.width,
                         flip_average=hc.flip_average, mirror_invariant=hc.mirror_invariant,
                         input_blur=hc.input_blur, feature_block=hc.feature_block,
-                        input_median=hc.input_median, feature_pool=hc.feature_pool)
+                        input_median=hc.input_median, feature_pool=hc.feature_pool,
+                        dct_features=hc.dct_features)
 
 
 def _optimizer(model: HashNet, hc: HashConfig, steps_per_epoch: int

@@ -43,6 +43,8 @@ from hashsdk.train.checkpoint import HASHNET_KIND
 
 KIND = HASHNET_KIND  # the checkpoint kind of a HashNet
 MAX_BLUR = 8.0  # input_blur's largest sigma, pixels: beyond it a 32 to 224 px input is a blot
+DCT_SIDE = 32  # the side DctFeatures shrink the image to before its DCT, as pHash does
+MAX_DCT = 16  # dct_features' largest n
 MEDIAN_SIZES = (0, 3, 5)  # input_median's choices: 0 off, else the window's side in pixels
 
 
@@ -88,6 +90,34 @@ class MedianFilter(nn.Module):
         return torch.topk(window, (k * k + 1) // 2, dim=0).values[-1]
 
 
+class DctFeatures(nn.Module):
+    """pHash's look at an image, as features: float (B, C, size, size) -> float (B, n * n - 1).
+    The channels' mean, shrunk to DCT_SIDE x DCT_SIDE by area averaging (adaptive average
+    pooling's windows), its n x n lowest frequencies of the orthonormal 2-D DCT-II but the
+    constant one, divided by their root mean square (so that a change of contrast leaves them
+    as they are). Low frequencies barely move under added noise, JPEG, a gamma curve or a line
+    of text, which a network's features do; they do move under a crop, a pad or a mirror image,
+    which the network's do less. The shrinking and the DCT are one fixed (n, size) matrix M
+    applied to each side, M @ grey @ M.T: two MatMuls in ONNX."""
+
+    def __init__(self, n: int, size: int):
+        super().__init__()
+        k = torch.arange(DCT_SIDE, dtype=torch.float64)
+        dct = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:n, None] / (2 * DCT_SIDE))
+        dct[0] /= math.sqrt(2)
+        dct *= math.sqrt(2 / DCT_SIDE)  # (n, side): rows of the orthonormal DCT-II matrix
+        area = torch.zeros(DCT_SIDE, size, dtype=torch.float64)
+        for i in range(DCT_SIDE):  # adaptive average pooling's window of output i
+            start, end = (i * size) // DCT_SIDE, -((-(i + 1) * size) // DCT_SIDE)
+            area[i, start:end] = 1.0 / (end - start)
+        self.register_buffer("matrix", (dct @ area).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.matrix
+        coef = (m @ x.mean(1) @ m.T).flatten(1)[:, 1:]  # the constant one left out
+        return coef / coef.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-6)
+
+
 class HashNet(nn.Module):
     """Backbone, then Linear(features, bits), then tanh; an optional classifier on the codes.
 
@@ -105,7 +135,7 @@ class HashNet(nn.Module):
                  contract: InputContract | None = None, flip_average: bool = False,
                  mirror_invariant: bool = False, input_blur: float = 0.0,
                  trim: bool = False, feature_block: int = -1, input_median: int = 0,
-                 feature_pool: str = "avg"):
+                 feature_pool: str = "avg", dct_features: int = 0):
         super().__init__()
         check_bits(bits)
         if contract is None:
@@ -139,6 +169,13 @@ class HashNet(nn.Module):
         if feature_pool != "avg":  # how the features are pooled over positions
             self.features = set_pool(self.features, feature_pool)
         self.feature_pool = feature_pool
+        if isinstance(dct_features, bool) or not isinstance(dct_features, int) or \
+                not (dct_features == 0 or 2 <= dct_features <= MAX_DCT):
+            raise HashsdkError(f"dct_features: expected 0 (none) or n from 2 to {MAX_DCT} (the "
+                               f"n x n lowest frequencies), got {dct_features!r}")
+        self.dct_features = dct_features
+        self.dct = DctFeatures(dct_features, image_size) if dct_features else None
+        dim += dct_features ** 2 - 1 if dct_features else 0
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
         self.flip_average = bool(flip_average)
@@ -153,7 +190,8 @@ class HashNet(nn.Module):
                                flip_average=self.flip_average,
                                mirror_invariant=self.mirror_invariant,
                                input_blur=self.input_blur, feature_block=self.feature_block,
-                               input_median=self.input_median, feature_pool=self.feature_pool)
+                               input_median=self.input_median, feature_pool=self.feature_pool,
+                               dct_features=self.dct_features)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
@@ -183,8 +221,13 @@ class HashNet(nn.Module):
         if self.low_pass is not None:
             x = self.low_pass(x)
         if self.mirror_invariant:
-            return self.features(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)
-        return self.features(x)
+            return self._features(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)
+        return self._features(x)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's features, with ``dct_features`` the DCT's appended: (B, features)."""
+        f = self.features(x)
+        return f if self.dct is None else torch.cat([f, self.dct(x)], 1)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> tuple[HashNet, dict]:
