@@ -316,6 +316,10 @@ def test_gem_pooling_is_the_generalized_mean_of_the_positive_part():
         assert torch.equal(rebuilt.eval()(x), gem(x))
     with pytest.raises(HashsdkError, match="hash.feature_pool: expected one of avg, gem"):
         create_model("timm/test_efficientnet", 16, image_size=32, feature_pool="max")
+    from hashsdk.train.backbones import POOLINGS
+    from hashsdk.train.config import CHOICES
+
+    assert CHOICES[("hash", "feature_pool")] == ("avg", *POOLINGS)  # the CLI offers them all
     with pytest.raises(HashsdkError, match="feature_pool takes a timm backbone"):
         create_model("cnn", 16, feature_pool="gem")
 

@@ -228,20 +228,24 @@ class GeMPool(nn.Module):
         return x.clamp(min=1e-6).pow(GEM_POWER).mean((2, 3)).pow(1.0 / GEM_POWER)
 
 
+# the poolings besides timm's average, by name (train/config.py CHOICES lists "avg" and these;
+# a test keeps the two in step)
+POOLINGS = {"gem": GeMPool}
+
+
 def set_pool(net: nn.Module, pool: str) -> nn.Module:
     """``net`` (a timm network, or one behind the grey-image adapter) with its global pooling
-    replaced by ``pool`` (train/config.py CHOICES); its features keep their number."""
-    from hashsdk.train.config import CHOICES
-
-    if pool not in CHOICES[("hash", "feature_pool")]:
-        raise HashsdkError(f"hash.feature_pool: expected one of "
-                           f"{', '.join(CHOICES[('hash', 'feature_pool')])}, got {pool!r}")
+    replaced by ``pool`` ("avg": left as it is, or one of POOLINGS); its features keep their
+    number."""
+    if pool != "avg" and pool not in POOLINGS:
+        raise HashsdkError(f"hash.feature_pool: expected one of avg, {', '.join(POOLINGS)}, "
+                           f"got {pool!r}")
     inner = net[-1] if isinstance(net, nn.Sequential) else net
     if not hasattr(inner, "global_pool"):
         raise HashsdkError("hash.feature_pool takes a timm backbone (its global pooling is "
                            "replaced); this backbone pools its own way: leave it at avg")
-    if pool == "gem":
-        inner.global_pool = GeMPool()
+    if pool != "avg":
+        inner.global_pool = POOLINGS[pool]()
     return net
 
 

@@ -221,7 +221,7 @@ CHOICES = {
     ("hash", "amp"): ("auto", "bf16", "fp16", "off"),
     ("hash", "crop"): ("pad", "resized"),
     ("hash", "augment_policy"): ("none", "trivial"),
-    ("hash", "feature_pool"): ("avg", "gem"),  # train/backbones.py set_pool
+    ("hash", "feature_pool"): ("avg", "gem"),  # "avg" and train/backbones.py POOLINGS
 }
 
 
