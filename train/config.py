@@ -274,7 +274,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if isinstance(block, bool) or not isinstance(block, int) or block < -1:
         raise HashsdkError(f"hash.feature_block: expected -1 (the whole backbone) or a block "
                            f"number from 0, got {block!r}")
-    _check_median_dct(cfg.hash)
+    from hashsdk.train.model import check_median_dct
+
+    check_median_dct(cfg.hash.input_median, cfg.hash.dct_features, "hash.")
     if cfg.hash.lam < 0 or cfg.hash.fake_ratio < 0:
         raise HashsdkError("hash.lam and hash.fake_ratio must be >= 0")
     if cfg.hash.backbone_lr < 0 or cfg.hash.freeze_backbone_epochs < 0:
@@ -299,18 +301,6 @@ def _check_blur(sigma: Any) -> None:
             not 0 <= sigma <= MAX_BLUR:
         raise HashsdkError(f"hash.input_blur: expected a sigma in pixels from 0 (off) to "
                            f"{MAX_BLUR}, got {sigma!r}")
-
-
-def _check_median_dct(h: HashConfig) -> None:
-    from hashsdk.train.model import MAX_DCT, MEDIAN_SIZES
-
-    d = h.dct_features
-    if isinstance(d, bool) or not isinstance(d, int) or not (d == 0 or 2 <= d <= MAX_DCT):
-        raise HashsdkError(f"hash.dct_features: expected 0 (none) or n from 2 to {MAX_DCT} "
-                           f"(the n x n lowest frequencies), got {d!r}")
-    if isinstance(h.input_median, bool) or h.input_median not in MEDIAN_SIZES:
-        raise HashsdkError(f"hash.input_median: expected one of {MEDIAN_SIZES} (a window's "
-                           f"side in pixels; 0: off), got {h.input_median!r}")
 
 
 def _check_mixing(h: HashConfig) -> None:

@@ -12,7 +12,8 @@ features see them (benchmarks/results/copydetect.md), in training, export and th
 With ``input_median`` (a window's side, pixels), a median filter comes before that
 (``MedianFilter``): it removes thin strokes, such as a text overlay's, that a blur only spreads.
 With ``feature_pool`` "gem", the features are pooled over positions by a generalized mean
-(train/backbones.py ``set_pool``) instead of the average.
+(train/backbones.py ``set_pool``) instead of the average. With ``dct_features`` n, the image's
+n x n lowest DCT frequencies as pHash takes them (``DctFeatures``) join the backbone's features.
 
     model = create_model("timm/resnet18", bits=48, contract=InputContract(32))
     h = model(x)            # float (B, bits) in (-1, 1); bit i = h[:, i] > 0
@@ -68,6 +69,18 @@ class LowPass(nn.Module):
         r, k, c = self.radius, self.kernel.to(x.dtype), x.shape[1]
         x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k[..., None], groups=c)
         return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k[:, :, None, :], groups=c)
+
+
+def check_median_dct(input_median: object, dct_features: object, prefix: str = "") -> None:
+    """Raises HashsdkError naming the key (after ``prefix``, such as "hash.") where
+    ``input_median`` is not one of MEDIAN_SIZES or ``dct_features`` not 0 or 2 to MAX_DCT."""
+    if isinstance(input_median, bool) or input_median not in MEDIAN_SIZES:
+        raise HashsdkError(f"{prefix}input_median: expected one of {MEDIAN_SIZES} (a window's "
+                           f"side in pixels; 0: off), got {input_median!r}")
+    d = dct_features
+    if isinstance(d, bool) or not isinstance(d, int) or not (d == 0 or 2 <= d <= MAX_DCT):
+        raise HashsdkError(f"{prefix}dct_features: expected 0 (none) or n from 2 to {MAX_DCT} "
+                           f"(the n x n lowest frequencies), got {d!r}")
 
 
 class MedianFilter(nn.Module):
@@ -157,9 +170,7 @@ class HashNet(nn.Module):
                                f"{MAX_BLUR}, got {input_blur!r}")
         self.input_blur = float(input_blur)
         self.low_pass = LowPass(self.input_blur, in_channels) if self.input_blur else None
-        if isinstance(input_median, bool) or input_median not in MEDIAN_SIZES:
-            raise HashsdkError(f"input_median: expected one of {MEDIAN_SIZES} (a window's side "
-                               f"in pixels; 0: off), got {input_median!r}")
+        check_median_dct(input_median, dct_features)
         self.input_median = int(input_median)
         self.median = MedianFilter(self.input_median) if self.input_median else None
         self.features, dim = row.build(in_channels, small_stem, pretrained, width)
@@ -169,10 +180,6 @@ class HashNet(nn.Module):
         if feature_pool != "avg":  # how the features are pooled over positions
             self.features = set_pool(self.features, feature_pool)
         self.feature_pool = feature_pool
-        if isinstance(dct_features, bool) or not isinstance(dct_features, int) or \
-                not (dct_features == 0 or 2 <= dct_features <= MAX_DCT):
-            raise HashsdkError(f"dct_features: expected 0 (none) or n from 2 to {MAX_DCT} (the "
-                               f"n x n lowest frequencies), got {dct_features!r}")
         self.dct_features = dct_features
         self.dct = DctFeatures(dct_features, image_size) if dct_features else None
         dim += dct_features ** 2 - 1 if dct_features else 0
