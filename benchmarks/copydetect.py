@@ -181,19 +181,30 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a.shape[1] - same).round().astype(np.int32)
 
 
+def copy_distances(d: np.ndarray, source: np.ndarray, bits: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each copy's distance to its original, int (copies,), and how many other database rows
+    lie at each distance from it, int64 (copies, bits + 1), from distances ``d`` (copies, db)."""
+    pos = d[np.arange(len(d)), source]
+    negatives = np.stack([np.bincount(row, minlength=bits + 1) for row in d]).astype(np.int64)
+    negatives[np.arange(len(d)), pos] -= 1
+    return pos, negatives
+
+
+def recall_at(pos: np.ndarray, negatives: np.ndarray, precision: float) -> float:
+    """The highest recall at a Hamming threshold whose precision reaches ``precision``, for
+    copies at distances ``pos`` from their originals and ``negatives[t]`` other pairs at t."""
+    tp = np.array([(pos <= t).sum() for t in range(len(negatives))])
+    fp = np.cumsum(negatives)
+    ok = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0) >= precision
+    return float((tp / len(pos))[ok].max(initial=0.0))
+
+
 def scores(d: np.ndarray, source: np.ndarray, bits: int) -> dict:
     """Recall at each target precision and mAP for copies with distances ``d`` (copies, db)."""
-    pos = d[np.arange(len(d)), source]
-    hist = np.zeros(bits + 1, np.int64)  # negatives at each distance
-    for row, s in zip(d, source, strict=True):
-        counts = np.bincount(row, minlength=bits + 1)
-        counts[row[s]] -= 1
-        hist += counts
-    tp = np.array([(pos <= t).sum() for t in range(bits + 1)])
-    fp = np.cumsum(hist)
-    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
-    recall = tp / len(d)
-    out = {f"recall_at_{p}": float(recall[precision >= p].max(initial=0.0)) for p in PRECISIONS}
+    pos, negatives = copy_distances(d, source, bits)
+    hist = negatives.sum(0)
+    out = {f"recall_at_{p}": recall_at(pos, hist, p) for p in PRECISIONS}
     better = (d < pos[:, None]).sum(axis=1)
     ties_before = ((d == pos[:, None]) & (np.arange(d.shape[1]) < source[:, None])).sum(axis=1)
     out["map"] = float(np.mean(1.0 / (1 + better + ties_before)))
@@ -206,30 +217,16 @@ def paired_se(d_a: np.ndarray, d_b: np.ndarray, source: np.ndarray, precision: f
     paired: originals drawn with replacement, each with all its copies, the database kept.
     ``d_a``, ``d_b``: int (copies, db) Hamming distances of two models on the same sets."""
     bits = int(max(d_a.max(), d_b.max()))
-    parts = []
-    for d in (d_a, d_b):  # each copy's distance to its original, and its negatives' histogram
-        pos = d[np.arange(len(d)), source]
-        hist = np.stack([np.bincount(row, minlength=bits + 1) for row in d])
-        hist[np.arange(len(d)), pos] -= 1
-        parts.append((pos, hist))
+    parts = [copy_distances(d, source, bits) for d in (d_a, d_b)]
     rng = np.random.default_rng(seed)
     originals = np.unique(source)
     copies_of = {o: np.flatnonzero(source == o) for o in originals}
     diffs = []
     for _ in range(draws):
         rows = np.concatenate([copies_of[o] for o in rng.choice(originals, len(originals))])
-        a, b = (_recall(pos[rows], hist[rows].sum(0), precision) for pos, hist in parts)
+        a, b = (recall_at(pos[rows], neg[rows].sum(0), precision) for pos, neg in parts)
         diffs.append(b - a)
     return float(np.std(diffs))
-
-
-def _recall(pos: np.ndarray, negatives: np.ndarray, precision: float) -> float:
-    """The highest recall at a Hamming threshold whose precision reaches ``precision``, for
-    copies at distances ``pos`` from their originals and ``negatives[t]`` other pairs at t."""
-    tp = np.array([(pos <= t).sum() for t in range(len(negatives))])
-    fp = np.cumsum(negatives)
-    ok = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0) >= precision
-    return float((tp / len(pos))[ok].max(initial=0.0))
 
 
 def evaluate(db_bits: np.ndarray, copy_bits: np.ndarray, source: np.ndarray,

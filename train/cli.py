@@ -171,7 +171,7 @@ HASH = [
                   "average-pooled, instead of its head's: they tell one picture from another "
                   "better than classes apart."),
     _setting("hash.input_median", "--input-median", type=int, metavar="K",
-             help="A K x K median filter (3 or 5) before the low-pass filter, in training and "
+             help="A K x K median filter before the low-pass filter, in training and "
                   "encoding: thin strokes such as a text overlay's go (slower to encode)."),
     _setting("hash.feature_pool", "--feature-pool",
              help="How a timm backbone's features are pooled over positions: the average, or "
