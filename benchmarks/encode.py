@@ -3,6 +3,7 @@ same run.
 
     .venv/bin/python benchmarks/encode.py [--backbone cnn] [--bits 48] [--runs 7]
     .venv/bin/python benchmarks/encode.py --checkpoint RUN/48bits-nofakes/checkpoint.pt
+    .venv/bin/python benchmarks/encode.py --checkpoint RUN/checkpoint.pt --flip-average
     .venv/bin/python benchmarks/encode.py --backbone timm/resnet18 --image-size 224 \
         --threads 2 --runs 5                      # writes encode-224.json / .md
 
@@ -22,6 +23,10 @@ time from files; ``paths / arrays`` in the table is the Encoder's throughput fro
 its throughput from arrays. Images per second, median of ``--runs`` timed runs, at batch 1, 64
 and 256 with each of ``--threads``. On a GPU machine the CUDA rows run too: torch fp32, torch
 AMP (bf16), onnxruntime CUDA where installed.
+
+``--flip-average`` measures a trained checkpoint as ``hash.flip_average`` encodes it (each
+image's outputs averaged with its mirror image's, in the exported graph too), whether or not
+the run was trained with the setting on: a run's flip-averaged figures need no retraining.
 
 Writes benchmarks/results/encode.json and encode.md (encode-<size>.* above 32 pixels, or
 ``--out NAME``.*).
@@ -88,6 +93,29 @@ def exported_model(backbone: str, bits: int, folder: Path, size: int = 32,
                     state_dict=model.state_dict(), config={})
     export_onnx(folder / "ckpt.pt", folder / "model.onnx")
     return model
+
+
+def flip_averaged(checkpoint_path: Path, folder: Path) -> Path:
+    """folder/flip-averaged.pt: ``checkpoint_path`` with ``flip_average`` on in its model
+    arguments and its config (the weights as they are), and its run's split.npz beside it, so
+    that calibration and the INT8 check read the run's own protocol."""
+    import shutil
+
+    ckpt = checkpoint.load(checkpoint_path, checkpoint.HASHNET_KIND)
+    if ckpt["model_args"].get("mirror_invariant"):
+        raise HashsdkError(f"{checkpoint_path}: its features are already mirror-invariant; "
+                           "flip averaging would change nothing")
+    ckpt["model_args"] = {**ckpt["model_args"], "flip_average": True}
+    cfg = ckpt.get("config") or {}
+    ckpt["config"] = {**cfg, "hash": {**cfg.get("hash", {}), "flip_average": True}}
+    out = folder / "flip-averaged.pt"
+    checkpoint.save(out, **{k: v for k, v in ckpt.items() if k != "format_version"})
+    here = checkpoint_path.resolve().parent
+    for split in (here / "split.npz", here.parent / "split.npz"):
+        if split.exists():
+            shutil.copy(split, folder / "split.npz")
+            break
+    return out
 
 
 def int8_model(folder: Path, files: list[Path], checkpoint_path: Path | None) -> Path:
@@ -228,6 +256,8 @@ def markdown(report: dict) -> str:
     size = report.get("image_size", 32)
     weights = (f"trained weights of `{report['checkpoint']}`" if report.get("checkpoint")
                else "random weights")
+    if report.get("flip_average"):
+        weights += ", encoded with test-time flip averaging (two passes an image)"
     lines = [f"Backbone `{report['backbone']}`, {report['bits']} bits, {size}x{size} RGB, "
              f"{weights}; from uint8 arrays or JPEG paths to packed codes; images/s, median "
              f"of {report['runs']} runs; torch {report['torch']}, onnxruntime "
@@ -270,6 +300,8 @@ def main() -> None:
     p.add_argument("--bits", type=int, default=48)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="a trained hashing checkpoint (its backbone, bits and size win)")
+    p.add_argument("--flip-average", action="store_true",
+                   help="encode the --checkpoint with test-time flip averaging on")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--threads", type=int, nargs="+", default=list(THREADS))
@@ -277,21 +309,25 @@ def main() -> None:
                    help="results name (default: encode, or encode-SIZE above 32 px)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    model = exported_model(args.backbone, args.bits, tmp, args.image_size, args.checkpoint)
+    if args.flip_average and args.checkpoint is None:
+        p.error("--flip-average needs a trained --checkpoint")
+    trained = flip_averaged(args.checkpoint, tmp) if args.flip_average else args.checkpoint
+    model = exported_model(args.backbone, args.bits, tmp, args.image_size, trained)
     size, backbone, bits = (model.model_args[k] for k in ("image_size", "backbone", "bits"))
     files = jpeg_files(tmp / "jpeg", max(BATCHES), (32, 32) if size == 32 else (500, 375))
-    int8_model(tmp, files, args.checkpoint)
+    int8_model(tmp, files, trained)
     rows = cpu_rows(model, tmp, args.runs, tuple(args.threads), files)
     if torch.cuda.is_available() and size == 32:
         rows += cuda_rows(model, tmp / "model.onnx", args.runs)
     report = dict(command=command_line(args), backbone=backbone, bits=bits, image_size=size,
                   runs=args.runs, checkpoint=args.checkpoint and str(args.checkpoint),
+                  flip_average=args.flip_average,
                   cpu=platform.processor() or platform.machine(), torch=torch.__version__,
                   onnxruntime=onnxruntime.__version__, rows=rows)
     if args.checkpoint is not None:
         from hashsdk.export.verify import verify_int8
 
-        check = verify_int8(tmp / "model.int8.onnx", tmp / "model.onnx", args.checkpoint)
+        check = verify_int8(tmp / "model.int8.onnx", tmp / "model.onnx", trained)
         print(f"INT8 on the run's protocol: {check.summary()}", flush=True)
         report["int8_protocol"] = check.as_dict()
     name = args.out or ("encode" if size == 32 else f"encode-{size}")
@@ -304,6 +340,8 @@ def command_line(args: argparse.Namespace) -> str:
     line = "python benchmarks/encode.py"
     if args.checkpoint is not None:
         line += f" --checkpoint {args.checkpoint}"
+        if args.flip_average:
+            line += " --flip-average"
     else:
         line += f" --backbone {args.backbone} --bits {args.bits}"
         if args.image_size != 32:

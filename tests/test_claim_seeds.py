@@ -1,28 +1,20 @@
 """benchmarks/claim_seeds.py: a seed's paired difference read from its two runs, and the runs'
 loss checked against the one named."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 pytest.importorskip("torch")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def claim_seeds():
-    sys.path.insert(0, str(BENCH))  # its sibling module _results
-    spec = importlib.util.spec_from_file_location("claim_seeds_benchmark",
-                                                  BENCH / "claim_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    return load_benchmark("claim_seeds")
 
 
 def write_run(path: Path, loss: str, seed: int, ap: np.ndarray, seconds: list[float],

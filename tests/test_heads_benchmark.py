@@ -1,7 +1,6 @@
 """benchmarks/heads.py: heads of other code lengths on a fine-tuned run's backbone, and the
 claim's pairing of runs with and without fakes."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,20 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 from test_backbones import write_photo_folder
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def heads():
-    sys.path.insert(0, str(BENCH))  # its sibling modules _results and ties
-    spec = importlib.util.spec_from_file_location("heads_benchmark", BENCH / "heads.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    return load_benchmark("heads")
 
 
 def _row(seed, fakes, ap, bits=12, smoothing=0.0, quantization=1.0, mirror=True):

@@ -1,25 +1,15 @@
 """benchmarks/ties.py: mAP with ties broken by the smaller row against ties broken at random."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from hashsdk import pack_bits
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def ties():
-    sys.path.insert(0, str(BENCH))  # its sibling module _results
-    spec = importlib.util.spec_from_file_location("ties_benchmark", BENCH / "ties.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    return load_benchmark("ties")
 
 
 def test_one_tied_code_favours_the_first_class_by_row_and_no_class_at_random(ties):
