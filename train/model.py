@@ -165,24 +165,11 @@ class HashNet(nn.Module):
         small_stem = stem32 and (backbone in ALIASES or image_size <= 64)
         if width != 32 and backbone != "cnn":
             raise HashsdkError(f"width sets cnn's channels; {backbone!r} has its own")
-        if not (isinstance(input_blur, (int, float)) and 0 <= input_blur <= MAX_BLUR):
-            raise HashsdkError(f"input_blur: expected a sigma in pixels from 0 (off) to "
-                               f"{MAX_BLUR}, got {input_blur!r}")
-        self.input_blur = float(input_blur)
-        self.low_pass = LowPass(self.input_blur, in_channels) if self.input_blur else None
         check_median_dct(input_median, dct_features)
-        self.input_median = int(input_median)
-        self.median = MedianFilter(self.input_median) if self.input_median else None
+        self._set_filters(input_blur, input_median, in_channels)
         self.features, dim = row.build(in_channels, small_stem, pretrained, width)
-        if feature_block != -1:  # one block's features (train/backbones.py)
-            self.features, dim = truncate_blocks(self.features, feature_block, in_channels)
-        self.feature_block = int(feature_block)
-        if feature_pool != "avg":  # how the features are pooled over positions
-            self.features = set_pool(self.features, feature_pool)
-        self.feature_pool = feature_pool
-        self.dct_features = dct_features
-        self.dct = DctFeatures(dct_features, image_size) if dct_features else None
-        dim += dct_features ** 2 - 1 if dct_features else 0
+        dim = self._set_feature_options(feature_block, feature_pool, dct_features, in_channels,
+                                        image_size, dim)
         self.hash = nn.Linear(dim, bits)
         self.classifier = nn.Linear(bits, num_classes) if num_classes else None
         self.flip_average = bool(flip_average)
@@ -199,6 +186,32 @@ class HashNet(nn.Module):
                                input_blur=self.input_blur, feature_block=self.feature_block,
                                input_median=self.input_median, feature_pool=self.feature_pool,
                                dct_features=self.dct_features)
+
+    def _set_filters(self, input_blur: float, input_median: int, in_channels: int) -> None:
+        """The filters before the backbone: the median filter's window (0: none), then the
+        low-pass filter's sigma in pixels (0: none)."""
+        if not (isinstance(input_blur, (int, float)) and 0 <= input_blur <= MAX_BLUR):
+            raise HashsdkError(f"input_blur: expected a sigma in pixels from 0 (off) to "
+                               f"{MAX_BLUR}, got {input_blur!r}")
+        self.input_blur = float(input_blur)
+        self.low_pass = LowPass(self.input_blur, in_channels) if self.input_blur else None
+        self.input_median = int(input_median)
+        self.median = MedianFilter(self.input_median) if self.input_median else None
+
+    def _set_feature_options(self, feature_block: int, feature_pool: str, dct_features: int,
+                             in_channels: int, image_size: int, dim: int) -> int:
+        """What the hash layer reads from the built backbone (``dim`` features): one block's
+        features (-1: the whole backbone's), pooled by ``feature_pool``, with the n x n DCT
+        frequencies appended (0: none). Returns the features' new dimension."""
+        if feature_block != -1:  # one block's features (train/backbones.py)
+            self.features, dim = truncate_blocks(self.features, feature_block, in_channels)
+        self.feature_block = int(feature_block)
+        if feature_pool != "avg":  # how the features are pooled over positions
+            self.features = set_pool(self.features, feature_pool)
+        self.feature_pool = feature_pool
+        self.dct_features = dct_features
+        self.dct = DctFeatures(dct_features, image_size) if dct_features else None
+        return dim + (dct_features ** 2 - 1 if dct_features else 0)
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         """Codes h (B, bits); with ``with_logits``, (h, classifier logits (B, classes)).
