@@ -1,6 +1,7 @@
 """Copy detection: hashsdk's learned 64-bit codes against imagehash's on the same images.
 
     python benchmarks/copydetect.py [--originals 1000] [--distractors 5000] [--size 256]
+    python benchmarks/copydetect.py --seeds 0 1 2 3     # the default model's seed spread
 
 Images no one here made: CIFAR-10's test images (the archive in ../shared/datasets), upsampled
 to ``--size`` px (bicubic). ``--originals`` of them (the same number a class) are edited with
@@ -24,7 +25,9 @@ Columns per edit: recall at 99% and 99.9% precision (one Hamming threshold for a
 the edit: a pair within it is a match; precision over every query-database pair), and mAP
 (ties broken by the smaller database row); then all edits together, and encode images/s on
 this machine.
-Writes benchmarks/results/copydetect.json and .md.
+Writes benchmarks/results/copydetect.json and .md. ``--seeds`` instead trains the default
+label-free model once a seed and scores each beside pHash, with each edit's mean and SD over
+the seeds (results/copydetect-seeds-test): how much of a row is the seed's draw.
 """
 
 from __future__ import annotations
@@ -332,9 +335,14 @@ def main() -> None:
     p.add_argument("--train-images", type=int, default=5000)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "copydetect")
     p.add_argument("--results", type=Path, default=RESULTS / "copydetect")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="instead: the default label-free model trained with each seed, beside "
+                        "pHash (results/copydetect-seeds-test)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     write_folder(args.archive, args.work / "train-flat", args.train_images, True, 1)
+    if args.seeds is not None:
+        return seeds_main(args)
     write_folder(args.archive, args.work / "train-classes", args.train_images, False, 1)
     models = {label: train_model(args.work, name, args.work / folder, extra, gan)
               for label, name, folder, extra, gan in MODELS}
@@ -359,6 +367,95 @@ def main() -> None:
         database=len(db), copies=len(copies), twins_left_out=left_out,
         edits={k: v[1] for k, v in EDITS.items()}, train_images=args.train_images, rows=rows)
     write_results(args.results, report, markdown(report))
+
+
+# the defaults without labels, spelled out (copydetect_blur.py chose them on validation)
+DEFAULT_FREE = ["--loss", "contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"]
+
+
+def seed_spread(work: Path, sets, seeds: list[int]) -> dict:
+    """The default label-free model trained on work/train-flat once a ``--seed`` (which of the
+    folder's images it trains on, their edited copies, the head's initialization and batches),
+    scored on ``sets`` (make_sets') beside pHash: its rows, pHash's scores, and each edit's
+    recall at each precision as (mean, SD) over the seeds."""
+    if len(seeds) < 2:
+        raise SystemExit("--seeds: give at least 2 seeds, to measure their spread")
+    db, copies, source, edit, _ = sets
+    phash = evaluate(imagehash_codes("phash", db)[0], imagehash_codes("phash", copies)[0],
+                     source, edit)
+    rows, first = [], None
+    for seed in seeds:
+        model = train_model(work, f"contrastive-blur1.5-trim-block4-seed{seed}",
+                            work / "train-flat", [*DEFAULT_FREE, "--seed", str(seed)])
+        db_bits, speed = encoder_codes(model, db)
+        copy_bits, _ = encoder_codes(model, copies)
+        scores_ = evaluate(db_bits, copy_bits, source, edit)
+        d = distances(copy_bits, db_bits)
+        first = (d, scores_["all"]["recall_at_0.999"]) if first is None else first
+        # the paired bootstrap over originals sees the copies' sampling, not the seed's
+        rows.append(dict(seed=seed, images_per_second=speed, scores=scores_,
+                         minus_first=scores_["all"]["recall_at_0.999"] - first[1],
+                         bootstrap_se=paired_se(first[0], d, source)))
+        print(seed, scores_["all"], f"{speed:.0f} img/s", flush=True)
+    return dict(phash=phash, rows=rows, spread=spread_of(rows))
+
+
+def spread_of(rows: list[dict]) -> dict:
+    """{precision: {edit or "all": (mean, sample SD)}} of the rows' recalls (2 rows at least)."""
+    return {str(p): {e: (float(np.mean(v)), float(np.std(v, ddof=1))) for e, v in (
+        (e, [r["scores"][e][f"recall_at_{p}"] for r in rows]) for e in ["all", *EDITS])}
+        for p in PRECISIONS}
+
+
+def seed_table(report: dict, sets: str) -> list[str]:
+    """seed_spread's tables, the sets described by ``sets``: a row a seed, then at each
+    precision the seeds' mean ± SD beside pHash's."""
+    lines = [f"{sets} ({report['copies']:,} edited copies searching {report['database']:,} "
+             "images). The default label-free model (contrastive, 64 bits, block 4 of "
+             "EfficientNet-Lite0, the 1.5 px filter and the trim), one row a seed (`--seed`: "
+             "the run's split of its folder, the edited copies, the head's initialization and "
+             "batches) and nothing else changed; imagehash's pHash on the same sets. Recall at "
+             "99.9% precision, one Hamming threshold an edit; mAP with ties broken by the "
+             "smaller database row. Minus the first: the recall over all edits minus the "
+             "first seed's, ± the paired bootstrap's standard error of that difference "
+             "(originals resampled with their copies).", "",
+             *table_head("minus the first", seed="---:")]
+    lines += [table_line(r, r["seed"]) + f" {r['minus_first']:+.3f} ± {r['bootstrap_se']:.3f} |"
+              for r in report["rows"]]
+    for p in sorted(PRECISIONS, reverse=True):
+        cells = " | ".join(f"{m:.3f} ± {sd:.3f}" for m, sd in report["spread"][str(p)].values())
+        ref = " | ".join(f"{report['phash'][e][f'recall_at_{p}']:.3f}" for e in ["all", *EDITS])
+        lines += ["", f"Recall at {100 * p:g}% precision, mean ± SD over the "
+                  f"{len(report['rows'])} seeds, and pHash's:", "",
+                  "| | " + " | ".join(["all", *EDITS]) + " |",
+                  "|---|" + "---:|" * (len(EDITS) + 1),
+                  f"| seeds | {cells} |", f"| pHash | {ref} |"]
+    return lines
+
+
+def table_head(*extra: str, **settings: str) -> list[str]:
+    """A grid table's header and alignment lines: the settings' columns (name=alignment), then
+    recall over all edits and each edit, mAP, images/s and the ``extra`` columns."""
+    names = [*settings, "all", *EDITS, "mAP (all)", "images/s", *extra]
+    aligns = [*settings.values(), *["---:"] * (len(names) - len(settings))]
+    return ["| " + " | ".join(names) + " |", "|" + "|".join(aligns) + "|"]
+
+
+def table_line(row: dict, *settings) -> str:
+    """A grid table's line: the row's ``settings`` cells, its recall cells, mAP and images/s."""
+    return (f"| {' | '.join(map(str, settings))} | {recall_cells(row['scores'])} | "
+            f"{row['scores']['all']['map']:.3f} | {row['images_per_second']:.0f} |")
+
+
+def seeds_main(args: argparse.Namespace) -> None:
+    """--seeds on the benchmark's own (test) sets: results/copydetect-seeds-test."""
+    sets = make_sets(args.archive, args.originals, args.distractors, args.size, seed=0)
+    report = seed_spread(args.work, sets, args.seeds)
+    db, copies, _, _, left_out = sets
+    report.update(command="python benchmarks/copydetect.py --seeds " + " ".join(
+        map(str, args.seeds)), database=len(db), copies=len(copies), twins_left_out=left_out)
+    lines = seed_table(report, "The benchmark's sets as copydetect.md")
+    write_results(RESULTS / "copydetect-seeds-test", report, lines)
 
 
 def recall_cells(scores: dict, precision: float = 0.999) -> str:

@@ -32,7 +32,10 @@ from copydetect import (
     evaluate,
     make_sets,
     paired_se,
-    recall_cells,
+    seed_spread,
+    seed_table,
+    table_head,
+    table_line,
     train_model,
     training_members,
     write_folder,
@@ -66,6 +69,10 @@ def main() -> None:
                    help="instead: the default without labels (contrastive, block 4, the filter "
                         "and the trim) with the n x n lowest DCT frequencies appended to its "
                         "features, for each n (0: none)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="instead: the default without labels trained with each of these "
+                        "seeds, beside pHash on the same sets: how far one model's scores "
+                        "move with the seed alone")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="instead: contrastive with the trim, at each sigma, its features from "
                         "each of these blocks of the backbone (-1: the whole backbone)")
@@ -76,6 +83,8 @@ def main() -> None:
         return pools(args)
     if args.dct is not None:
         return dcts(args)
+    if args.seeds is not None:
+        return seeds(args)
     sets = validation_sets(args)
     db, copies, _, _, left_out = sets
     print(f"validation: {len(db)} database images, {len(copies)} edited copies", flush=True)
@@ -236,6 +245,19 @@ def dcts(args: argparse.Namespace) -> None:
     write_results(RESULTS / (args.results or "copydetect-dct"), report, lines)
 
 
+def seeds(args: argparse.Namespace) -> None:
+    """The seed spread on the validation sets (copydetect.seed_spread)."""
+    sets = validation_sets(args)
+    report = seed_spread(args.work, sets, args.seeds)
+    db, copies, _, _, left_out = sets
+    report.update(command="python benchmarks/copydetect_blur.py --seeds " + " ".join(
+        map(str, args.seeds)) + f" --originals {args.originals} --distractors "
+        f"{args.distractors}", split="CIFAR-10 training images outside the training folder",
+        database=len(db), copies=len(copies), twins_left_out=left_out)
+    lines = seed_table(report, "Validation split as copydetect-blur.md")
+    write_results(RESULTS / (args.results or "copydetect-seeds"), report, lines)
+
+
 def write_pool_results(report: dict, name: str) -> None:
     """The pool grid's report with its chosen row (the fastest within POOL_TOLERANCE of the
     best), as results/``name``.json and .md."""
@@ -274,20 +296,6 @@ def markdown(report: dict) -> list[str]:
              *table_head(loss="---", sigma="---:", trim="---")]
     return lines + [table_line(r, r["loss"], f"{r['sigma']:g}", "on" if r["trim"] else "off")
                      for r in report["rows"]]
-
-
-def table_head(*extra: str, **settings: str) -> list[str]:
-    """A grid table's header and alignment lines: the settings' columns (name=alignment), then
-    recall over all edits and each edit, mAP, images/s and the ``extra`` columns."""
-    names = [*settings, "all", *EDITS, "mAP (all)", "images/s", *extra]
-    aligns = [*settings.values(), *["---:"] * (len(names) - len(settings))]
-    return ["| " + " | ".join(names) + " |", "|" + "|".join(aligns) + "|"]
-
-
-def table_line(row: dict, *settings) -> str:
-    """A grid table's line: the row's ``settings`` cells, its recall cells, mAP and images/s."""
-    return (f"| {' | '.join(map(str, settings))} | {recall_cells(row['scores'])} | "
-            f"{row['scores']['all']['map']:.3f} | {row['images_per_second']:.0f} |")
 
 
 if __name__ == "__main__":
