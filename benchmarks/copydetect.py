@@ -453,7 +453,9 @@ def seeds_main(args: argparse.Namespace) -> None:
     report = seed_spread(args.work, sets, args.seeds)
     db, copies, _, _, left_out = sets
     report.update(command="python benchmarks/copydetect.py --seeds " + " ".join(
-        map(str, args.seeds)), database=len(db), copies=len(copies), twins_left_out=left_out)
+        map(str, args.seeds)) + "".join(f" --{k} {getattr(args, k)}" for k in (
+            "originals", "distractors", "size")),
+        database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "The benchmark's sets as copydetect.md")
     write_results(RESULTS / "copydetect-seeds-test", report, lines)
 
