@@ -337,7 +337,9 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=RESULTS / "copydetect")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="instead: the default label-free model trained with each seed, beside "
-                        "pHash (results/copydetect-seeds-test)")
+                        "pHash (results/copydetect-seeds[-EDITS]-test)")
+    p.add_argument("--training-edits", choices=("uniform", "weighted"), default="uniform",
+                   help="with --seeds: how the training copies' edits are drawn")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     write_folder(args.archive, args.work / "train-flat", args.train_images, True, 1)
@@ -373,11 +375,12 @@ def main() -> None:
 DEFAULT_FREE = ["--loss", "contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"]
 
 
-def seed_spread(work: Path, sets, seeds: list[int]) -> dict:
-    """The default label-free model trained on work/train-flat once a ``--seed`` (which of the
-    folder's images it trains on, their edited copies, the head's initialization and batches),
-    scored on ``sets`` (make_sets') beside pHash: its rows, pHash's scores, and each edit's
-    recall at each precision as (mean, SD) over the seeds."""
+def seed_spread(work: Path, sets, seeds: list[int], edits: str = "uniform") -> dict:
+    """The default label-free model, its training copies' edits drawn as ``edits``
+    (hash.training_edits), trained on work/train-flat once a ``--seed`` (which of the folder's
+    images it trains on, their edited copies, the head's initialization and batches), scored
+    on ``sets`` (make_sets') beside pHash: its rows, pHash's scores, and each edit's recall at
+    each precision as (mean, SD) over the seeds."""
     if len(seeds) < 2:
         raise SystemExit("--seeds: give at least 2 seeds, to measure their spread")
     db, copies, source, edit, _ = sets
@@ -385,8 +388,10 @@ def seed_spread(work: Path, sets, seeds: list[int]) -> dict:
                      source, edit)
     rows, first = [], None
     for seed in seeds:
-        model = train_model(work, f"contrastive-blur1.5-trim-block4-seed{seed}",
-                            work / "train-flat", [*DEFAULT_FREE, "--seed", str(seed)])
+        tag = "" if edits == "uniform" else f"-{edits}"  # the uniform runs keep their names
+        model = train_model(work, f"contrastive-blur1.5-trim-block4{tag}-seed{seed}",
+                            work / "train-flat", [*DEFAULT_FREE, "--seed", str(seed),
+                                                  "--training-edits", edits])
         db_bits, speed = encoder_codes(model, db)
         copy_bits, _ = encoder_codes(model, copies)
         scores_ = evaluate(db_bits, copy_bits, source, edit)
@@ -397,7 +402,7 @@ def seed_spread(work: Path, sets, seeds: list[int]) -> dict:
                          minus_first=scores_["all"]["recall_at_0.999"] - first[1],
                          bootstrap_se=paired_se(first[0], d, source)))
         print(seed, scores_["all"], f"{speed:.0f} img/s", flush=True)
-    return dict(phash=phash, rows=rows, spread=spread_of(rows))
+    return dict(phash=phash, rows=rows, spread=spread_of(rows), training_edits=edits)
 
 
 def spread_of(rows: list[dict]) -> dict:
@@ -412,7 +417,8 @@ def seed_table(report: dict, sets: str) -> list[str]:
     precision the seeds' mean ± SD beside pHash's."""
     lines = [f"{sets} ({report['copies']:,} edited copies searching {report['database']:,} "
              "images). The default label-free model (contrastive, 64 bits, block 4 of "
-             "EfficientNet-Lite0, the 1.5 px filter and the trim), one row a seed (`--seed`: "
+             f"EfficientNet-Lite0, the 1.5 px filter and the trim; training copies' edits "
+             f"{report.get('training_edits', 'uniform')}), one row a seed (`--seed`: "
              "the run's split of its folder, the edited copies, the head's initialization and "
              "batches) and nothing else changed; imagehash's pHash on the same sets. Recall at "
              "99.9% precision, one Hamming threshold an edit; mAP with ties broken by the "
@@ -450,14 +456,15 @@ def table_line(row: dict, *settings) -> str:
 def seeds_main(args: argparse.Namespace) -> None:
     """--seeds on the benchmark's own (test) sets: results/copydetect-seeds-test."""
     sets = make_sets(args.archive, args.originals, args.distractors, args.size, seed=0)
-    report = seed_spread(args.work, sets, args.seeds)
+    report = seed_spread(args.work, sets, args.seeds, args.training_edits)
     db, copies, _, _, left_out = sets
     report.update(command="python benchmarks/copydetect.py --seeds " + " ".join(
-        map(str, args.seeds)) + "".join(f" --{k} {getattr(args, k)}" for k in (
-            "originals", "distractors", "size")),
+        map(str, args.seeds)) + f" --training-edits {args.training_edits}" + "".join(
+            f" --{k} {getattr(args, k)}" for k in ("originals", "distractors", "size")),
         database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "The benchmark's sets as copydetect.md")
-    write_results(RESULTS / "copydetect-seeds-test", report, lines)
+    suffix = "" if args.training_edits == "uniform" else f"-{args.training_edits}"
+    write_results(RESULTS / f"copydetect-seeds{suffix}-test", report, lines)
 
 
 def recall_cells(scores: dict, precision: float = 0.999) -> str:

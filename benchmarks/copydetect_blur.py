@@ -73,6 +73,8 @@ def main() -> None:
                    help="instead: the default without labels trained with each of these "
                         "seeds, beside pHash on the same sets: how far one model's scores "
                         "move with the seed alone")
+    p.add_argument("--training-edits", choices=("uniform", "weighted"), default="uniform",
+                   help="with --seeds: how the training copies' edits are drawn")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="instead: contrastive with the trim, at each sigma, its features from "
                         "each of these blocks of the backbone (-1: the whole backbone)")
@@ -248,14 +250,16 @@ def dcts(args: argparse.Namespace) -> None:
 def seeds(args: argparse.Namespace) -> None:
     """The seed spread on the validation sets (copydetect.seed_spread)."""
     sets = validation_sets(args)
-    report = seed_spread(args.work, sets, args.seeds)
+    report = seed_spread(args.work, sets, args.seeds, args.training_edits)
     db, copies, _, _, left_out = sets
     report.update(command="python benchmarks/copydetect_blur.py --seeds " + " ".join(
-        map(str, args.seeds)) + f" --originals {args.originals} --distractors "
+        map(str, args.seeds)) + f" --training-edits {args.training_edits}"
+        + f" --originals {args.originals} --distractors "
         f"{args.distractors}", split="CIFAR-10 training images outside the training folder",
         database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "Validation split as copydetect-blur.md")
-    write_results(RESULTS / (args.results or "copydetect-seeds"), report, lines)
+    suffix = "" if args.training_edits == "uniform" else f"-{args.training_edits}"
+    write_results(RESULTS / (args.results or f"copydetect-seeds{suffix}"), report, lines)
 
 
 def write_pool_results(report: dict, name: str) -> None:

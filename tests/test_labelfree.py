@@ -257,6 +257,28 @@ def test_edited_views_come_from_their_sources():
     assert np.array_equal(views, again)
 
 
+def test_weighted_training_edits_draw_the_hard_edits_three_times_as_often():
+    from hashsdk.train.edited import TRAINING_EDITS, draw_edit
+
+    rng = np.random.default_rng(0)
+    counts = {name: 0 for name in EDITS}
+    for _ in range(16000):
+        counts[draw_edit(rng, "weighted")] += 1
+    heavy = TRAINING_EDITS["weighted"]
+    total = sum(heavy.get(name, 1.0) for name in EDITS)  # 3 * 3 + 7 * 1
+    for name, count in counts.items():
+        assert count / 16000 == pytest.approx(heavy.get(name, 1.0) / total, abs=0.015), name
+    # uniform draws as before the weights: one integer a draw, so a seed's copies are the same
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [draw_edit(a) for _ in range(50)] == [list(EDITS)[b.integers(len(EDITS))]
+                                                 for _ in range(50)]
+    with pytest.raises(HashsdkError, match="uniform, weighted"):
+        draw_edit(rng, "hard")
+    with pytest.raises(HashsdkError, match="training_edits"):
+        config.from_dict({"hash": {"training_edits": "hard"}})
+    assert config.from_dict({}).hash.training_edits == "uniform"
+
+
 @pytest.mark.parametrize("channels", [3, 1])
 def test_an_edit_that_keeps_the_frame_does_not_zoom_the_copy(monkeypatch, channels):
     """A training copy is edited at a photo's size and scaled back whole: under a contract

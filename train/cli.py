@@ -176,6 +176,9 @@ HASH = [
     _setting("hash.feature_pool", "--feature-pool",
              help="How a timm backbone's features are pooled over positions: the average, or "
                   "a generalized mean (gem) that a few edited positions move less."),
+    _setting("hash.training_edits", "--training-edits",
+             help="How the edits of a label-free run's training copies are drawn: uniform, "
+                  "or weighted toward noise, gamma and captions."),
     _setting("hash.dct_features", "--dct-features", type=int, metavar="N",
              help="Append pHash's look to the features: the N x N lowest frequencies of the "
                   "image's DCT, which noise, JPEG, gamma and text barely move (0: none)."),

@@ -185,6 +185,10 @@ class HashConfig:
     # how a timm backbone's features are pooled over positions: "avg", or "gem" (a generalized
     # mean, train/backbones.py); "avg" also without labels, as measured (copydetect-pool.md)
     feature_pool: str = "avg"
+    # how the edits of the training copies (label-free losses that learn from edited copies)
+    # are drawn: "uniform", or "weighted" (noise, gamma and captions three times as often,
+    # train/edited.py TRAINING_EDITS)
+    training_edits: str = "uniform"
     # pHash's look appended to the features: the n x n lowest frequencies of the image's DCT
     # (train/model.py DctFeatures), 0: none. Off by default, also without labels: its gain on
     # copy detection's validation split stayed within 2 standard errors (copydetect-dct.md)
@@ -222,6 +226,7 @@ CHOICES = {
     ("hash", "crop"): ("pad", "resized"),
     ("hash", "augment_policy"): ("none", "trivial"),
     ("hash", "feature_pool"): ("avg", "gem"),  # "avg" and train/backbones.py POOLINGS
+    ("hash", "training_edits"): ("uniform", "weighted"),  # train/edited.py TRAINING_EDITS
 }
 
 

@@ -94,7 +94,8 @@ def train_frozen(cfg: RunConfig, hc: HashConfig, model: HashNet, data: ImageSet,
     feature_seconds = time.perf_counter() - started
     views = None
     if hc.loss == "edit-itq" or lookup(hc.loss).needs_views:  # edited copies' features too
-        images, source = edited_views(data.images[split.train], model.contract, hc.seed)
+        images, source = edited_views(data.images[split.train], model.contract, hc.seed,
+                                       hc.training_edits)
         views = cached_features(model, images, folder, device, progress, "views")
     if hc.loss in ("itq", "edit-itq"):  # closed form, no batches: the fakes have no part in it
         history = fit_itq(hc, model, feats[split.train], views,

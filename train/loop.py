@@ -409,7 +409,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     augmented, normalized and in the model's layout."""
     xb = take(r.train_x, idx, r.device)
     if r.views:  # the batch, then an edited copy of each image in the same order
-        xb = torch.cat([xb, edited_copies(xb, r.model.contract, r.aug_gen)])
+        xb = torch.cat([xb, edited_copies(xb, r.model.contract, r.aug_gen, r.hc.training_edits)])
     if r.hc.augment:
         xb = augment(xb, r.aug_gen, r.hc.crop)
     if r.hc.augment_policy == "trivial":
@@ -431,11 +431,12 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return x, r.train_y[idx], idx, xf, mix
 
 
-def edited_copies(x: torch.Tensor, contract, gen: torch.Generator) -> torch.Tensor:
+def edited_copies(x: torch.Tensor, contract, gen: torch.Generator,
+                  edits: str = "uniform") -> torch.Tensor:
     """One edited copy (train/edited.py) of each uint8 (B, H, W, C) image, on x's device; the
     edits draw from a numpy generator seeded from ``gen``, so a run stays reproducible."""
     rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
-    return torch.from_numpy(edit_batch(x.cpu().numpy(), contract, rng)).to(x.device)
+    return torch.from_numpy(edit_batch(x.cpu().numpy(), contract, rng, edits)).to(x.device)
 
 
 def _step(r: _Run, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
