@@ -44,6 +44,7 @@ from _results import RESULTS, write_results
 from PIL import Image
 
 from hashsdk.edits import EDITS, apply
+from hashsdk.train.edited import TRAINING_EDITS
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -338,7 +339,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="instead: the default label-free model trained with each seed, beside "
                         "pHash (results/copydetect-seeds[-EDITS]-test)")
-    p.add_argument("--training-edits", choices=("uniform", "weighted"), default="uniform",
+    p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS), default="uniform",
                    help="with --seeds: how the training copies' edits are drawn")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ from copydetect import (
 )
 
 from hashsdk.edits import EDITS
+from hashsdk.train.edited import TRAINING_EDITS
 
 # the filter grid was measured before block 4 became the default without labels: it keeps the
 # whole backbone's features
@@ -73,7 +74,7 @@ def main() -> None:
                    help="instead: the default without labels trained with each of these "
                         "seeds, beside pHash on the same sets: how far one model's scores "
                         "move with the seed alone")
-    p.add_argument("--training-edits", choices=("uniform", "weighted"), default="uniform",
+    p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS), default="uniform",
                    help="with --seeds: how the training copies' edits are drawn")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="instead: contrastive with the trim, at each sigma, its features from "

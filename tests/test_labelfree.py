@@ -340,13 +340,15 @@ def test_the_contrastive_head_learns_what_edits_leave_alone():
             b = model.hash(torch.from_numpy(views[::EDIT_VIEWS])) > 0
         return (a == b).float().mean().item(), len(torch.unique(a, dim=0))
 
+    torch.manual_seed(0)  # the head's initialization, else whatever tests ran before left
     model = _Head(8, bits)
     _train_head(hc, model, x, np.arange(n), None, torch.device("cpu"), False, views)
     centre_bits(model, x, torch.device("cpu"))
     itq = _Head(8, bits)
     fit_itq(dataclasses.replace(hc, loss="itq"), itq, x)
     (learned, distinct), (baseline, _) = agreement(model), agreement(itq)
-    assert learned > 0.95 and learned > baseline + 0.15
+    # 0.93 to 0.997 over twelve initializations of the head, ITQ 0.76
+    assert learned > 0.9 and learned > baseline + 0.15
     assert distinct == 2 ** bits  # the images spread over every code, not one for all
 
 

@@ -22,6 +22,7 @@ from hashsdk.encoder.contract import (
     InputContract,
 )
 from hashsdk.errors import HashsdkError
+from hashsdk.train.edited import TRAINING_EDITS
 from hashsdk.train.losses import CODEWORD_RULES, DEFAULT_CODEWORDS, FAKE_LOSSES, REAL_LOSSES
 
 if sys.version_info >= (3, 11):
@@ -226,7 +227,7 @@ CHOICES = {
     ("hash", "crop"): ("pad", "resized"),
     ("hash", "augment_policy"): ("none", "trivial"),
     ("hash", "feature_pool"): ("avg", "gem"),  # "avg" and train/backbones.py POOLINGS
-    ("hash", "training_edits"): ("uniform", "weighted"),  # train/edited.py TRAINING_EDITS
+    ("hash", "training_edits"): tuple(TRAINING_EDITS),
 }
 
 
