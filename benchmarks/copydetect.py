@@ -44,7 +44,7 @@ from _results import RESULTS, write_results
 from PIL import Image
 
 from hashsdk.edits import EDITS, apply
-from hashsdk.train.edited import TRAINING_EDITS
+from hashsdk.train.edited import DEFAULT_TRAINING_EDITS, TRAINING_EDITS
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -339,7 +339,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="instead: the default label-free model trained with each seed, beside "
                         "pHash (results/copydetect-seeds[-EDITS]-test)")
-    p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS), default="uniform",
+    p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS),
+                   default=DEFAULT_TRAINING_EDITS,
                    help="with --seeds: how the training copies' edits are drawn")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -376,7 +377,14 @@ def main() -> None:
 DEFAULT_FREE = ["--loss", "contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"]
 
 
-def seed_spread(work: Path, sets, seeds: list[int], edits: str = "uniform") -> dict:
+def edits_tag(edits: str) -> str:
+    """What a run's and a results file's name carry for training copies drawn as ``edits``:
+    nothing for the default (the runs made before the option keep their names)."""
+    return "" if edits == DEFAULT_TRAINING_EDITS else f"-{edits}"
+
+
+def seed_spread(work: Path, sets, seeds: list[int], edits: str = DEFAULT_TRAINING_EDITS
+                ) -> dict:
     """The default label-free model, its training copies' edits drawn as ``edits``
     (hash.training_edits), trained on work/train-flat once a ``--seed`` (which of the folder's
     images it trains on, their edited copies, the head's initialization and batches), scored
@@ -389,8 +397,7 @@ def seed_spread(work: Path, sets, seeds: list[int], edits: str = "uniform") -> d
                      source, edit)
     rows, first = [], None
     for seed in seeds:
-        tag = "" if edits == "uniform" else f"-{edits}"  # the uniform runs keep their names
-        model = train_model(work, f"contrastive-blur1.5-trim-block4{tag}-seed{seed}",
+        model = train_model(work, f"contrastive-blur1.5-trim-block4{edits_tag(edits)}-seed{seed}",
                             work / "train-flat", [*DEFAULT_FREE, "--seed", str(seed),
                                                   "--training-edits", edits])
         db_bits, speed = encoder_codes(model, db)
@@ -419,7 +426,7 @@ def seed_table(report: dict, sets: str) -> list[str]:
     lines = [f"{sets} ({report['copies']:,} edited copies searching {report['database']:,} "
              "images). The default label-free model (contrastive, 64 bits, block 4 of "
              f"EfficientNet-Lite0, the 1.5 px filter and the trim; training copies' edits "
-             f"{report.get('training_edits', 'uniform')}), one row a seed (`--seed`: "
+             f"{report.get('training_edits', DEFAULT_TRAINING_EDITS)}), one row a seed (`--seed`: "
              "the run's split of its folder, the edited copies, the head's initialization and "
              "batches) and nothing else changed; imagehash's pHash on the same sets. Recall at "
              "99.9% precision, one Hamming threshold an edit; mAP with ties broken by the "
@@ -464,8 +471,8 @@ def seeds_main(args: argparse.Namespace) -> None:
             f" --{k} {getattr(args, k)}" for k in ("originals", "distractors", "size")),
         database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "The benchmark's sets as copydetect.md")
-    suffix = "" if args.training_edits == "uniform" else f"-{args.training_edits}"
-    write_results(RESULTS / f"copydetect-seeds{suffix}-test", report, lines)
+    write_results(RESULTS / f"copydetect-seeds{edits_tag(args.training_edits)}-test", report,
+                  lines)
 
 
 def recall_cells(scores: dict, precision: float = 0.999) -> str:

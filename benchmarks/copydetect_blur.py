@@ -28,6 +28,7 @@ from copydetect import (
     ARCHIVE,
     ROOT,
     distances,
+    edits_tag,
     encoder_codes,
     evaluate,
     make_sets,
@@ -42,7 +43,7 @@ from copydetect import (
 )
 
 from hashsdk.edits import EDITS
-from hashsdk.train.edited import TRAINING_EDITS
+from hashsdk.train.edited import DEFAULT_TRAINING_EDITS, TRAINING_EDITS
 
 # the filter grid was measured before block 4 became the default without labels: it keeps the
 # whole backbone's features
@@ -74,7 +75,8 @@ def main() -> None:
                    help="instead: the default without labels trained with each of these "
                         "seeds, beside pHash on the same sets: how far one model's scores "
                         "move with the seed alone")
-    p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS), default="uniform",
+    p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS),
+                   default=DEFAULT_TRAINING_EDITS,
                    help="with --seeds: how the training copies' edits are drawn")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="instead: contrastive with the trim, at each sigma, its features from "
@@ -259,8 +261,8 @@ def seeds(args: argparse.Namespace) -> None:
         f"{args.distractors}", split="CIFAR-10 training images outside the training folder",
         database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "Validation split as copydetect-blur.md")
-    suffix = "" if args.training_edits == "uniform" else f"-{args.training_edits}"
-    write_results(RESULTS / (args.results or f"copydetect-seeds{suffix}"), report, lines)
+    name = args.results or f"copydetect-seeds{edits_tag(args.training_edits)}"
+    write_results(RESULTS / name, report, lines)
 
 
 def write_pool_results(report: dict, name: str) -> None:

@@ -101,6 +101,8 @@ def flip_averaged(checkpoint_path: Path, folder: Path) -> Path:
     that calibration and the INT8 check read the run's own protocol."""
     import shutil
 
+    from hashsdk.export.verify import run_split_path
+
     ckpt = checkpoint.load(checkpoint_path, checkpoint.HASHNET_KIND)
     if ckpt["model_args"].get("mirror_invariant"):
         raise HashsdkError(f"{checkpoint_path}: its features are already mirror-invariant; "
@@ -110,11 +112,9 @@ def flip_averaged(checkpoint_path: Path, folder: Path) -> Path:
     ckpt["config"] = {**cfg, "hash": {**cfg.get("hash", {}), "flip_average": True}}
     out = folder / "flip-averaged.pt"
     checkpoint.save(out, **{k: v for k, v in ckpt.items() if k != "format_version"})
-    here = checkpoint_path.resolve().parent
-    for split in (here / "split.npz", here.parent / "split.npz"):
-        if split.exists():
-            shutil.copy(split, folder / "split.npz")
-            break
+    split = run_split_path(checkpoint_path)
+    if split is not None:
+        shutil.copy(split, folder / "split.npz")
     return out
 
 

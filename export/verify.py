@@ -87,6 +87,13 @@ def verify(onnx_path: str, model: torch.nn.Module, images: np.ndarray, labels: n
     return compare(reference, exported, labels, queries)
 
 
+def run_split_path(checkpoint_path: str | os.PathLike) -> Path | None:
+    """The checkpoint's run's split.npz: beside the checkpoint or in the folder above; None."""
+    here = Path(checkpoint_path).resolve().parent
+    return next((p / "split.npz" for p in (here, here.parent) if (p / "split.npz").exists()),
+                None)
+
+
 def run_split(ckpt: dict, checkpoint_path: str | os.PathLike) -> tuple[ImageSet, Split]:
     """The dataset of a checkpoint's config and its run's split: split.npz beside or above the
     checkpoint, else a fresh one from the same config."""
@@ -95,9 +102,8 @@ def run_split(ckpt: dict, checkpoint_path: str | os.PathLike) -> tuple[ImageSet,
 
     cfg = from_saved(ckpt["config"])
     data = load_dataset(cfg.data)
-    here = Path(checkpoint_path).resolve().parent
-    found = [p / "split.npz" for p in (here, here.parent) if (p / "split.npz").exists()]
-    return data, (Split.load(found[0]) if found else make_split(data, cfg.data))
+    found = run_split_path(checkpoint_path)
+    return data, (Split.load(found) if found else make_split(data, cfg.data))
 
 
 def validation_images(ckpt: dict, checkpoint_path: str, count: int = 2000,

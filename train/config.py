@@ -22,7 +22,7 @@ from hashsdk.encoder.contract import (
     InputContract,
 )
 from hashsdk.errors import HashsdkError
-from hashsdk.train.edited import TRAINING_EDITS
+from hashsdk.train.edited import DEFAULT_TRAINING_EDITS, TRAINING_EDITS
 from hashsdk.train.losses import CODEWORD_RULES, DEFAULT_CODEWORDS, FAKE_LOSSES, REAL_LOSSES
 
 if sys.version_info >= (3, 11):
@@ -188,8 +188,8 @@ class HashConfig:
     feature_pool: str = "avg"
     # how the edits of the training copies (label-free losses that learn from edited copies)
     # are drawn: "uniform", or "weighted" (noise, gamma and captions three times as often,
-    # train/edited.py TRAINING_EDITS)
-    training_edits: str = "uniform"
+    # train/edited.py TRAINING_EDITS); uniform, as measured (copydetect-seeds-weighted.md)
+    training_edits: str = DEFAULT_TRAINING_EDITS
     # pHash's look appended to the features: the n x n lowest frequencies of the image's DCT
     # (train/model.py DctFeatures), 0: none. Off by default, also without labels: its gain on
     # copy detection's validation split stayed within 2 standard errors (copydetect-dct.md)
