@@ -102,14 +102,10 @@ def flip_averaged(checkpoint_path: Path, folder: Path) -> Path:
     import shutil
 
     from hashsdk.export.verify import run_split_path
+    from hashsdk.train.model import with_flip_average
 
-    ckpt = checkpoint.load(checkpoint_path, checkpoint.HASHNET_KIND)
-    if ckpt["model_args"].get("mirror_invariant"):
-        raise HashsdkError(f"{checkpoint_path}: its features are already mirror-invariant; "
-                           "flip averaging would change nothing")
-    ckpt["model_args"] = {**ckpt["model_args"], "flip_average": True}
-    cfg = ckpt.get("config") or {}
-    ckpt["config"] = {**cfg, "hash": {**cfg.get("hash", {}), "flip_average": True}}
+    ckpt = with_flip_average(checkpoint.load(checkpoint_path, checkpoint.HASHNET_KIND),
+                             checkpoint_path)
     out = folder / "flip-averaged.pt"
     checkpoint.save(out, **{k: v for k, v in ckpt.items() if k != "format_version"})
     split = run_split_path(checkpoint_path)

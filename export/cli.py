@@ -2,6 +2,7 @@
 engine.
 
     hashsdk-export CHECKPOINT -o model.onnx [--opset 18] [--max-batch N] [--verify]
+                   [--flip-average]  (each image's outputs averaged with its mirror image's)
     hashsdk-export CHECKPOINT -o model.int8.onnx --int8 [--calibration 512] [--verify]
                    (the FP32 model beside it, as model.onnx; calibrated on the run's
                    training split, or on --calibration-dir FOLDER)
@@ -65,10 +66,15 @@ TARGETS = {k: f"{100 * v:g}%" for k, v in BIT_AGREEMENT_TARGETS.items()}
 @click.option("--opt-batch", type=int, default=64, show_default=True)
 @click.option("--max-batch", type=int, default=None,
               help=f"Largest batch.  [default: ONNX unbounded, TensorRT {DEFAULT_MAX_BATCH}]")
+@click.option("--flip-average", is_flag=True,
+              help="From a checkpoint: the model averages each image's outputs with its mirror "
+                   "image's (two passes an image), as a run with hash.flip_average does; for a "
+                   "run trained without it. Refused where the features are mirror-invariant.")
 @user_errors('export')
 def main(source: Path, output: Path, opset: int, verify: bool, images_dir: Path | None,
          target_name: str | None, int8: bool, calibration: int, calibration_dir: Path | None,
-         trt: bool, fp16: bool, min_batch: int, opt_batch: int, max_batch: int | None) -> None:
+         trt: bool, fp16: bool, min_batch: int, opt_batch: int, max_batch: int | None,
+         flip_average: bool) -> None:
     """Export SOURCE (a hashing checkpoint, or an ONNX model with --trt or --int8).
 
     Training is hashsdk-train; encoding and search with the result is hashsdk."""
@@ -76,7 +82,11 @@ def main(source: Path, output: Path, opset: int, verify: bool, images_dir: Path 
         raise HashsdkError(f"file not found: {source}")
     target = _target(target_name, int8, trt)
     request = ExportRequest(source, output, source.suffix == ".onnx", opset, verify, images_dir,
-                            calibration, calibration_dir, fp16, min_batch, opt_batch, max_batch)
+                            calibration, calibration_dir, fp16, min_batch, opt_batch, max_batch,
+                            flip_average)
+    if flip_average and request.is_onnx:
+        raise HashsdkError(f"--flip-average needs a checkpoint: {source} is ONNX, whose graph "
+                           "is fixed; export the run's checkpoint.pt with it")
     _check_options(request, target)
     target.check(request)
     onnx_path = source

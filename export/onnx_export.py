@@ -61,8 +61,10 @@ def training_of(config: dict) -> dict:
     features it hashes (feature_block; -1: the whole backbone), the median filter's window
     before the low-pass filter (input_median, pixels; 0: none) and how the features are pooled
     (feature_pool: "avg" or "gem"), and n where the n x n lowest DCT frequencies of the image
-    join the features (dct_features; 0: none). ``config``: the
+    join the features (dct_features; 0: none), and how the edits of a label-free run's training
+    copies were drawn (training_edits; None where no edited copies took part). ``config``: the
     checkpoint's RunConfig as a dict."""
+    from hashsdk.train.edited import DEFAULT_TRAINING_EDITS
     from hashsdk.train.losses import REAL_LOSSES
 
     h = config["hash"]
@@ -76,21 +78,26 @@ def training_of(config: dict) -> dict:
             "feature_block": -1 if h.get("feature_block") is None else int(h["feature_block"]),
             "input_median": int(h.get("input_median") or 0),
             "feature_pool": h.get("feature_pool") or "avg",
-            "dct_features": int(h.get("dct_features") or 0)}
+            "dct_features": int(h.get("dct_features") or 0),
+            "training_edits": (h.get("training_edits") or DEFAULT_TRAINING_EDITS)
+            if entry is not None and entry.edited_copies else None}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
-                opset: int = 18, max_batch: int | None = None) -> ModelMetadata:
+                opset: int = 18, max_batch: int | None = None,
+                flip_average: bool = False) -> ModelMetadata:
     """Exports a hashing checkpoint to one ONNX file with hashsdk metadata.
 
     Uses torch.onnx's dynamo exporter; where it fails, falls back to the TorchScript exporter
     and warns. ``max_batch`` bounds the dynamic batch dimension (None: unbounded).
+    ``flip_average``: the graph averages each image's outputs with its mirror image's, for a
+    run trained without it (train/model.py with_flip_average; its metadata says so).
     """
     import onnx
 
     if opset < 18:
         raise HashsdkError(f"opset must be 18 or later, got {opset}")
-    model, ckpt = HashNet.from_checkpoint(checkpoint_path)
+    model, ckpt = HashNet.from_checkpoint(checkpoint_path, flip_average)
     meta = metadata_for(ckpt, checkpoint_path)
     wrapped = _Outputs(model).eval()
     example = torch.zeros(2, meta.channels, meta.input_size, meta.input_size)

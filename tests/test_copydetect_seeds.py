@@ -43,3 +43,24 @@ def test_the_table_has_a_row_a_seed_and_the_spread_beside_phash(copydetect):
     assert seeds_lines[1].count("0.700 ± 0.141") == len(EDITS) + 1
     assert [line for line in lines if line.startswith("| pHash |")][0].count("0.250") == \
         len(EDITS) + 1
+
+
+def test_the_finetune_table_shows_each_precisions_gain_over_the_frozen_row():
+    """copydetect_blur.py --finetune: a table a precision, each row's gain over the first
+    read at that precision, its SE and minutes beside it (none for the frozen row)."""
+    blur = load_benchmark("copydetect_blur")
+    frozen, tuned = seed_row(0, 0.8), seed_row(0, 0.5)
+    frozen.update(model="frozen", train_minutes=None, nearest_other_median=16.0,
+                  gain_se={"0.999": 0.0, "0.99": 0.0})
+    tuned.update(model="fine-tuned, 4 epochs", train_minutes=21.94, nearest_other_median=11.5,
+                 gain_se={"0.999": 0.07, "0.99": 0.02})
+    tuned["scores"]["all"]["recall_at_0.99"] = 0.4  # -0.5 at 99%, -0.3 at 99.9%
+    lines = blur.finetune_table(dict(rows=[frozen, tuned], copies=20, database=10))
+    at = [i for i, line in enumerate(lines) if line.startswith("Recall at")]
+    assert [lines[i] for i in at] == ["Recall at 99.9% precision:", "Recall at 99% precision:"]
+    strict, loose = ([line for line in part if line.startswith("| ")]
+                     for part in (lines[at[0]:at[1]], lines[at[1]:]))
+    assert strict[-1].startswith("| fine-tuned, 4 epochs | 0.500 |")
+    assert strict[-1].endswith("| 21.9 | 11.5 | -0.300 ± 0.070 |")
+    assert loose[-1].endswith("| 21.9 | 11.5 | -0.500 ± 0.020 |")
+    assert loose[-2].endswith("|  | 16 | +0.000 ± 0.000 |")

@@ -116,6 +116,49 @@ def test_a_flip_averaged_model_exports_its_average_and_says_so(exported, tmp_pat
     assert np.array_equal(codes, mirrored)  # an image and its mirror image: one code
 
 
+def test_export_turns_flip_averaging_on_for_a_run_trained_without_it(exported, tmp_path):
+    """hashsdk-export --flip-average: the graph of a checkpoint trained without flip averaging
+    averages each image's outputs with its mirror image's (the oracle: two plain passes of the
+    torch network), the metadata says so, and the checkpoint itself is left as it was. Refused
+    from an ONNX file (its graph is fixed) and for mirror-invariant features."""
+    import onnxruntime as ort
+    from click.testing import CliRunner
+
+    from hashsdk.export.cli import main
+    from hashsdk.train.model import HashNet
+
+    root, plain, _ = exported
+    before = (root / "ckpt.pt").read_bytes()
+    result = CliRunner().invoke(main, [str(root / "ckpt.pt"), "--flip-average", "-o",
+                                       str(tmp_path / "flip.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "flip-averaged" in result.output
+    assert (root / "ckpt.pt").read_bytes() == before
+    x = np.random.default_rng(8).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        want = ((plain.eval()(t) + plain(torch.flip(t, dims=[3]))) / 2).numpy()
+    session = ort.InferenceSession(str(tmp_path / "flip.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"images": x})
+    assert np.abs(out - want).max() < 1e-4
+    assert np.abs(out - plain(torch.from_numpy(x)).detach().numpy()).max() > 1e-3
+    training = Encoder(str(tmp_path / "flip.onnx")).metadata.extra["training"]
+    assert training["flip_average"] is True and training["training_edits"] is None
+
+    refused = CliRunner().invoke(main, [str(root / "model.onnx"), "--flip-average", "--int8",
+                                        "-o", str(tmp_path / "x.onnx")])
+    assert refused.exit_code != 0 and "--flip-average needs a checkpoint" in refused.output
+    mirror = HashNet(**dict(plain.model_args, mirror_invariant=True))
+    checkpoint.save(tmp_path / "mirror.pt", kind="hashsdk.hashnet",
+                    model_args=mirror.model_args, state_dict=mirror.state_dict(),
+                    config={"data": {"dataset": "synthetic"}, "hash": {"loss": "pairwise"}})
+    refused = CliRunner().invoke(main, [str(tmp_path / "mirror.pt"), "--flip-average", "-o",
+                                        str(tmp_path / "y.onnx")])
+    assert refused.exit_code != 0 and "already mirror-invariant" in refused.output
+    assert not (tmp_path / "y.onnx").exists()
+
+
 def test_a_low_passed_model_exports_its_filter_and_says_so(exported, tmp_path):
     """input_blur's filter is part of the graph: onnxruntime gives the torch outputs (which
     differ from the unfiltered network's), and the metadata records the sigma."""

@@ -201,7 +201,9 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss,
                                                   "feature_block": -1,
                                                   "input_median": 0,
                                                   "feature_pool": "avg",
-                                                  "dct_features": 0}
+                                                  "dct_features": 0,
+                                                  "training_edits": None if loss == "itq"
+                                                  else "uniform"}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
     # the graph averages the two looks (flip averaging's outputs, or by default without labels

@@ -93,7 +93,7 @@ def train_frozen(cfg: RunConfig, hc: HashConfig, model: HashNet, data: ImageSet,
                   cached_features(model, fakes, folder, device, progress, "fakes"))
     feature_seconds = time.perf_counter() - started
     views = None
-    if hc.loss == "edit-itq" or lookup(hc.loss).needs_views:  # edited copies' features too
+    if lookup(hc.loss).edited_copies:  # edited copies' features too
         images, source = edited_views(data.images[split.train], model.contract, hc.seed,
                                        hc.training_edits)
         views = cached_features(model, images, folder, device, progress, "views")

@@ -250,17 +250,34 @@ class HashNet(nn.Module):
         return f if self.dct is None else torch.cat([f, self.dct(x)], 1)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> tuple[HashNet, dict]:
+    def from_checkpoint(cls, path: str | os.PathLike, flip_average: bool = False
+                        ) -> tuple[HashNet, dict]:
         """The network of a hashing checkpoint, rebuilt from its ``model_args`` with its
         weights, on the CPU and in eval mode; and the checkpoint (a dict, train/checkpoint.py).
+        ``flip_average``: turned on whatever the run trained with (``with_flip_average``).
         """
         from hashsdk.train import checkpoint
 
         ckpt = checkpoint.load(path, KIND)
+        if flip_average:
+            ckpt = with_flip_average(ckpt, path)
         model = cls(**ckpt["model_args"])
         model.contract = contract_of(ckpt["model_args"])
         model.load_state_dict(ckpt["state_dict"])
         return model.eval(), ckpt
+
+
+def with_flip_average(ckpt: dict, path: str | os.PathLike) -> dict:
+    """A hashing checkpoint (a dict) with ``flip_average`` on in its model arguments and its
+    config, the weights as they are: a run trained without test-time flip averaging gets it
+    at export (hashsdk-export --flip-average). Refused where the features are mirror-invariant
+    already: averaging would change nothing but double the cost."""
+    if ckpt["model_args"].get("mirror_invariant"):
+        raise HashsdkError(f"{path}: its features are already mirror-invariant; flip averaging "
+                           "would change nothing")
+    config = ckpt.get("config") or {}
+    return {**ckpt, "model_args": {**ckpt["model_args"], "flip_average": True},
+            "config": {**config, "hash": {**config.get("hash", {}), "flip_average": True}}}
 
 
 def contract_of(model_args: dict) -> InputContract:

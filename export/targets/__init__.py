@@ -37,6 +37,7 @@ class ExportRequest:
     min_batch: int = 1
     opt_batch: int = 64
     max_batch: int | None = None
+    flip_average: bool = False
 
 
 @dataclass(frozen=True)

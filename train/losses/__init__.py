@@ -40,6 +40,9 @@ class LossEntry:
     needs_features: bool = False  # label-free: reads the cached features (frozen mode only)
     # trained on edited copies too: h is the batch then one copy of each (train/frozen.py)
     needs_views: bool = False
+    # learns from edited copies of the training images (hash.training_edits draws their
+    # edits): in the batches (needs_views) or in closed form from their cached features
+    edited_copies: bool = False
     # scores each image against its own label alone, so a mixed image (hash.mixup, hash.cutmix:
     # train/mix.py) scores as lam * L(y) + (1 - lam) * L(y of its partner)
     mixes: bool = False
@@ -63,12 +66,12 @@ FAKE_LOSSES: dict[str, LossEntry] = {}
 def register_loss(name: str, target: str, about: str, *, needs_labels: bool = True,
                   needs_classifier: bool = False, needs_features: bool = False,
                   needs_views: bool = False, mixes: bool = False, smooths: bool = False,
-                  fake: bool = False) -> None:
+                  edited_copies: bool = False, fake: bool = False) -> None:
     table = FAKE_LOSSES if fake else REAL_LOSSES
     if name in table:
         raise HashsdkError(f"loss {name!r} is already registered")
     table[name] = LossEntry(name, target, about, needs_labels, needs_classifier, needs_features,
-                           needs_views, mixes, smooths)
+                           needs_views, edited_copies or needs_views, mixes, smooths)
 
 
 def lookup(name: str, fake: bool = False) -> LossEntry:
@@ -100,7 +103,7 @@ register_loss("itq", "unsupervised:ITQ", "label-free: PCA then ITQ's rotation, f
 register_loss("edit-itq", "unsupervised:ITQ", "label-free: ITQ on the directions that edits "
               "(crop, pad, blur, text, ...) move least against how far images lie apart, from "
               "edited copies of the training images, in closed form", needs_labels=False,
-              needs_features=True)
+              needs_features=True, edited_copies=True)
 register_loss("bihalf", "unsupervised:BiHalf", "label-free: codes whose similarities match the "
               "frozen features', with Bi-half's balanced bits (Li and van Gemert 2021)",
               needs_labels=False, needs_features=True)
