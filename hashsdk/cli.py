@@ -9,7 +9,7 @@ export ``hashsdk-export``).
     hashsdk search db.hidx --model model.onnx QUERY_IMAGES... -k 10 [--json]
     hashsdk info db.hidx
     hashsdk dedup IMAGE_DIR --model model.onnx --precision 0.99 [-o duplicates.json]
-    hashsdk dedup db.hidx --radius 3
+    hashsdk dedup db.hidx --radius 3 [--sheet groups.png]
     hashsdk serve db.hidx --model model.onnx [--host 127.0.0.1] [--port 8000]   (serve extra)
 
 The commands that run a model take ``--device``, ``--threads`` and ``--quiet``. ``search
@@ -300,11 +300,16 @@ def _print_results(queries: list, dist: np.ndarray, ids: np.ndarray,
 @click.option("--search", type=click.Choice(["auto", "flat", "mih"]), default="auto",
               show_default=True, help="What the range searches run on: a flat scan, multi-index "
                                       "hashing, or auto (by the codes' count and the radius).")
+@click.option("--sheet", type=click.Path(dir_okay=False), default=None,
+              help="Also a picture of the groups (PNG): a row a group, largest first, each "
+                   "image with its distance to the group's first. Needs the images' paths.")
+@click.option("--sheet-groups", type=click.IntRange(min=1), default=20, show_default=True,
+              help="With --sheet: how many groups it pictures.")
 @encoder_options
 @user_errors()
 def dedup(source: str, model: str | None, radius: int | None, precision: float | None,
-          output: str, search: str, device: str, threads: int | None, quiet: bool,
-          batch_size: int) -> None:
+          output: str, search: str, sheet: str | None, sheet_groups: int, device: str,
+          threads: int | None, quiet: bool, batch_size: int) -> None:
     """Groups of near-duplicates in SOURCE: a folder of images (with --model) or an index
     file. Writes OUTPUT (JSON) and its CSV; never compares all pairs (range searches)."""
     from hashsdk import dedup as dd
@@ -330,6 +335,10 @@ def dedup(source: str, model: str | None, radius: int | None, precision: float |
         stored = index_file.read_paths(source, idx.ntotal)
         paths = None if stored is None else [index_file.resolve_path(source, p) if p else p
                                              for p in stored]
+        if sheet is not None and paths is None:  # refused before the search, not after it
+            from hashsdk.dedup_sheet import NO_PATHS
+
+            raise HashsdkError(NO_PATHS)
     from tqdm import tqdm
 
     bar = None if quiet else tqdm(total=len(codes), desc="range search", unit="code")
@@ -347,6 +356,15 @@ def dedup(source: str, model: str | None, radius: int | None, precision: float |
     _write_lines(csv_path, dd.csv_lines(doc))
     click.echo(f"{doc['groups']} groups, {doc['duplicates']} duplicates among {len(codes)} "
                f"images at radius {radius}; wrote {output} and {csv_path}")
+    if sheet is not None:
+        from hashsdk.dedup_sheet import write_sheet
+        from hashsdk.encoder.preprocess import decode
+
+        if not doc["groups"]:
+            click.echo(f"no groups to picture; {sheet} not written")
+            return
+        rows = write_sheet(sheet, doc, lambda path: decode(path, "RGB"), sheet_groups)
+        click.echo(f"wrote {sheet}: {rows} of {doc['groups']} groups")
 
 
 def _calibrate(dd, encoder, paths: list[str], precision: float, batch_size: int

@@ -146,17 +146,23 @@ def test_cli_refuses_what_it_cannot_do(tmp_path):
     assert nomodel.exit_code != 0 and "needs --model" in nomodel.output
 
 
+def photo_folder(tmp_path: Path, n: int, copies: dict[str, str], seed: int) -> Path:
+    """tmp_path/photos: n random 40 px PNGs p0.png ... and exact copies (original -> name)."""
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            folder / f"p{i}.png")
+    for original, name in copies.items():
+        shutil.copy(folder / original, folder / name)
+    return folder
+
+
 def test_cli_finds_the_copies_in_a_folder(tmp_path):
     """A folder with exact copies: grouped with their originals by an exported model (the
     pinned v0.1 cnn), each path named."""
-    rng = np.random.default_rng(2)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
-            folder / f"p{i}.png")
-    shutil.copy(folder / "p3.png", folder / "p3-copy.png")
-    shutil.copy(folder / "p5.png", folder / "z5-copy.png")
+    folder = photo_folder(tmp_path, 8, {"p3.png": "p3-copy.png", "p5.png": "z5-copy.png"}, 2)
     out = tmp_path / "d.json"
     result = CliRunner().invoke(hcli.main, ["dedup", str(folder), "--model",
                                             str(DATA / "v0.1-cnn-rgb-bicubic.onnx"),
@@ -169,3 +175,76 @@ def test_cli_finds_the_copies_in_a_folder(tmp_path):
     for copy, original in (("p3-copy.png", "p3.png"), ("z5-copy.png", "p5.png")):
         assert any(copy in g and original in g for g in groups)
     assert all((folder / name).exists() for g in groups for name in g)
+
+
+def colour_doc(groups: list[list[tuple]]) -> dict:
+    """A dedup report whose members' paths name their colour: groups of (r, g, b) tuples."""
+    return {"groups": len(groups), "members": [
+        {"members": [{"id": i, "path": ",".join(map(str, c)), "distance": i}
+                     for i, c in enumerate(g)]} for g in groups]}
+
+
+def solid(path: str) -> Image.Image:
+    """A 30 x 60 image of the colour its path names; "bad" cannot be read."""
+    if path == "bad":
+        raise OSError("unreadable")
+    return Image.new("RGB", (30, 60), tuple(int(v) for v in path.split(",")))
+
+
+def test_the_sheet_draws_a_row_a_group_each_member_in_its_cell():
+    from hashsdk import dedup_sheet as ds
+
+    red, green, blue, grey = (255, 0, 0), (0, 255, 0), (0, 0, 255), (90, 90, 90)
+    doc = colour_doc([[red, green, blue], [grey, red], [blue, blue]])
+    doc["members"][1]["members"][1]["path"] = "bad"
+    sheet = ds.contact_sheet(doc, solid, groups=2, per_row=4, thumb=40)
+    row_h = 40 + ds.CAPTION + ds.GAP
+    # 2 of the 3 groups; as wide as the longest shown (3 cells, below per_row's 4)
+    assert sheet.size == (ds.LABEL + 3 * (40 + ds.GAP), 2 * row_h)
+
+    def centre(row, k):
+        return sheet.getpixel((ds.LABEL + k * (40 + ds.GAP) + 20, row * row_h + 20))
+
+    assert [centre(0, k) for k in range(3)] == [red, green, blue]
+    assert centre(1, 0) == grey and centre(1, 1) == ds.MISSING  # the unreadable member
+    assert centre(1, 2) == ds.BACKGROUND
+    # a 30 x 60 image keeps its aspect: 20 px wide in a 40 px cell, centred
+    assert sheet.getpixel((ds.LABEL + 3, 20)) == ds.BACKGROUND
+
+
+def test_a_long_group_ends_in_a_cell_that_counts_the_rest():
+    from hashsdk import dedup_sheet as ds
+
+    colours = [(10 * i, 0, 0) for i in range(6)]
+    sheet = ds.contact_sheet(colour_doc([colours]), solid, per_row=3, thumb=40)
+    cells = [sheet.getpixel((ds.LABEL + k * (40 + ds.GAP) + 20, 20)) for k in range(3)]
+    assert cells[:2] == colours[:2] and cells[2] == ds.BACKGROUND  # "+4 more" drawn there
+    with pytest.raises(HashsdkError, match="needs the images' paths"):
+        ds.contact_sheet({"groups": 1, "members": [{"members": [
+            {"id": 0, "path": None, "distance": 0}]}]}, solid)
+    with pytest.raises(HashsdkError, match="no groups"):
+        ds.contact_sheet({"groups": 0, "members": []}, solid)
+
+
+def test_cli_pictures_a_folders_groups_and_refuses_an_index_without_paths(tmp_path):
+    folder = photo_folder(tmp_path, 6, {"p2.png": "p2-copy.png"}, 3)
+    out, sheet = tmp_path / "d.json", tmp_path / "groups.png"
+    result = CliRunner().invoke(hcli.main, ["dedup", str(folder), "--model",
+                                            str(DATA / "v0.1-cnn-rgb-bicubic.onnx"),
+                                            "--radius", "0", "-o", str(out), "--sheet",
+                                            str(sheet), "--sheet-groups", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    picture = Image.open(sheet)
+    assert picture.height == 96 + 28 + 4 and "wrote" in result.output  # one group's row
+    first = Image.open(doc["members"][0]["members"][0]["path"]).convert("RGB")
+    want = np.asarray(first.resize((96, 96), Image.BILINEAR), np.float32)
+    cell = np.asarray(picture.convert("RGB"), np.float32)[:96, 112:208]
+    assert np.abs(cell - want).mean() < 2  # the group's first image, in its cell
+
+    index = write_index(tmp_path, planted(9, 32))  # saved without paths
+    refused = CliRunner().invoke(hcli.main, ["dedup", str(index), "--radius", "2", "-o",
+                                             str(tmp_path / "i.json"), "--sheet",
+                                             str(tmp_path / "i.png")])
+    assert refused.exit_code != 0 and "needs the images' paths" in refused.output
+    assert not (tmp_path / "i.json").exists() and not (tmp_path / "i.png").exists()
