@@ -291,6 +291,9 @@ def train_model(work: Path, name: str, folder: Path, extra: list[str], gan_steps
 # labels since copydetect-blur.md and copydetect-blocks.md) keep them off, as measured
 PLAIN = ["--input-blur", "0", "--no-trim", "--feature-block", "-1"]
 LOWPASS_TRIM = ["--input-blur", "1.5", "--trim"]
+# the contrastive rows measured before the KoLeo term (a default since, on frozen features:
+# copydetect_blur.py --seeds --koleo) keep it off, so that their commands retrain them as they were
+NO_KOLEO = ["--koleo", "0"]
 MODELS = [(f"hashsdk label-free, {label}", name, "train-flat", ["--loss", *loss], gan)
           for label, name, loss, gan in (
               ("ITQ", "itq", ["itq", *PLAIN], 0),
@@ -298,25 +301,27 @@ MODELS = [(f"hashsdk label-free, {label}", name, "train-flat", ["--loss", *loss]
               ("edit-ITQ, not mirror-invariant", "edit-itq-plain",
                ["edit-itq", "--no-mirror-invariant", *PLAIN], 0),
               ("Bi-half", "bihalf", ["bihalf", *PLAIN], 0),
-              ("contrastive", "contrastive", ["contrastive", "--frozen", *PLAIN], 0),
+              ("contrastive", "contrastive", ["contrastive", "--frozen", *PLAIN, *NO_KOLEO], 0),
               # without mirror invariance, which would double its 13 minutes of training
               ("contrastive, fine-tuned, not mirror-invariant", "contrastive-finetuned",
                ["contrastive", "--finetune", "--no-mirror-invariant", *PLAIN], 0),
               ("contrastive, with fakes", "contrastive-fakes",
-               ["contrastive", "--frozen", *PLAIN], GAN_STEPS),
+               ["contrastive", "--frozen", *PLAIN, *NO_KOLEO], GAN_STEPS),
               # the low-pass filter and the trim on (copydetect-blur.md), the head's features
               ("edit-ITQ, low-pass filter and trim", "edit-itq-lowpass-trim",
                ["edit-itq", *LOWPASS_TRIM, "--feature-block", "-1"], 0),
               ("contrastive, low-pass filter and trim", "contrastive-lowpass-trim",
-               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "-1"], 0),
+               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "-1", *NO_KOLEO],
+               0),
               # and block 4's features (copydetect-blocks.md): the defaults without labels
               ("contrastive, block 4, low-pass filter and trim", "contrastive-block4-lowpass-trim",
-               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"], 0),
+               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4", *NO_KOLEO],
+               0),
               # and the DCT's 6 x 6 lowest frequencies beside them (copydetect-dct.md; not a
               # default: its gain there stayed within 2 standard errors)
               ("contrastive, block 4 and DCT features, low-pass filter and trim",
                "contrastive-block4-dct-lowpass-trim",
-               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4",
+               ["contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4", *NO_KOLEO,
                 "--dct-features", "6"], 0))]
 
 
@@ -342,6 +347,8 @@ def main() -> None:
     p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS),
                    default=DEFAULT_TRAINING_EDITS,
                    help="with --seeds: how the training copies' edits are drawn")
+    p.add_argument("--koleo", type=float, default=0.0,
+                   help="with --seeds: the KoLeo weight beside the contrastive loss (0: off)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     write_folder(args.archive, args.work / "train-flat", args.train_images, True, 1)
@@ -374,6 +381,7 @@ def main() -> None:
 
 
 # the defaults without labels, spelled out (copydetect_blur.py chose them on validation)
+# the label-free defaults before KoLeo (seed_spread names the weight it trains with)
 DEFAULT_FREE = ["--loss", "contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"]
 
 
@@ -383,13 +391,20 @@ def edits_tag(edits: str) -> str:
     return "" if edits == DEFAULT_TRAINING_EDITS else f"-{edits}"
 
 
-def seed_spread(work: Path, sets, seeds: list[int], edits: str = DEFAULT_TRAINING_EDITS
-                ) -> dict:
+def koleo_tag(koleo: float) -> str:
+    """What a run's and a results file's name carry for hash.koleo: nothing for 0 (off); the
+    weight without a dot (0.3: koleo0p3), which a results name cannot hold."""
+    return f"-koleo{koleo:g}".replace(".", "p") if koleo else ""
+
+
+def seed_spread(work: Path, sets, seeds: list[int], edits: str = DEFAULT_TRAINING_EDITS,
+                koleo: float = 0.0) -> dict:
     """The default label-free model, its training copies' edits drawn as ``edits``
-    (hash.training_edits), trained on work/train-flat once a ``--seed`` (which of the folder's
-    images it trains on, their edited copies, the head's initialization and batches), scored
-    on ``sets`` (make_sets') beside pHash: its rows, pHash's scores, and each edit's recall at
-    each precision as (mean, SD) over the seeds."""
+    (hash.training_edits) and its KoLeo weight ``koleo`` (hash.koleo), trained on
+    work/train-flat once a ``--seed`` (which of the folder's images it trains on, their edited
+    copies, the head's initialization and batches), scored on ``sets`` (make_sets') beside
+    pHash: its rows, pHash's scores, and each edit's recall at each precision as (mean, SD)
+    over the seeds."""
     if len(seeds) < 2:
         raise SystemExit("--seeds: give at least 2 seeds, to measure their spread")
     db, copies, source, edit, _ = sets
@@ -397,9 +412,10 @@ def seed_spread(work: Path, sets, seeds: list[int], edits: str = DEFAULT_TRAININ
                      source, edit)
     rows, first = [], None
     for seed in seeds:
-        model = train_model(work, f"contrastive-blur1.5-trim-block4{edits_tag(edits)}-seed{seed}",
-                            work / "train-flat", [*DEFAULT_FREE, "--seed", str(seed),
-                                                  "--training-edits", edits])
+        name = f"contrastive-blur1.5-trim-block4{edits_tag(edits)}{koleo_tag(koleo)}-seed{seed}"
+        model = train_model(work, name, work / "train-flat", [
+            *DEFAULT_FREE, "--seed", str(seed), "--training-edits", edits,
+            "--koleo", f"{koleo:g}"])
         db_bits, speed = encoder_codes(model, db)
         copy_bits, _ = encoder_codes(model, copies)
         scores_ = evaluate(db_bits, copy_bits, source, edit)
@@ -410,7 +426,8 @@ def seed_spread(work: Path, sets, seeds: list[int], edits: str = DEFAULT_TRAININ
                          minus_first=scores_["all"]["recall_at_0.999"] - first[1],
                          bootstrap_se=paired_se(first[0], d, source)))
         print(seed, scores_["all"], f"{speed:.0f} img/s", flush=True)
-    return dict(phash=phash, rows=rows, spread=spread_of(rows), training_edits=edits)
+    return dict(phash=phash, rows=rows, spread=spread_of(rows), training_edits=edits,
+                koleo=koleo)
 
 
 def spread_of(rows: list[dict]) -> dict:
@@ -426,7 +443,9 @@ def seed_table(report: dict, sets: str) -> list[str]:
     lines = [f"{sets} ({report['copies']:,} edited copies searching {report['database']:,} "
              "images). The default label-free model (contrastive, 64 bits, block 4 of "
              f"EfficientNet-Lite0, the 1.5 px filter and the trim; training copies' edits "
-             f"{report.get('training_edits', DEFAULT_TRAINING_EDITS)}), one row a seed (`--seed`: "
+             f"{report.get('training_edits', DEFAULT_TRAINING_EDITS)}"
+             + (f"; KoLeo weight {report['koleo']:g}" if report.get("koleo") else "")
+             + "), one row a seed (`--seed`: "
              "the run's split of its folder, the edited copies, the head's initialization and "
              "batches) and nothing else changed; imagehash's pHash on the same sets. Recall at "
              "99.9% precision, one Hamming threshold an edit; mAP with ties broken by the "
@@ -464,15 +483,16 @@ def table_line(row: dict, *settings) -> str:
 def seeds_main(args: argparse.Namespace) -> None:
     """--seeds on the benchmark's own (test) sets: results/copydetect-seeds-test."""
     sets = make_sets(args.archive, args.originals, args.distractors, args.size, seed=0)
-    report = seed_spread(args.work, sets, args.seeds, args.training_edits)
+    report = seed_spread(args.work, sets, args.seeds, args.training_edits, args.koleo)
     db, copies, _, _, left_out = sets
     report.update(command="python benchmarks/copydetect.py --seeds " + " ".join(
-        map(str, args.seeds)) + f" --training-edits {args.training_edits}" + "".join(
+        map(str, args.seeds)) + f" --training-edits {args.training_edits}"
+        + (f" --koleo {args.koleo:g}" if args.koleo else "") + "".join(
             f" --{k} {getattr(args, k)}" for k in ("originals", "distractors", "size")),
         database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "The benchmark's sets as copydetect.md")
-    write_results(RESULTS / f"copydetect-seeds{edits_tag(args.training_edits)}-test", report,
-                  lines)
+    write_results(RESULTS / (f"copydetect-seeds{edits_tag(args.training_edits)}"
+                             f"{koleo_tag(args.koleo)}-test"), report, lines)
 
 
 def recall_cells(scores: dict, precision: float = 0.999) -> str:

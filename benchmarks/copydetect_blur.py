@@ -28,12 +28,14 @@ from _results import RESULTS, write_results
 from copydetect import (
     ARCHIVE,
     DEFAULT_FREE,
+    NO_KOLEO,
     PRECISIONS,
     ROOT,
     distances,
     edits_tag,
     encoder_codes,
     evaluate,
+    koleo_tag,
     make_sets,
     paired_se,
     seed_spread,
@@ -51,8 +53,9 @@ from hashsdk.train.edited import DEFAULT_TRAINING_EDITS, TRAINING_EDITS
 # the filter grid was measured before block 4 became the default without labels: it keeps the
 # whole backbone's features
 LOSSES = {"edit-ITQ": ["--loss", "edit-itq", "--feature-block", "-1"],
-          "contrastive": ["--loss", "contrastive", "--frozen", "--feature-block", "-1"]}
-CONTRASTIVE = ["--loss", "contrastive", "--frozen"]
+          "contrastive": ["--loss", "contrastive", "--frozen", "--feature-block", "-1",
+                          *NO_KOLEO]}
+CONTRASTIVE = ["--loss", "contrastive", "--frozen", *NO_KOLEO]
 TRAIN_SEED = 1  # the benchmark's training folder
 
 
@@ -78,6 +81,8 @@ def main() -> None:
                    help="instead: the default without labels trained with each of these "
                         "seeds, beside pHash on the same sets: how far one model's scores "
                         "move with the seed alone")
+    p.add_argument("--koleo", type=float, default=0.0,
+                   help="with --seeds: the KoLeo weight beside the contrastive loss (0: off)")
     p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS),
                    default=DEFAULT_TRAINING_EDITS,
                    help="with --seeds: how the training copies' edits are drawn")
@@ -262,15 +267,17 @@ def dcts(args: argparse.Namespace) -> None:
 def seeds(args: argparse.Namespace) -> None:
     """The seed spread on the validation sets (copydetect.seed_spread)."""
     sets = validation_sets(args)
-    report = seed_spread(args.work, sets, args.seeds, args.training_edits)
+    report = seed_spread(args.work, sets, args.seeds, args.training_edits, args.koleo)
     db, copies, _, _, left_out = sets
     report.update(command="python benchmarks/copydetect_blur.py --seeds " + " ".join(
         map(str, args.seeds)) + f" --training-edits {args.training_edits}"
+        + (f" --koleo {args.koleo:g}" if args.koleo else "")
         + f" --originals {args.originals} --distractors "
         f"{args.distractors}", split="CIFAR-10 training images outside the training folder",
         database=len(db), copies=len(copies), twins_left_out=left_out)
     lines = seed_table(report, "Validation split as copydetect-blur.md")
-    name = args.results or f"copydetect-seeds{edits_tag(args.training_edits)}"
+    name = args.results or (f"copydetect-seeds{edits_tag(args.training_edits)}"
+                            f"{koleo_tag(args.koleo)}")
     write_results(RESULTS / name, report, lines)
 
 
@@ -283,7 +290,8 @@ def finetunes(args: argparse.Namespace) -> None:
     sets = validation_sets(args)
     db, copies, source, edit, left_out = sets
     variants = [("frozen", "contrastive-blur1.5-trim-block4-seed0",
-                 [*DEFAULT_FREE, "--seed", "0", "--training-edits", DEFAULT_TRAINING_EDITS])]
+                 [*DEFAULT_FREE, "--seed", "0", "--training-edits", DEFAULT_TRAINING_EDITS,
+                  *NO_KOLEO])]
     variants += [(f"fine-tuned, {e} epochs", f"contrastive-blur1.5-trim-block4-finetune{e}", [
         "--loss", "contrastive", "--finetune", "--freeze-backbone-epochs", "1", "--epochs",
         str(e), "--input-blur", "1.5", "--trim", "--feature-block", "4", "--seed", "0"])

@@ -86,8 +86,9 @@ def run(cfg: config.RunConfig, data, split, root: Path, loss: str, bits: int,
         seed: int, bihalf_epochs: int) -> dict:
     import dataclasses
 
+    # koleo off: the table was measured before the KoLeo term (docs/dedup.md) existed
     run_cfg = dataclasses.replace(cfg, hash=dataclasses.replace(
-        cfg.hash, loss=loss, bits=bits, seed=seed,
+        cfg.hash, loss=loss, bits=bits, seed=seed, koleo=0.0,
         epochs=bihalf_epochs if loss == "bihalf" else None))
     run_dir = root / f"{loss}-{bits}bits-seed{seed}"
     started = time.perf_counter()

@@ -62,7 +62,8 @@ def training_of(config: dict) -> dict:
     before the low-pass filter (input_median, pixels; 0: none) and how the features are pooled
     (feature_pool: "avg" or "gem"), and n where the n x n lowest DCT frequencies of the image
     join the features (dct_features; 0: none), and how the edits of a label-free run's training
-    copies were drawn (training_edits; None where no edited copies took part). ``config``: the
+    copies were drawn (training_edits; None where no edited copies took part), and the weight of
+    the contrastive loss's KoLeo term (koleo; 0: none). ``config``: the
     checkpoint's RunConfig as a dict."""
     from hashsdk.train.edited import DEFAULT_TRAINING_EDITS
     from hashsdk.train.losses import REAL_LOSSES
@@ -80,7 +81,8 @@ def training_of(config: dict) -> dict:
             "feature_pool": h.get("feature_pool") or "avg",
             "dct_features": int(h.get("dct_features") or 0),
             "training_edits": (h.get("training_edits") or DEFAULT_TRAINING_EDITS)
-            if entry is not None and entry.edited_copies else None}
+            if entry is not None and entry.edited_copies else None,
+            "koleo": float(h.get("koleo") or 0.0)}
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

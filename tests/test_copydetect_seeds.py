@@ -64,3 +64,9 @@ def test_the_finetune_table_shows_each_precisions_gain_over_the_frozen_row():
     assert strict[-1].endswith("| 21.9 | 11.5 | -0.300 ± 0.070 |")
     assert loose[-1].endswith("| 21.9 | 11.5 | -0.500 ± 0.020 |")
     assert loose[-2].endswith("|  | 16 | +0.000 ± 0.000 |")
+
+
+def test_a_koleo_weight_names_its_runs_and_results_without_a_dot(copydetect):
+    assert copydetect.koleo_tag(0.0) == ""  # off: the names of the runs made before it
+    assert copydetect.koleo_tag(1.0) == "-koleo1"
+    assert copydetect.koleo_tag(0.3) == "-koleo0p3"  # a results name cannot hold a dot

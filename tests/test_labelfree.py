@@ -203,7 +203,9 @@ def test_a_flat_folder_trains_exports_and_encodes_without_labels(tmp_path, loss,
                                                   "feature_pool": "avg",
                                                   "dct_features": 0,
                                                   "training_edits": None if loss == "itq"
-                                                  else "uniform"}
+                                                  else "uniform",
+                                                  "koleo": config.LABEL_FREE_KOLEO if
+                                                  loss == "contrastive" and frozen else 0.0}
     codes = encoder.encode(sorted(folder.iterdir()))
     assert codes.shape == (20, 2)
     # the graph averages the two looks (flip averaging's outputs, or by default without labels
@@ -301,9 +303,10 @@ def test_an_edit_that_keeps_the_frame_does_not_zoom_the_copy(monkeypatch, channe
 
 
 def test_the_contrastive_loss_is_least_when_each_image_meets_its_own_copy():
+    from hashsdk.train.losses.real import LossOptions
     from hashsdk.train.losses.unsupervised import Contrastive
 
-    loss = Contrastive(None)
+    loss = Contrastive(LossOptions())
     h = torch.tanh(torch.randn(16, 32, generator=torch.Generator().manual_seed(0)) * 2)
     matched = loss(torch.cat([h, h]), None, None, None)
     shuffled = loss(torch.cat([h, h[torch.roll(torch.arange(16), 1)]]), None, None, None)
@@ -314,6 +317,40 @@ def test_the_contrastive_loss_is_least_when_each_image_meets_its_own_copy():
         torch.cat([h, noisy]), None, None, None)
     with pytest.raises(HashsdkError, match="one copy of each"):
         loss(h[:15], None, None, None)
+
+
+def test_koleo_is_minus_the_mean_log_distance_to_the_nearest_other_row():
+    """The KoLeo term against a brute-force loop; it falls as rows spread apart; the
+    contrastive loss adds it times hash.koleo, on the images' outputs alone (not the copies')."""
+    from hashsdk.train.losses.real import LossOptions
+    from hashsdk.train.losses.unsupervised import Contrastive, koleo
+
+    z = torch.nn.functional.normalize(torch.randn(7, 5, generator=torch.Generator()
+                                                  .manual_seed(1)), dim=1)
+    want = -np.mean([np.log(min(float((z[i] - z[j]).norm()) for j in range(7) if j != i))
+                     for i in range(7)])
+    assert float(koleo(z)) == pytest.approx(want, rel=1e-5)
+    crowded = torch.nn.functional.normalize(z + 3 * torch.ones(5), dim=1)
+    assert float(koleo(crowded)) > float(koleo(z))
+    h = torch.tanh(torch.randn(8, 6, generator=torch.Generator().manual_seed(2)))
+    copies = torch.tanh(torch.randn(8, 6, generator=torch.Generator().manual_seed(3)))
+    both = torch.cat([h, copies])
+    plain, spread = Contrastive(LossOptions()), Contrastive(LossOptions(koleo=0.5))
+    extra = float(spread(both, None, None, None)) - float(plain(both, None, None, None))
+    assert extra == pytest.approx(0.5 * float(koleo(torch.nn.functional.normalize(h, dim=1))),
+                                  rel=1e-5)
+    with pytest.raises(HashsdkError, match="at least 2"):
+        koleo(z[:1])
+
+
+def test_koleo_takes_a_weight_beside_the_contrastive_loss_only():
+    base = config.RunConfig()
+    with pytest.raises(HashsdkError, match="hash.koleo"):
+        config.validate(dataclasses.replace(base, hash=dataclasses.replace(
+            base.hash, loss="pairwise", koleo=1.0)))
+    with pytest.raises(HashsdkError, match="hash.koleo"):
+        config.validate(dataclasses.replace(base, hash=dataclasses.replace(
+            base.hash, loss="contrastive", koleo=-1.0)))
 
 
 class _Head(torch.nn.Module):  # what _train_head trains of a HashNet: its hash layer

@@ -146,6 +146,9 @@ HASH = [
              shown="the pretrained backbone's, else 32", help="Input side in pixels."),
     _setting("hash.label_smoothing", "--label-smoothing", type=float,
              help="Label smoothing of the losses over class logits (ce, orthohash)."),
+    _setting("hash.koleo", "--koleo", type=float,
+             shown="1 for --loss contrastive on frozen features, else 0",
+             help="Weight of a KoLeo term beside --loss contrastive, spreading the codes."),
     _setting("hash.flip_average", "--flip-average", is_flag=True,
              shown="on for a labelled photo folder with the default backbone",
              help="Encode each image as the mean of its outputs and its mirror image's "

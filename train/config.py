@@ -194,6 +194,12 @@ class HashConfig:
     # (train/model.py DctFeatures), 0: none. Off by default, also without labels: its gain on
     # copy detection's validation split stayed within 2 standard errors (copydetect-dct.md)
     dct_features: int = 0
+    # the weight of a KoLeo term (Sablayrolles et al. 2019, as SSCD, Pizzi et al. 2022) beside
+    # the contrastive loss: minus the mean log distance from each image's normalized output to
+    # its nearest other image's in the batch, which spreads the codes apart. 0: off. None:
+    # LABEL_FREE_KOLEO for the contrastive loss on frozen features (copy detection:
+    # benchmarks/results/copydetect-seeds-koleo1.md), else 0
+    koleo: float | None = None
     amp: str = "auto"              # CUDA only: "auto" (bf16 where supported, else fp16), "off"
     # channels-last memory, on CUDA and on the CPU: 1.25x a training step of cnn at 32 px and
     # 1.4x to 2.2x of EfficientNet-Lite0 at 64 to 128 px on 2 cores (cpu-speed.md)
@@ -329,6 +335,9 @@ def _check_mixing(h: HashConfig) -> None:
     if (h.mixup or h.cutmix) and h.frozen:
         raise HashsdkError("hash.mixup and hash.cutmix mix images; frozen-feature mode "
                            "(hash.frozen) trains on cached features: leave it off")
+    if h.koleo < 0 or (h.koleo and h.loss != "contrastive"):
+        raise HashsdkError(f"hash.koleo: expected a weight >= 0 (0: off) beside the contrastive "
+                           f"loss, got {h.koleo} with {h.loss!r}")
     if h.label_smoothing and not entry.smooths:
         raise HashsdkError("hash.label_smoothing needs a loss over class logits (" + ", ".join(
             n for n, e in REAL_LOSSES.items() if e.smooths) + f"), not {h.loss!r}")
@@ -342,6 +351,9 @@ PHOTO_SIZE = 96  # chosen on a held-out folder: docs/training.md, "Train on your
 LABEL_FREE_LOSS = "contrastive"  # the best label-free loss on validation: copydetect-blur.md
 LABEL_FREE_BLUR = 1.5  # input_blur without labels, chosen on validation: copydetect-blur.md
 LABEL_FREE_BLOCK = 4  # feature_block without labels, chosen on validation: copydetect-blocks.md
+# koleo of the contrastive loss on frozen features, chosen on validation over 4 seeds a weight:
+# copydetect-seeds-koleo*.md (docs/dedup.md, "Spreading the codes")
+LABEL_FREE_KOLEO = 1.0
 
 
 def is_flat_folder(path: str | Path | None) -> bool:
@@ -425,6 +437,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
         h = dataclasses.replace(h, mirror_invariant=free and not h.flip_average)
     if h.input_blur is None:  # as measured: copy detection without labels
         h = dataclasses.replace(h, input_blur=LABEL_FREE_BLUR if free else 0.0)
+    if h.koleo is None:  # as measured: copy detection without labels, frozen features
+        h = dataclasses.replace(h, koleo=LABEL_FREE_KOLEO if h.loss == "contrastive" and
+                                h.frozen else 0.0)
     if h.feature_block is None:  # as measured: copy detection without labels, on Lite0
         h = dataclasses.replace(h, feature_block=LABEL_FREE_BLOCK if free and
                                 h.backbone == PHOTO_BACKBONE else -1)
@@ -480,7 +495,8 @@ RETIRED = {"hash": ("num_workers",)}
 
 # Keys added since whose default is decided by the data, and which a config saved before them
 # holds as off: a run saved then was trained without them, whatever today's default
-ADDED_OFF = {"data": {"trim": False}, "hash": {"input_blur": 0.0, "feature_block": -1}}
+ADDED_OFF = {"data": {"trim": False}, "hash": {"input_blur": 0.0, "feature_block": -1,
+                                                "koleo": 0.0}}
 
 
 def saved_tables(tables: dict[str, Any]) -> dict[str, Any]:

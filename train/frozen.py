@@ -147,7 +147,7 @@ def _train_head(hc: HashConfig, model: HashNet, train_feats: np.ndarray, labels:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
     real_loss = RealLoss(hc.loss, hc.quantization, hc.margin, y, hc.bits,
                          memory=hc.pairwise_memory, train_features=x, codewords=hc.codewords,
-                         label_smoothing=hc.label_smoothing)
+                         label_smoothing=hc.label_smoothing, koleo=hc.koleo)
     n_fake = max(1, round(hc.batch_size * hc.fake_ratio))
     history = []
     for epoch in tqdm(range(hc.epochs), desc="head", disable=not progress):

@@ -19,7 +19,8 @@ class LossOptions:
     training split's labels (int64 (n,) or multi-hot (n, K), on the device), the bits, and
     in frozen-feature mode the training split's features (float32 (n, F), on the device;
     the loss's ``index`` selects a batch's rows), the rule of the class codewords, and the
-    label smoothing of a loss that ``smooths`` (0: none)."""
+    label smoothing of a loss that ``smooths`` (0: none), and the contrastive loss's KoLeo
+    weight (hash.koleo; 0: none)."""
 
     margin: float = 8.0
     memory: bool = False
@@ -28,6 +29,7 @@ class LossOptions:
     train_features: torch.Tensor | None = None
     codewords: str = DEFAULT_CODEWORDS  # csq's and orthohash's rule (codewords.py)
     label_smoothing: float = 0.0
+    koleo: float = 0.0
 
 
 class RealLoss:
@@ -37,7 +39,8 @@ class RealLoss:
     def __init__(self, name: str, quantization_weight: float, margin: float = 8.0,
                  train_labels: torch.Tensor | None = None, bits: int | None = None,
                  memory: bool = False, train_features: torch.Tensor | None = None,
-                 codewords: str = DEFAULT_CODEWORDS, label_smoothing: float = 0.0):
+                 codewords: str = DEFAULT_CODEWORDS, label_smoothing: float = 0.0,
+                 koleo: float = 0.0):
         from hashsdk.train.losses import lookup
 
         entry = lookup(name)
@@ -47,7 +50,8 @@ class RealLoss:
             raise HashsdkError(f"label smoothing needs a loss over class logits, not {name!r}")
         self.name, self.eta, self.entry = name, quantization_weight, entry
         self.loss = entry.load()(LossOptions(margin, memory, train_labels, bits,
-                                             train_features, codewords, label_smoothing))
+                                             train_features, codewords, label_smoothing,
+                                             koleo))
 
     def __call__(self, h: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
                  index: torch.Tensor | None = None, mix: Mix | None = None) -> torch.Tensor:

@@ -83,10 +83,11 @@ CONTRASTIVE_TEMPERATURE = 0.3
 
 class Contrastive:
     """``needs_views``: ``h`` is (2B, bits), the batch's B images then one edited copy of each
-    in the same order; the loss is NT-Xent both ways (image to copies, copy to images)."""
+    in the same order; the loss is NT-Xent both ways (image to copies, copy to images), plus
+    ``options.koleo`` times the KoLeo term of the B images' normalized outputs."""
 
     def __init__(self, options: LossOptions):
-        pass
+        self.koleo = options.koleo
 
     def __call__(self, h: torch.Tensor, labels, logits, index) -> torch.Tensor:
         if h.shape[0] % 2:
@@ -94,4 +95,16 @@ class Contrastive:
         a, b = F.normalize(h, dim=1).chunk(2)
         sim = a @ b.T / CONTRASTIVE_TEMPERATURE
         target = torch.arange(len(a), device=h.device)
-        return (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
+        loss = (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
+        return loss + self.koleo * koleo(a) if self.koleo else loss
+
+
+def koleo(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The Kozachenko-Leonenko entropy term of rows ``z`` (B, d), B >= 2: minus the mean log
+    Euclidean distance from each row to its nearest other row. Lower where the rows spread
+    apart; the copies are left out of ``z``, so that it never pushes a copy from its image."""
+    if len(z) < 2:
+        raise HashsdkError("the KoLeo term needs a batch of at least 2")
+    d = torch.cdist(z, z)
+    d = d + torch.eye(len(z), device=z.device, dtype=d.dtype) * 1e9  # not oneself
+    return -torch.log(d.min(dim=1).values + eps).mean()
