@@ -82,7 +82,8 @@ def main() -> None:
                         "seeds, beside pHash on the same sets: how far one model's scores "
                         "move with the seed alone")
     p.add_argument("--koleo", type=float, default=0.0,
-                   help="with --seeds: the KoLeo weight beside the contrastive loss (0: off)")
+                   help="with --seeds: the KoLeo weight beside the contrastive loss (0: off); "
+                        "with --finetune: each model also with this weight")
     p.add_argument("--training-edits", choices=tuple(TRAINING_EDITS),
                    default=DEFAULT_TRAINING_EDITS,
                    help="with --seeds: how the training copies' edits are drawn")
@@ -289,13 +290,17 @@ def finetunes(args: argparse.Namespace) -> None:
     and its minutes of training (the run's history)."""
     sets = validation_sets(args)
     db, copies, source, edit, left_out = sets
-    variants = [("frozen", "contrastive-blur1.5-trim-block4-seed0",
+    weights = [0.0] + ([args.koleo] if args.koleo else [])
+    variants = [(f"frozen{koleo_label(w)}",
+                 f"contrastive-blur1.5-trim-block4{koleo_tag(w)}-seed0",
                  [*DEFAULT_FREE, "--seed", "0", "--training-edits", DEFAULT_TRAINING_EDITS,
-                  *NO_KOLEO])]
-    variants += [(f"fine-tuned, {e} epochs", f"contrastive-blur1.5-trim-block4-finetune{e}", [
-        "--loss", "contrastive", "--finetune", "--freeze-backbone-epochs", "1", "--epochs",
-        str(e), "--input-blur", "1.5", "--trim", "--feature-block", "4", "--seed", "0"])
-        for e in args.finetune]
+                  "--koleo", f"{w:g}"]) for w in weights]
+    variants += [(f"fine-tuned, {e} epochs{koleo_label(w)}",
+                  f"contrastive-blur1.5-trim-block4-finetune{e}{koleo_tag(w)}", [
+                      "--loss", "contrastive", "--finetune", "--freeze-backbone-epochs", "1",
+                      "--epochs", str(e), "--input-blur", "1.5", "--trim", "--feature-block",
+                      "4", "--seed", "0", "--koleo", f"{w:g}"])
+                 for e in args.finetune for w in weights]
     rows, base = [], None
     for label, name, extra in variants:
         db_bits, copy_bits, speed = trained_codes(args, name, extra, sets)
@@ -314,11 +319,17 @@ def finetunes(args: argparse.Namespace) -> None:
                          gain_se={str(p): paired_se(base, d, source, p) for p in PRECISIONS}))
         print(label, rows[-1]["scores"]["all"], flush=True)
     report = dict(command="python benchmarks/copydetect_blur.py --finetune " + " ".join(
-        map(str, args.finetune)) + f" --originals {args.originals} --distractors "
+        map(str, args.finetune)) + (f" --koleo {args.koleo:g}" if args.koleo else "")
+        + f" --originals {args.originals} --distractors "
         f"{args.distractors}", split="CIFAR-10 training images outside the training folder",
         database=len(db), copies=len(copies), twins_left_out=left_out, rows=rows)
     write_results(RESULTS / (args.results or "copydetect-finetune"), report,
                   finetune_table(report))
+
+
+def koleo_label(weight: float) -> str:
+    """A model's name's end for its KoLeo weight: nothing for none."""
+    return f", KoLeo {weight:g}" if weight else ""
 
 
 def finetune_table(report: dict) -> list[str]:
@@ -327,8 +338,9 @@ def finetune_table(report: dict) -> list[str]:
     lines = [f"Validation split as copydetect-blur.md ({report['copies']:,} edited copies "
              f"searching {report['database']:,} images). The label-free 64-bit model "
              "(contrastive, block 4 of EfficientNet-Lite0, the 1.5 px filter and the trim, "
-             "seed 0) on frozen features (the default), and fine-tuned end to end (each batch "
-             "and a fresh edited copy of each image; the first epoch with the backbone frozen). "
+             "seed 0) on frozen features, and fine-tuned end to end (each batch and a fresh "
+             "edited copy of each image; the first epoch with the backbone frozen); each also "
+             "with a KoLeo term where a row says so. "
              "One Hamming threshold an edit; mAP with ties broken by the smaller database row. "
              "Gain: recall over all edits minus the frozen model's, ± the paired bootstrap's "
              "standard error (originals resampled with their copies). Nearest other: the "

@@ -316,8 +316,8 @@ def _check_blur(sigma: Any) -> None:
 
 
 def _check_mixing(h: HashConfig) -> None:
-    """hash.mixup, hash.cutmix and hash.label_smoothing: their ranges, and a loss (and mode)
-    that takes them."""
+    """hash.mixup, hash.cutmix, hash.label_smoothing and hash.koleo: their ranges, and a loss
+    (and mode) that takes them."""
     from hashsdk.train.losses import lookup
 
     if h.mixup < 0 or h.cutmix < 0:
