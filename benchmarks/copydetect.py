@@ -380,8 +380,8 @@ def main() -> None:
     write_results(args.results, report, markdown(report))
 
 
-# the defaults without labels, spelled out (copydetect_blur.py chose them on validation)
-# the label-free defaults before KoLeo (seed_spread names the weight it trains with)
+# the defaults without labels, spelled out (copydetect_blur.py chose them on validation), but
+# for the KoLeo weight, which seed_spread names
 DEFAULT_FREE = ["--loss", "contrastive", "--frozen", *LOWPASS_TRIM, "--feature-block", "4"]
 
 

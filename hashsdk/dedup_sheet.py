@@ -52,10 +52,10 @@ def contact_sheet(doc: dict, load: Callable[[str], Image.Image], groups: int = 2
     draw = ImageDraw.Draw(sheet)
     for r, group in enumerate(shown):
         members, top = group["members"], r * row_h
+        more = len(members) - per_row + 1  # what the row's last cell stands for, where > 1
         draw.text((4, top + 4), f"group {r}\n{len(members)} images", fill=INK)
         for k, member in enumerate(members[:per_row]):
             left = LABEL + k * (thumb + GAP)
-            more = len(members) - per_row + 1
             if k == per_row - 1 and more > 1:  # the last cell stands for the rest
                 draw.text((left + 4, top + thumb // 2), f"+{more} more", fill=INK)
                 break

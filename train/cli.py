@@ -28,6 +28,7 @@ from hashsdk.train.config import (
     CHOICES,
     LABEL_FREE_BLOCK,
     LABEL_FREE_BLUR,
+    LABEL_FREE_KOLEO,
     PHOTO_BACKBONE,
     RunConfig,
 )
@@ -147,7 +148,7 @@ HASH = [
     _setting("hash.label_smoothing", "--label-smoothing", type=float,
              help="Label smoothing of the losses over class logits (ce, orthohash)."),
     _setting("hash.koleo", "--koleo", type=float,
-             shown="1 for --loss contrastive on frozen features, else 0",
+             shown=f"{LABEL_FREE_KOLEO:g} for --loss contrastive on frozen features, else 0",
              help="Weight of a KoLeo term beside --loss contrastive, spreading the codes."),
     _setting("hash.flip_average", "--flip-average", is_flag=True,
              shown="on for a labelled photo folder with the default backbone",

@@ -47,7 +47,7 @@ from hashsdk.train.device import (
     take,
     to_device,
 )
-from hashsdk.train.edited import edit_batch
+from hashsdk.train.edited import DEFAULT_TRAINING_EDITS, edit_batch
 from hashsdk.train.evaluate import evaluate_model, normalizer, to_input
 from hashsdk.train.losses import RealLoss, fake_loss
 from hashsdk.train.losses import lookup as lookup_loss
@@ -432,7 +432,7 @@ def _batch(r: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def edited_copies(x: torch.Tensor, contract, gen: torch.Generator,
-                  edits: str = "uniform") -> torch.Tensor:
+                  edits: str = DEFAULT_TRAINING_EDITS) -> torch.Tensor:
     """One edited copy (train/edited.py) of each uint8 (B, H, W, C) image, on x's device; the
     edits draw from a numpy generator seeded from ``gen``, so a run stays reproducible."""
     rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
